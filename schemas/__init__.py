@@ -1,0 +1,33 @@
+"""The message vocabulary of agentbus: commands, events, frames, replies, subjects, codec.
+
+Everything here depends on msgspec only, so any service (in any language) can
+speak to agentbus by producing the same JSON.
+"""
+
+from . import codec, events
+from ._base import Command, Event, Frame, Message, Reply, tag_of
+from .codec import DecodeError, Decoder, encode
+from .commands import (
+    Cancel,
+    CloseSession,
+    ConfirmationReply,
+    CreateSession,
+    ExecutionMode,
+    Metadata,
+    Reply as HumanReply,
+    SendMessage,
+    SessionCommand,
+)
+from .envelope import EventMeta, FeedItem, RecordedEvent
+from .frames import (
+    AnyFrame,
+    CommandRefused,
+    ExpertResultChunk,
+    ExpertResultChunkReset,
+    ExpertSpeechChunk,
+    TeamInterventionAck,
+    TeamSynthesisChunk,
+    Token,
+)
+from .replies import CreateSessionReply, ErrorReply, SessionReady
+from .subjects import InvalidId, Subjects, validate_id

@@ -1,0 +1,58 @@
+"""Commands: intents sent to the system by clients and other services."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from ._base import Command
+
+ExecutionMode = Literal["direct", "react", "plan_exec"]
+Metadata = dict[str, str | int | float | bool | None]
+
+
+class CreateSession(Command, frozen=True, kw_only=True):
+    """Create a chat session bound to an agent (request/reply on `sessions.create`).
+
+    A caller may choose `session_id` to make a retried create idempotent.
+    """
+
+    agent_name: str = "assistant"
+    metadata: Metadata = {}
+    session_id: str | None = None
+
+
+class SendMessage(Command, frozen=True, kw_only=True):
+    """Send a user message to a session; a retry with the same key is a no-op."""
+
+    content: str
+    model: str | None = None
+    execution_mode: ExecutionMode | None = None
+    idempotency_key: str | None = None
+
+
+class Cancel(Command, frozen=True, kw_only=True):
+    """Cancel the running turn (or board/team) of a session."""
+
+    turn_id: str | None = None
+
+
+class Reply(Command, frozen=True, kw_only=True):
+    """Answer an `ask_human` question."""
+
+    request_id: str
+    content: str
+
+
+class ConfirmationReply(Command, frozen=True, kw_only=True):
+    """Approve or deny a tool call that asked for confirmation."""
+
+    confirmation_id: str
+    approved: bool
+
+
+class CloseSession(Command, frozen=True, kw_only=True):
+    """Close a session; later messages are refused."""
+
+
+SessionCommand = SendMessage | Cancel | Reply | ConfirmationReply | CloseSession
+"""Every command addressed to one session (subject `session.<sid>.cmd`)."""

@@ -1,0 +1,79 @@
+"""Events of a board meeting (`board-<board_id>`): experts debate a topic over rounds."""
+
+from __future__ import annotations
+
+import msgspec
+
+from .._base import Event
+
+
+class ExpertProfile(msgspec.Struct, frozen=True, kw_only=True):
+    """Who an expert is, as a client draws it."""
+
+    name: str
+    avatar: str = ""
+    color: str = ""
+    persona: str = ""
+    is_moderator: bool = False
+
+
+class BoardStarted(Event, frozen=True, kw_only=True):
+    """A board meeting opened on a topic with these experts."""
+
+    board_id: str
+    topic: str
+    experts: list[ExpertProfile]
+    max_rounds: int
+
+
+class ExpertSpeech(Event, frozen=True, kw_only=True):
+    """One expert's whole speech in a round."""
+
+    board_id: str
+    round: int
+    expert_name: str
+    expert_avatar: str = ""
+    expert_color: str = ""
+    role: str = "expert"
+    content: str
+
+
+class RoundSummary(Event, frozen=True, kw_only=True):
+    """The moderator's summary of a round; `consensus` ends the meeting early."""
+
+    board_id: str
+    round: int
+    moderator_name: str
+    moderator_avatar: str = ""
+    moderator_color: str = ""
+    content: str
+    consensus: bool = False
+
+
+class UserIntervention(Event, frozen=True, kw_only=True):
+    """The user spoke while a board or team was running (`target_id` is its id)."""
+
+    target_id: str
+    content: str
+
+
+class BoardConcluded(Event, frozen=True, kw_only=True):
+    """The moderator's conclusion."""
+
+    board_id: str
+    summary: str
+    decision_advice: str = ""
+    consensus_points: list[str] = []
+    dissent_points: list[str] = []
+    total_rounds: int
+
+
+class BoardFailed(Event, frozen=True, kw_only=True):
+    """The meeting ended without a conclusion (an error, or `cancelled`)."""
+
+    board_id: str
+    reason: str
+    cancelled: bool = False
+
+
+BoardEvent = BoardStarted | ExpertSpeech | RoundSummary | UserIntervention | BoardConcluded | BoardFailed

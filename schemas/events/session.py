@@ -1,0 +1,43 @@
+"""Events of the session stream (`session-<sid>`)."""
+
+from __future__ import annotations
+
+from .._base import Event
+from ..commands import ExecutionMode, Metadata
+
+
+class SessionCreated(Event, frozen=True, kw_only=True):
+    """A session was opened for an agent."""
+
+    session_id: str
+    agent_name: str
+    metadata: Metadata = {}
+
+
+class UserMessage(Event, frozen=True, kw_only=True):
+    """A user message was accepted; `idempotency_key` makes its command retry-safe."""
+
+    message_id: str
+    content: str
+    idempotency_key: str
+    model: str | None = None
+    execution_mode: ExecutionMode | None = None
+
+
+class AssistantMessage(Event, frozen=True, kw_only=True):
+    """The answer to a user message (`reply_to` is that message's id)."""
+
+    message_id: str
+    content: str
+    agent_name: str
+    reply_to: str | None = None
+    turn_id: str | None = None
+
+
+class SessionClosed(Event, frozen=True, kw_only=True):
+    """The session was closed; later messages are refused."""
+
+    reason: str = ""
+
+
+SessionEvent = SessionCreated | UserMessage | AssistantMessage | SessionClosed

@@ -1,0 +1,75 @@
+"""Frames: ephemeral live-only messages on a session's feed, never persisted.
+
+Persisting every streamed chunk would explode history; the whole text is
+persisted once, as an event, when the chunk stream ends.
+"""
+
+from __future__ import annotations
+
+from ._base import Frame
+
+
+class Token(Frame, frozen=True, kw_only=True):
+    """A streamed piece of an agent's answer."""
+
+    turn_id: str
+    content: str
+
+
+class ExpertSpeechChunk(Frame, frozen=True, kw_only=True):
+    """A streamed piece of a board expert's speech."""
+
+    board_id: str
+    round: int
+    expert_name: str
+    content: str
+
+
+class ExpertResultChunk(Frame, frozen=True, kw_only=True):
+    """A streamed piece of a team member's phase result."""
+
+    team_id: str
+    phase_id: str
+    expert_name: str
+    content: str
+
+
+class ExpertResultChunkReset(Frame, frozen=True, kw_only=True):
+    """Discard the chunks streamed so far for a phase (the member starts over)."""
+
+    team_id: str
+    phase_id: str
+    expert_name: str
+
+
+class TeamSynthesisChunk(Frame, frozen=True, kw_only=True):
+    """A streamed piece of the lead's synthesis."""
+
+    team_id: str
+    content: str
+
+
+class TeamInterventionAck(Frame, frozen=True, kw_only=True):
+    """A user message was taken as an intervention into a running board or team."""
+
+    target_id: str
+    content: str
+
+
+class CommandRefused(Frame, frozen=True, kw_only=True):
+    """A session command was refused; `code` is stable, `message` human."""
+
+    code: str
+    message: str
+    idempotency_key: str | None = None
+
+
+AnyFrame = (
+    Token
+    | ExpertSpeechChunk
+    | ExpertResultChunk
+    | ExpertResultChunkReset
+    | TeamSynthesisChunk
+    | TeamInterventionAck
+    | CommandRefused
+)

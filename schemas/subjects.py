@@ -1,0 +1,69 @@
+"""NATS subject names, and the validation that keeps ids from escaping a subject."""
+
+from __future__ import annotations
+
+import re
+
+import msgspec
+
+_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+_PREFIX = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
+
+
+class InvalidId(ValueError):
+    """An id would break a subject (it holds `.`, `*`, `>`, whitespace, or is empty/too long)."""
+
+    def __init__(self, kind: str, value: str) -> None:
+        super().__init__(f"invalid {kind} id {value!r}: use 1-128 of A-Z a-z 0-9 _ -")
+        self.kind = kind
+        self.value = value
+
+
+def validate_id(value: str, kind: str = "session") -> str:
+    """Return `value` if it is safe inside a subject, else raise `InvalidId`."""
+    if not isinstance(value, str) or not _ID.fullmatch(value):
+        raise InvalidId(kind, str(value))
+    return value
+
+
+class Subjects(msgspec.Struct, frozen=True):
+    """All subjects under one prefix (one prefix per tenant)."""
+
+    prefix: str = "agentbus"
+
+    def __post_init__(self) -> None:
+        if not _PREFIX.fullmatch(self.prefix):
+            raise ValueError(f"invalid subject prefix {self.prefix!r}")
+
+    @property
+    def sessions_create(self) -> str:
+        return f"{self.prefix}.sessions.create"
+
+    def session_cmd(self, session_id: str) -> str:
+        return f"{self.prefix}.session.{validate_id(session_id)}.cmd"
+
+    def session_evt(self, session_id: str) -> str:
+        return f"{self.prefix}.session.{validate_id(session_id)}.evt"
+
+    def actor(self, kind: str, actor_id: str) -> str:
+        return f"{self.prefix}.actor.{validate_id(kind, 'actor kind')}.{validate_id(actor_id, kind)}"
+
+    @property
+    def all_session_cmds(self) -> str:
+        return f"{self.prefix}.session.*.cmd"
+
+    def partitioned_cmd(self, partition: int | str = "*") -> str:
+        """The subject a command is stored under once the stream has mapped it to a partition."""
+        return f"{self.prefix}.part.{partition}.session.*.cmd"
+
+    @property
+    def cmd_stream(self) -> str:
+        """The JetStream stream capturing session commands (one per prefix)."""
+        suffix = "" if self.prefix == "agentbus" else "_" + re.sub(r"[^A-Za-z0-9]", "_", self.prefix).upper()
+        return f"AGENTBUS_CMD{suffix}"
+
+    @staticmethod
+    def session_of(subject: str) -> str:
+        """Return the session id named in a session command or feed subject."""
+        parts = subject.split(".")
+        return validate_id(parts[parts.index("session") + 1])
