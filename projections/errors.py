@@ -15,3 +15,41 @@ class ConcurrencyError(EventLogError):
         self.stream = stream
         self.expected = expected
         self.actual = actual
+
+
+class DuplicateEventError(EventLogError):
+    """An append reused event ids that do not make it a clean retry.
+
+    Either only some of the batch's ids are already recorded, or they were
+    recorded on another stream, or the batch repeats an id.
+    """
+
+    def __init__(self, stream: str, event_ids: list[str]) -> None:
+        super().__init__(f"stream {stream!r}: event ids already used elsewhere or in part: {event_ids}")
+        self.stream = stream
+        self.event_ids = event_ids
+
+
+class CorruptEventError(EventLogError):
+    """A stored event cannot be decoded into a known event."""
+
+    def __init__(self, position: int, reason: str) -> None:
+        super().__init__(f"event at position {position} is unreadable: {reason}")
+        self.position = position
+        self.reason = reason
+
+
+class DatabaseError(EventLogError):
+    """The database or its driver failed; `operation` says what we were doing."""
+
+    def __init__(self, operation: str, reason: str) -> None:
+        super().__init__(f"{operation} failed: {reason}")
+        self.operation = operation
+        self.reason = reason
+
+
+class EventLogClosedError(EventLogError):
+    """An append arrived after `EventLog.close()`."""
+
+    def __init__(self) -> None:
+        super().__init__("the event log is closed")

@@ -1,0 +1,57 @@
+"""The outbox relay: publishes every event of the log on its session's live subject.
+
+The log is the outbox: an event committed just before a crash is published
+when the relay resumes from its checkpoint. Delivery is at-least-once and in
+position order; subscribers drop what they have seen by `position`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+
+from bus import Bus
+from projections import Checkpoints, EventLog
+
+log = structlog.get_logger("agentbus.relay")
+
+CHECKPOINT = "nats_relay"
+
+
+class Relay:
+    """Follows the log from its checkpoint and publishes each event live."""
+
+    def __init__(self, log_: EventLog, checkpoints: Checkpoints, bus: Bus, *, save_every: float = 0.25) -> None:
+        self._log = log_
+        self._checkpoints = checkpoints
+        self._bus = bus
+        self._save_every = save_every
+        self.position = 0
+        self._saved = 0
+
+    async def run(self) -> None:
+        """Relay forever; the checkpoint is saved a few times a second, and on stop."""
+        self.position = self._saved = await self._checkpoints.get(CHECKPOINT)
+        saver = asyncio.create_task(self._save_periodically(), name="relay-checkpoint")
+        try:
+            async for recorded in self._log.follow(self.position):
+                await self._bus.publish(self._bus.subjects.session_evt(recorded.session_id), recorded)
+                self.position = recorded.position
+        finally:
+            saver.cancel()
+            await asyncio.gather(saver, return_exceptions=True)
+            await asyncio.shield(self._save())
+
+    async def _save_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self._save_every)
+            await self._save()
+
+    async def _save(self) -> None:
+        position = self.position
+        if position > self._saved:
+            # Only what NATS has taken may count as relayed.
+            await self._bus.nc.flush()
+            await self._checkpoints.set(CHECKPOINT, position)
+            self._saved = position

@@ -1,0 +1,120 @@
+"""The session actor's logic as pure functions: `evolve` folds events, `decide` judges commands."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import msgspec
+
+from schemas import CloseSession, CreateSession, SendMessage
+from schemas.events import AnyEvent, AssistantMessage, SessionClosed, SessionCreated, UserMessage
+
+from .llm import ChatMessage
+
+
+class Pending(msgspec.Struct, frozen=True, kw_only=True):
+    """A user message still waiting for its answer; `history_len` cuts the history it sees."""
+
+    message: UserMessage
+    history_len: int
+
+
+class SessionState(msgspec.Struct, kw_only=True):
+    """What a session's own events say about it. Mutable: `evolve` updates it in place."""
+
+    session_id: str
+    version: int = 0
+    created: bool = False
+    agent_name: str = ""
+    closed: bool = False
+    history: list[ChatMessage] = []
+    keys: dict[str, str] = {}
+    """idempotency key -> user message id"""
+    unanswered: dict[str, Pending] = {}
+    """user message id -> the message, until its answer is recorded"""
+
+
+def evolve(state: SessionState, event: AnyEvent) -> SessionState:
+    """Apply one of the session's own events (mutating and returning `state`)."""
+    state.version += 1
+    match event:
+        case SessionCreated(agent_name=agent_name):
+            state.created = True
+            state.agent_name = agent_name
+        case UserMessage():
+            state.keys[event.idempotency_key] = event.message_id
+            state.history.append(ChatMessage(role="user", content=event.content))
+            state.unanswered[event.message_id] = Pending(message=event, history_len=len(state.history))
+        case AssistantMessage():
+            if event.reply_to is not None:
+                state.unanswered.pop(event.reply_to, None)
+            state.history.append(ChatMessage(role="assistant", content=event.content))
+        case SessionClosed():
+            state.closed = True
+    return state
+
+
+class Refused(msgspec.Struct, frozen=True, kw_only=True):
+    """The command cannot be carried out; `code` is stable."""
+
+    code: str
+    message: str
+
+
+class Accepted(msgspec.Struct, frozen=True, kw_only=True):
+    """Record these events."""
+
+    events: list[AnyEvent]
+
+
+class AlreadyDone(msgspec.Struct, frozen=True, kw_only=True):
+    """A retry of something already recorded (`message_id`: the user message it made, if any)."""
+
+    message_id: str | None = None
+
+
+Decision = Accepted | Refused | AlreadyDone
+
+
+def decide_create(state: SessionState, command: CreateSession) -> Decision:
+    """Judge a create request for this session id."""
+    if state.created:
+        if command.agent_name == state.agent_name:
+            return AlreadyDone()
+        return Refused(code="session_exists", message=f"session {state.session_id} exists with agent {state.agent_name!r}")
+    return Accepted(
+        events=[SessionCreated(session_id=state.session_id, agent_name=command.agent_name, metadata=command.metadata)]
+    )
+
+
+def decide_send(state: SessionState, command: SendMessage, new_id: Callable[[], str]) -> Decision:
+    """Judge a user message: refused on an unknown or closed session, deduplicated by key."""
+    if not state.created:
+        return Refused(code="unknown_session", message=f"session {state.session_id} does not exist")
+    key = command.idempotency_key or ""
+    if key in state.keys:
+        return AlreadyDone(message_id=state.keys[key])
+    if state.closed:
+        return Refused(code="session_closed", message=f"session {state.session_id} is closed")
+    if not command.content.strip():
+        return Refused(code="empty_message", message="message content is empty")
+    return Accepted(
+        events=[
+            UserMessage(
+                message_id=new_id(),
+                content=command.content,
+                idempotency_key=key or new_id(),
+                model=command.model,
+                execution_mode=command.execution_mode,
+            )
+        ]
+    )
+
+
+def decide_close(state: SessionState, command: CloseSession) -> Decision:
+    """Judge a close: closing twice is a no-op."""
+    if not state.created:
+        return Refused(code="unknown_session", message=f"session {state.session_id} does not exist")
+    if state.closed:
+        return AlreadyDone()
+    return Accepted(events=[SessionClosed()])

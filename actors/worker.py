@@ -1,0 +1,129 @@
+"""The worker: hosts the actors, consumes session commands, answers creates, relays the log."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bus import DEFAULT_PARTITIONS, Bus, CommandConsumer, CommandDelivery, ensure_command_stream
+from projections import Checkpoints, EventLog, EventLogError, Projector
+from schemas import CommandRefused, CreateSession, DecodeError, ErrorReply, InvalidId, SessionReady, codec, validate_id
+
+from .context import WorkerContext
+from .errors import ActorError
+from .llm import Provider
+from .messages import Deliver
+from .relay import Relay
+from .runtime import ActorHost
+from .session import SessionActor
+from .turn import TurnActor
+
+log = structlog.get_logger("agentbus.worker")
+
+KNOWN_AGENTS = frozenset({"assistant"})
+
+
+class Worker:
+    """Everything that runs actors, for the partitions this worker owns."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        engine: AsyncEngine,
+        provider: Provider,
+        *,
+        partitions: list[int] | None = None,
+        default_model: str = "offline",
+        idle_seconds: float = 60.0,
+        ack_wait: float = 30.0,
+    ) -> None:
+        self.bus = bus
+        self.log = EventLog(engine)
+        self.ctx = WorkerContext(bus=bus, log=self.log, provider=provider, default_model=default_model)
+        self.host = ActorHost(idle_seconds=idle_seconds)
+        self.host.register(SessionActor.kind, lambda actor_id, host: SessionActor(actor_id, host, self.ctx))
+        self.host.register(TurnActor.kind, lambda actor_id, host: TurnActor(actor_id, host, self.ctx))
+        self.consumer = CommandConsumer(bus, partitions or list(range(DEFAULT_PARTITIONS)), ack_wait=ack_wait)
+        self.relay = Relay(self.log, Checkpoints(engine), bus)
+        self.projector = Projector(engine, self.log)
+        self._in_flight: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> None:
+        """Run until cancelled; then stop taking work and let JetStream redeliver the rest."""
+        await ensure_command_stream(self.bus)
+        await self.consumer.start()
+        creates = await self.bus.serve(
+            self.bus.subjects.sessions_create, codec.create_session, self._create, queue="workers"
+        )
+        background = [
+            asyncio.create_task(self.relay.run(), name="relay"),
+            asyncio.create_task(self.projector.run(), name="projector"),
+        ]
+        log.info("worker_started")
+        try:
+            async for delivery in self.consumer:
+                task = asyncio.create_task(self._process(delivery), name=f"command-{delivery.sequence}")
+                self._in_flight.add(task)
+                task.add_done_callback(self._in_flight.discard)
+        finally:
+            await creates.unsubscribe()
+            await self.consumer.stop()
+            for task in [*background, *self._in_flight]:
+                task.cancel()
+            await asyncio.gather(*background, *self._in_flight, return_exceptions=True)
+            await self.host.stop()
+            await self.log.close()
+
+    async def _create(self, request: CreateSession) -> SessionReady | ErrorReply:
+        session_id = request.session_id or uuid.uuid4().hex
+        try:
+            validate_id(session_id)
+        except InvalidId as exc:
+            return ErrorReply(code="invalid_session_id", message=str(exc))
+        if request.agent_name not in KNOWN_AGENTS:
+            return ErrorReply(code="unknown_agent", message=f"agent {request.agent_name!r} not found")
+        structlog.contextvars.bind_contextvars(session_id=session_id)
+        return await self.host.ask(SessionActor.kind, session_id, request)
+
+    async def _process(self, delivery: CommandDelivery) -> None:
+        command = delivery.command
+        structlog.contextvars.bind_contextvars(
+            session_id=delivery.session_id,
+            correlation_id=getattr(command, "idempotency_key", None) or f"cmd-{delivery.sequence}",
+        )
+        if isinstance(command, DecodeError):
+            log.warning("command_undecodable", error=str(command))
+            refusal = CommandRefused(code="invalid_command", message=str(command))
+            await self.bus.publish(self.bus.subjects.session_evt(delivery.session_id), refusal)
+            await delivery.term()
+            return
+        try:
+            outcome = await self.host.ask(SessionActor.kind, delivery.session_id, Deliver(command=command))
+            if outcome is not None:
+                await self._hold(delivery, outcome)
+        except asyncio.CancelledError:
+            # Stopping, or the actor passivated mid-turn: JetStream redelivers the
+            # command and the re-activated actor resumes from the log.
+            await asyncio.shield(delivery.nak(delay=1.0))
+            raise
+        except (ActorError, EventLogError) as exc:
+            log.warning("command_failed", error=str(exc))
+            await delivery.nak(delay=1.0)
+            return
+        except Exception:  # a bug in one command must not stop the others; it is redelivered
+            log.exception("command_crashed")
+            await delivery.nak(delay=5.0)
+            return
+        await delivery.ack()
+
+    async def _hold(self, delivery: CommandDelivery, outcome: asyncio.Future[None]) -> None:
+        """Wait for the command's work to be recorded, keeping JetStream from redelivering it."""
+        while True:
+            try:
+                await asyncio.wait_for(asyncio.shield(outcome), self.consumer.ack_wait / 3)
+                return
+            except asyncio.TimeoutError:
+                await delivery.in_progress()

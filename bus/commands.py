@@ -1,0 +1,207 @@
+"""Session commands through JetStream: the `AGENTBUS_CMD` stream, partitioned for workers.
+
+The stream captures `<prefix>.session.*.cmd` and, through a subject transform,
+stores each command under `<prefix>.part.<n>.session.<sid>.cmd` where
+`n = partition(sid)`. One durable pull consumer per partition means a worker
+owns whole partitions, so every command of a session goes to one worker in
+order, and partitions can be spread over (and taken over by) several workers.
+Commands are de-duplicated by `Nats-Msg-Id` = the idempotency key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import msgspec
+import nats.errors
+import nats.js.errors
+import structlog
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StreamConfig, SubjectTransform
+
+from schemas import DecodeError, InvalidId, SendMessage, SessionCommand, Subjects, codec, encode
+
+from .connection import Bus
+from .errors import BusError, PublishFailed
+
+log = structlog.get_logger("agentbus.bus")
+
+DEFAULT_PARTITIONS = 8
+DUPLICATE_WINDOW_S = 24 * 3600
+MSG_ID = "Nats-Msg-Id"
+
+
+class CommandAck(msgspec.Struct, frozen=True, kw_only=True):
+    """JetStream accepted a command (`duplicate`: it already had one with that key)."""
+
+    sequence: int
+    duplicate: bool
+    idempotency_key: str | None
+
+
+async def ensure_command_stream(bus: Bus, *, partitions: int = DEFAULT_PARTITIONS) -> None:
+    """Create the command stream (or update it in place) under the bus's prefix."""
+    subjects = bus.subjects
+    config = StreamConfig(
+        name=subjects.cmd_stream,
+        subjects=[subjects.all_session_cmds],
+        subject_transform=SubjectTransform(
+            src=subjects.all_session_cmds,
+            dest=f"{subjects.prefix}.part.{{{{partition({partitions},1)}}}}.session.{{{{wildcard(1)}}}}.cmd",
+        ),
+        duplicate_window=DUPLICATE_WINDOW_S,
+        max_age=7 * 24 * 3600,
+    )
+    js = bus.nc.jetstream()
+    try:
+        await js.add_stream(config)
+    except nats.js.errors.BadRequestError:
+        await js.update_stream(config)
+
+
+async def publish_command(bus: Bus, session_id: str, command: SessionCommand, *, timeout: float = 5.0) -> CommandAck:
+    """Put a command on the session's command subject and wait for JetStream to store it.
+
+    A `SendMessage` without an idempotency key gets a fresh one, so the key the
+    stream de-duplicates by is also the one the session actor records.
+    """
+    if isinstance(command, SendMessage) and not command.idempotency_key:
+        command = msgspec.structs.replace(command, idempotency_key=uuid.uuid4().hex)
+    key = command.idempotency_key if isinstance(command, SendMessage) else None
+    subject = bus.subjects.session_cmd(session_id)
+    headers = {MSG_ID: key} if key else None
+    try:
+        ack = await bus.nc.jetstream().publish(subject, encode(command), headers=headers, timeout=timeout)
+    except nats.js.errors.NoStreamResponseError:
+        raise PublishFailed(subject, "no command stream (is a worker running?)") from None
+    except (nats.errors.TimeoutError, nats.js.errors.APIError) as exc:
+        raise PublishFailed(subject, str(exc) or type(exc).__name__) from None
+    return CommandAck(sequence=ack.seq, duplicate=bool(ack.duplicate), idempotency_key=key)
+
+
+class CommandDelivery:
+    """One delivered command; `ack` it only once its effects are in the event log."""
+
+    def __init__(self, msg: Msg, session_id: str, command: SessionCommand | DecodeError) -> None:
+        self._msg = msg
+        self.session_id = session_id
+        self.command = command
+
+    @property
+    def sequence(self) -> int:
+        return self._msg.metadata.sequence.stream
+
+    @property
+    def num_delivered(self) -> int:
+        return self._msg.metadata.num_delivered
+
+    async def ack(self) -> None:
+        await self._msg.ack()
+
+    async def in_progress(self) -> None:
+        """Tell JetStream the command is still being worked on (resets its ack timer)."""
+        await self._msg.in_progress()
+
+    async def nak(self, delay: float | None = None) -> None:
+        await self._msg.nak(delay=delay)
+
+    async def term(self) -> None:
+        """Drop a command that can never succeed (e.g. undecodable); it is not redelivered."""
+        await self._msg.term()
+
+
+class CommandConsumer:
+    """Pulls the commands of some partitions, one durable consumer per partition."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        partitions: list[int],
+        *,
+        ack_wait: float = 30.0,
+        batch: int = 64,
+        queue_size: int = 1024,
+    ) -> None:
+        self._bus = bus
+        self._partitions = partitions
+        self._ack_wait = ack_wait
+        self._batch = batch
+        self._queue: asyncio.Queue[CommandDelivery] = asyncio.Queue(queue_size)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._subscriptions: list[JetStreamContext.PullSubscription] = []
+
+    @property
+    def ack_wait(self) -> float:
+        return self._ack_wait
+
+    async def start(self) -> None:
+        """Bind a pull subscription per partition and start fetching."""
+        js = self._bus.nc.jetstream()
+        subjects: Subjects = self._bus.subjects
+        for partition in self._partitions:
+            durable = f"workers-p{partition}"
+            config = ConsumerConfig(
+                durable_name=durable,
+                filter_subject=subjects.partitioned_cmd(partition),
+                ack_policy=AckPolicy.EXPLICIT,
+                deliver_policy=DeliverPolicy.ALL,
+                ack_wait=self._ack_wait,
+                max_ack_pending=4096,
+            )
+            psub = await js.pull_subscribe(
+                subjects.partitioned_cmd(partition), durable=durable, stream=subjects.cmd_stream, config=config
+            )
+            self._subscriptions.append(psub)
+            self._tasks.append(asyncio.create_task(self._fetch(psub), name=f"fetch-{durable}"))
+
+    async def _fetch(self, psub: JetStreamContext.PullSubscription) -> None:
+        while True:
+            try:
+                msgs = await psub.fetch(self._batch, timeout=1.0)
+            except nats.errors.TimeoutError:
+                continue
+            except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError, nats.js.errors.APIError) as exc:
+                log.warning("command_fetch_failed", error=str(exc))
+                await asyncio.sleep(0.5)
+                continue
+            for msg in msgs:
+                try:
+                    session_id = Subjects.session_of(msg.subject)
+                except InvalidId as exc:
+                    log.warning("command_for_invalid_session", subject=msg.subject, error=str(exc))
+                    await msg.term()
+                    continue
+                await self._queue.put(self._delivery(msg, session_id))
+
+    @staticmethod
+    def _delivery(msg: Msg, session_id: str) -> CommandDelivery:
+        try:
+            command: SessionCommand | DecodeError = codec.session_commands.decode(msg.data)
+        except DecodeError as exc:
+            command = exc
+        return CommandDelivery(msg, session_id, command)
+
+    def __aiter__(self) -> AsyncIterator[CommandDelivery]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[CommandDelivery]:
+        if not self._tasks:
+            raise BusError("CommandConsumer.start() was not called")
+        while True:
+            yield await self._queue.get()
+
+    async def stop(self) -> None:
+        """Stop fetching; undelivered or unacked commands are redelivered later."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        for psub in self._subscriptions:
+            try:
+                await psub.unsubscribe()
+            except (nats.errors.ConnectionClosedError, nats.errors.BadSubscriptionError):
+                pass
+        self._subscriptions.clear()

@@ -1,0 +1,154 @@
+"""The typed NATS connection: publish, subscribe, request and serve msgspec messages."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Generic, TypeVar
+
+import msgspec
+import nats
+import nats.errors
+import structlog
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+from schemas import DecodeError, Decoder, ErrorReply, Subjects, encode
+
+from .errors import BusError, RequestFailed
+
+log = structlog.get_logger("agentbus.bus")
+
+T = TypeVar("T")
+R = TypeVar("R", bound=msgspec.Struct)
+
+
+class TypedSubscription(Generic[T]):
+    """Messages of one subject, decoded; undecodable ones are logged and skipped.
+
+    nats-py buffers at most `pending_msgs_limit` messages for a slow reader and
+    drops the excess (reported through the connection's error callback), so a
+    stuck consumer cannot exhaust memory.
+    """
+
+    def __init__(self, sub: Subscription, decoder: Decoder[T]) -> None:
+        self._sub = sub
+        self._decoder = decoder
+
+    def __aiter__(self) -> AsyncIterator[T]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[T]:
+        async for msg in self._sub.messages:
+            try:
+                yield self._decoder.decode(msg.data)
+            except DecodeError as exc:
+                log.warning("undecodable_message", subject=msg.subject, error=str(exc))
+
+    async def close(self) -> None:
+        """Stop receiving; safe to call twice or after the connection closed."""
+        try:
+            await self._sub.unsubscribe()
+        except (nats.errors.ConnectionClosedError, nats.errors.BadSubscriptionError):
+            pass
+
+
+class Bus:
+    """One NATS connection speaking agentbus messages under `subjects.prefix`."""
+
+    def __init__(self, nc: Client, subjects: Subjects) -> None:
+        self.nc = nc
+        self.subjects = subjects
+
+    @classmethod
+    async def connect(cls, url: str, *, name: str, subjects: Subjects | None = None) -> Bus:
+        """Connect, reconnecting forever after a drop (commands wait in JetStream meanwhile)."""
+
+        async def on_error(exc: Exception) -> None:
+            log.warning("nats_error", error=str(exc), client=name)
+
+        async def on_disconnect() -> None:
+            log.warning("nats_disconnected", client=name)
+
+        async def on_reconnect() -> None:
+            log.info("nats_reconnected", client=name)
+
+        try:
+            nc = await nats.connect(
+                url,
+                name=name,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.5,
+                connect_timeout=5,
+                allow_reconnect=True,
+                error_cb=on_error,
+                disconnected_cb=on_disconnect,
+                reconnected_cb=on_reconnect,
+            )
+        except (OSError, nats.errors.Error, asyncio.TimeoutError) as exc:
+            raise BusError(f"cannot connect to NATS at {url}: {exc or type(exc).__name__}") from exc
+        return cls(nc, subjects or Subjects())
+
+    async def publish(self, subject: str, message: msgspec.Struct) -> None:
+        """Publish one message (fire and forget, core NATS)."""
+        await self.nc.publish(subject, encode(message))
+
+    async def subscribe(
+        self, subject: str, decoder: Decoder[T], *, queue: str = "", pending_msgs_limit: int = 65536
+    ) -> TypedSubscription[T]:
+        """Subscribe to `subject`; iterate the result to receive decoded messages."""
+        sub = await self.nc.subscribe(subject, queue=queue, pending_msgs_limit=pending_msgs_limit)
+        return TypedSubscription(sub, decoder)
+
+    async def request(self, subject: str, message: msgspec.Struct, decoder: Decoder[T], *, timeout: float = 5.0) -> T:
+        """Send a request and decode its reply; raise `RequestFailed` when there is none."""
+        try:
+            msg = await self.nc.request(subject, encode(message), timeout=timeout)
+        except nats.errors.NoRespondersError:
+            raise RequestFailed(subject, "no responders (is a worker running?)") from None
+        except nats.errors.TimeoutError:
+            raise RequestFailed(subject, f"no reply within {timeout}s") from None
+        try:
+            return decoder.decode(msg.data)
+        except DecodeError as exc:
+            raise RequestFailed(subject, str(exc)) from None
+
+    async def serve(
+        self,
+        subject: str,
+        decoder: Decoder[T],
+        handler: Callable[[T], Awaitable[msgspec.Struct]],
+        *,
+        queue: str,
+    ) -> Subscription:
+        """Answer requests on `subject` with `handler`, one queue-group member among many.
+
+        Undecodable requests get an `ErrorReply` and never reach the handler; a
+        handler that raises is logged and answered with an `internal` error, so the
+        requester is not left waiting for a timeout.
+        """
+
+        async def on_request(msg: Msg) -> None:
+            try:
+                request = decoder.decode(msg.data)
+            except DecodeError as exc:
+                await msg.respond(encode(exc.as_reply()))
+                return
+            try:
+                reply = await handler(request)
+            except Exception as exc:  # a bug in one request must not kill the service
+                log.exception("request_handler_failed", subject=msg.subject)
+                reply = ErrorReply(code="internal", message=f"{type(exc).__name__}: {exc}")
+            await msg.respond(encode(reply))
+
+        return await self.nc.subscribe(subject, queue=queue, cb=on_request)
+
+    async def close(self) -> None:
+        """Flush what was published and close the connection."""
+        if self.nc.is_closed:
+            return
+        try:
+            await self.nc.drain()
+        except (nats.errors.ConnectionClosedError, asyncio.TimeoutError):
+            await self.nc.close()

@@ -1,0 +1,19 @@
+"""What the gateway's handlers share: the bus, the log (read only) and the read models."""
+
+from __future__ import annotations
+
+import msgspec
+
+from bus import Bus
+from projections import EventLog, ReadModels
+
+
+class GatewayContext(msgspec.Struct, frozen=True, kw_only=True):
+    """Handles the gateway needs; it holds no business logic of its own."""
+
+    bus: Bus
+    log: EventLog
+    read_models: ReadModels
+    api_key: str | None = None
+    request_timeout: float = 10.0
+    max_frame_bytes: int = 64 * 1024

@@ -1,0 +1,83 @@
+"""The WebSocket protocol: what clients send, and the frames the server sends back.
+
+Frame names and shapes follow the seed's chat socket (`token`, `step`,
+`final_answer`, `error` with `data.message`, ...). A frame that renders a
+persisted event carries a top-level `position`; frames of live chunks carry none.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from schemas import ExecutionMode
+
+
+class ClientFrame(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    """Base of client → server frames."""
+
+
+class ChatMessage(ClientFrame, frozen=True, kw_only=True, tag="message"):
+    content: str
+    model: str | None = None
+    execution_mode: ExecutionMode | None = None
+    idempotency_key: str | None = None
+
+
+class CancelFrame(ClientFrame, frozen=True, kw_only=True, tag="cancel"):
+    turn_id: str | None = None
+
+
+class Ping(ClientFrame, frozen=True, kw_only=True, tag="ping"):
+    pass
+
+
+class ReplyFrame(ClientFrame, frozen=True, kw_only=True, tag="reply"):
+    request_id: str
+    content: str
+
+
+class ConfirmationReplyFrame(ClientFrame, frozen=True, kw_only=True, tag="confirmation_reply"):
+    confirmation_id: str
+    approved: bool
+
+
+ClientFrames = ChatMessage | CancelFrame | Ping | ReplyFrame | ConfirmationReplyFrame
+client_frames = msgspec.json.Decoder(ClientFrames)
+
+
+class ServerFrame(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A server → client frame; `data` holds pre-encoded JSON."""
+
+    type: str
+    position: int | None = None
+    session_id: str | None = None
+    content: str | None = None
+    is_final: bool | None = None
+    turn_id: str | None = None
+    data: msgspec.Raw | None = None
+
+
+class ErrorData(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    message: str
+    code: str | None = None
+
+
+class StepData(msgspec.Struct, frozen=True, kw_only=True):
+    event_type: str
+    step: int
+    data: msgspec.Raw
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def encode_frame(frame: ServerFrame) -> str:
+    return _encoder.encode(frame).decode()
+
+
+def raw(value: msgspec.Struct) -> msgspec.Raw:
+    return msgspec.Raw(_encoder.encode(value))
+
+
+def error_frame(message: str, code: str | None = None, position: int | None = None) -> ServerFrame:
+    return ServerFrame(type="error", position=position, data=raw(ErrorData(message=message, code=code)))

@@ -1,0 +1,183 @@
+"""REST under /api/v1/chat: sessions, their messages, and the raw event log."""
+
+from __future__ import annotations
+
+import asyncio
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from bus import BusError, publish_command
+from projections import EventLogError
+from schemas import CloseSession, CreateSession, ErrorReply, InvalidId, Metadata, codec, validate_id
+
+from .context import GatewayContext
+
+_encoder = msgspec.json.Encoder()
+
+
+class CreateSessionBody(msgspec.Struct, frozen=True, kw_only=True):
+    agent_name: str = "assistant"
+    metadata: Metadata | None = None
+    session_id: str | None = None
+
+
+def json_response(value: object, status: int = 200) -> Response:
+    return Response(_encoder.encode(value), status_code=status, media_type="application/json")
+
+
+class Problem(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """An error body: `detail` as the seed's HTTPException had it, plus a stable `code`."""
+
+    detail: str
+    code: str | None = None
+
+
+class Closed(msgspec.Struct, frozen=True, kw_only=True):
+    status: str
+    session_id: str
+
+
+def problem(status: int, detail: str, code: str | None = None) -> Response:
+    return json_response(Problem(detail=detail, code=code), status)
+
+
+_ERROR_STATUS = {"unknown_agent": 404, "session_exists": 409, "invalid_session_id": 400, "invalid_message": 400}
+
+
+def _ctx(request: Request) -> GatewayContext:
+    return request.app.state.ctx
+
+
+async def _session_id(request: Request) -> str | Response:
+    try:
+        return validate_id(request.path_params["session_id"])
+    except InvalidId as exc:
+        return problem(400, str(exc), "invalid_session_id")
+
+
+async def list_sessions(request: Request) -> Response:
+    ctx = _ctx(request)
+    await ctx.read_models.wait_caught_up(ctx.log)
+    return json_response(await ctx.read_models.list_sessions())
+
+
+async def create_session(request: Request) -> Response:
+    ctx = _ctx(request)
+    raw_body = await request.body()
+    try:
+        body = msgspec.json.decode(raw_body or b"{}", type=CreateSessionBody)
+    except msgspec.DecodeError as exc:
+        return problem(422, f"invalid body: {exc}", "invalid_body")
+    command = CreateSession(agent_name=body.agent_name, metadata=body.metadata or {}, session_id=body.session_id)
+    try:
+        reply = await ctx.bus.request(
+            ctx.bus.subjects.sessions_create, command, codec.create_session_replies, timeout=ctx.request_timeout
+        )
+    except BusError as exc:
+        return problem(503, str(exc), "bus_unavailable")
+    if isinstance(reply, ErrorReply):
+        return problem(_ERROR_STATUS.get(reply.code, 500), reply.message, reply.code)
+    view = await _wait_for_session(ctx, reply.session_id)
+    if view is None:
+        return problem(504, f"session {reply.session_id} was created but is not readable yet", "projection_lag")
+    return json_response(view)
+
+
+async def _wait_for_session(ctx: GatewayContext, session_id: str, timeout: float = 5.0):  # noqa: ANN202
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        await ctx.read_models.wait_caught_up(ctx.log, timeout=timeout)
+        view = await ctx.read_models.get_session(session_id)
+        if view is not None or asyncio.get_running_loop().time() > deadline:
+            return view
+        await asyncio.sleep(0.01)
+
+
+async def get_session(request: Request) -> Response:
+    ctx = _ctx(request)
+    session_id = await _session_id(request)
+    if isinstance(session_id, Response):
+        return session_id
+    await ctx.read_models.wait_caught_up(ctx.log)
+    view = await ctx.read_models.get_session(session_id)
+    if view is None:
+        return problem(404, f"Session '{session_id}' not found", "unknown_session")
+    return json_response(view)
+
+
+async def close_session(request: Request) -> Response:
+    ctx = _ctx(request)
+    session_id = await _session_id(request)
+    if isinstance(session_id, Response):
+        return session_id
+    await ctx.read_models.wait_caught_up(ctx.log)
+    if await ctx.read_models.get_session(session_id) is None:
+        return problem(404, f"Session '{session_id}' not found", "unknown_session")
+    try:
+        await publish_command(ctx.bus, session_id, CloseSession())
+    except BusError as exc:
+        return problem(503, str(exc), "bus_unavailable")
+    deadline = asyncio.get_running_loop().time() + ctx.request_timeout
+    while asyncio.get_running_loop().time() < deadline:
+        await ctx.read_models.wait_caught_up(ctx.log)
+        view = await ctx.read_models.get_session(session_id)
+        if view is not None and view.status == "closed":
+            return json_response(Closed(status="closed", session_id=session_id))
+        await asyncio.sleep(0.02)
+    return problem(504, "close was accepted but not yet recorded", "timeout")
+
+
+def _int_param(request: Request, name: str, default: int | None, minimum: int = 0) -> int | None:
+    value = request.query_params.get(name)
+    if value is None or value == "":
+        return default
+    number = int(value)  # ValueError is answered with 400 by the caller
+    if number < minimum:
+        raise ValueError(f"{name} must be >= {minimum}")
+    return number
+
+
+async def list_messages(request: Request) -> Response:
+    ctx = _ctx(request)
+    session_id = await _session_id(request)
+    if isinstance(session_id, Response):
+        return session_id
+    try:
+        limit = _int_param(request, "limit", None, minimum=1)
+        offset = _int_param(request, "offset", 0) or 0
+    except ValueError as exc:
+        return problem(400, f"invalid query: {exc}", "invalid_query")
+    await ctx.read_models.wait_caught_up(ctx.log)
+    if await ctx.read_models.get_session(session_id) is None:
+        return problem(404, f"Session '{session_id}' not found", "unknown_session")
+    return json_response(await ctx.read_models.list_messages(session_id, limit=limit, offset=offset))
+
+
+async def list_events(request: Request) -> Response:
+    ctx = _ctx(request)
+    session_id = await _session_id(request)
+    if isinstance(session_id, Response):
+        return session_id
+    try:
+        after = _int_param(request, "after", 0) or 0
+        limit = min(_int_param(request, "limit", 1000, minimum=1) or 1000, 10_000)
+    except ValueError as exc:
+        return problem(400, f"invalid query: {exc}", "invalid_query")
+    try:
+        events = await ctx.log.read_session(session_id, after=after, limit=limit)
+    except EventLogError as exc:
+        return problem(503, str(exc), "log_unavailable")
+    return json_response(events)
+
+
+routes = [
+    Route("/sessions", list_sessions, methods=["GET"]),
+    Route("/sessions", create_session, methods=["POST"]),
+    Route("/sessions/{session_id}", get_session, methods=["GET"]),
+    Route("/sessions/{session_id}", close_session, methods=["DELETE"]),
+    Route("/sessions/{session_id}/messages", list_messages, methods=["GET"]),
+    Route("/sessions/{session_id}/events", list_events, methods=["GET"]),
+]

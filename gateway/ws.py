@@ -1,0 +1,165 @@
+"""The chat WebSocket: catch-up from the log, then the live feed, and client commands.
+
+Connection states: authenticate → check the session → subscribe live → send
+`connected` → replay the log after `?after=` → relay live items, dropping any
+persisted event whose position was already sent. Every position reaches the
+client exactly once and in order, whatever the relay or the catch-up did.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import msgspec
+import structlog
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from bus import BusError, TypedSubscription, publish_command
+from schemas import Cancel, ConfirmationReply, FeedItem, HumanReply, InvalidId, RecordedEvent, SendMessage, codec, validate_id
+
+from .auth import authorized
+from .context import GatewayContext
+from .protocol import (
+    CancelFrame,
+    ChatMessage,
+    ConfirmationReplyFrame,
+    Ping,
+    ReplyFrame,
+    ServerFrame,
+    client_frames,
+    encode_frame,
+    error_frame,
+)
+from .render import render
+
+log = structlog.get_logger("agentbus.gateway")
+
+CLOSE_UNAUTHORIZED = 4001
+CLOSE_POLICY = 1008
+
+
+class _Connection:
+    """One client socket; all sends go through `send` so frames never interleave."""
+
+    def __init__(self, websocket: WebSocket, ctx: GatewayContext, session_id: str) -> None:
+        self.ws = websocket
+        self.ctx = ctx
+        self.session_id = session_id
+        self.last_position = 0
+        self._send_lock = asyncio.Lock()
+
+    async def send(self, frame: ServerFrame) -> None:
+        async with self._send_lock:
+            await self.ws.send_text(encode_frame(frame))
+
+    async def deliver(self, item: FeedItem) -> None:
+        if isinstance(item, RecordedEvent):
+            if item.position <= self.last_position:
+                return
+            self.last_position = item.position
+        await self.send(render(item))
+
+    async def catch_up(self, after: int) -> None:
+        self.last_position = after
+        async for recorded in self.ctx.log.iter_session(self.session_id, after=after):
+            await self.deliver(recorded)
+
+    async def pump(self, live: TypedSubscription[FeedItem]) -> None:
+        # Items that arrived during catch-up wait in the subscription's buffer.
+        async for item in live:
+            await self.deliver(item)
+
+    async def on_text(self, text: str) -> None:
+        if len(text.encode()) > self.ctx.max_frame_bytes:
+            await self.send(error_frame(f"frame larger than {self.ctx.max_frame_bytes} bytes", "frame_too_large"))
+            return
+        try:
+            frame = client_frames.decode(text)
+        except msgspec.DecodeError as exc:
+            await self.send(error_frame(f"invalid frame: {exc}", "invalid_frame"))
+            return
+        match frame:
+            case Ping():
+                await self.send(ServerFrame(type="pong"))
+            case ChatMessage():
+                await self._command(
+                    SendMessage(
+                        content=frame.content,
+                        model=frame.model,
+                        execution_mode=frame.execution_mode,
+                        idempotency_key=frame.idempotency_key,
+                    )
+                )
+            case CancelFrame(turn_id=turn_id):
+                await self._command(Cancel(turn_id=turn_id))
+            case ReplyFrame(request_id=request_id, content=content):
+                await self._command(HumanReply(request_id=request_id, content=content))
+            case ConfirmationReplyFrame(confirmation_id=confirmation_id, approved=approved):
+                await self._command(ConfirmationReply(confirmation_id=confirmation_id, approved=approved))
+
+    async def _command(self, command: SendMessage | Cancel | HumanReply | ConfirmationReply) -> None:
+        try:
+            await publish_command(self.ctx.bus, self.session_id, command)
+        except BusError as exc:
+            await self.send(error_frame(f"command not accepted: {exc}", "bus_unavailable"))
+
+
+def _after(websocket: WebSocket) -> int | None:
+    value = websocket.query_params.get("after")
+    if value is None:
+        return None
+    after = int(value)
+    if after < 0:
+        raise ValueError("after must be >= 0")
+    return after
+
+
+async def chat_socket(websocket: WebSocket) -> None:
+    ctx: GatewayContext = websocket.app.state.ctx
+    await websocket.accept()
+    if not authorized(websocket, ctx.api_key):
+        await websocket.send_text(encode_frame(error_frame("Invalid api_key", "unauthorized")))
+        await websocket.close(code=CLOSE_UNAUTHORIZED, reason="Invalid api_key")
+        return
+    try:
+        session_id = validate_id(websocket.path_params["session_id"])
+        after = _after(websocket)
+    except (InvalidId, ValueError) as exc:
+        await websocket.send_text(encode_frame(error_frame(str(exc), "invalid_request")))
+        await websocket.close(code=CLOSE_POLICY, reason="invalid request")
+        return
+    structlog.contextvars.bind_contextvars(session_id=session_id)
+    await ctx.read_models.wait_caught_up(ctx.log)
+    session = await ctx.read_models.get_session(session_id)
+    if session is None:
+        await websocket.send_text(encode_frame(error_frame(f"Session '{session_id}' not found", "unknown_session")))
+        await websocket.close(code=1000, reason="Session not found")
+        return
+
+    conn = _Connection(websocket, ctx, session_id)
+    # Subscribe before reading the log, so nothing committed meanwhile is missed.
+    live = await ctx.bus.subscribe(ctx.bus.subjects.session_evt(session_id), codec.feed)
+    pump: asyncio.Task[None] | None = None
+    try:
+        await conn.send(ServerFrame(type="connected", session_id=session_id, position=None))
+        if after is not None:
+            await conn.catch_up(after)
+        pump = asyncio.create_task(conn.pump(live), name=f"ws-pump-{session_id}")
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            text = message.get("text")
+            if text is None:
+                await conn.send(error_frame("binary frames are not supported; send JSON text", "invalid_frame"))
+                continue
+            await conn.on_text(text)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        if pump is not None:
+            pump.cancel()
+            await asyncio.gather(pump, return_exceptions=True)
+        await live.close()
+        if websocket.client_state == WebSocketState.CONNECTED:
+            await websocket.close()

@@ -1,0 +1,37 @@
+"""The Postgres side of agentbus: the event log, migrations, checkpoints and read models.
+
+Only this package runs SQL; the rest of the system uses these names.
+"""
+
+from .checkpoints import Checkpoints
+from .database import create_engine, ensure_database
+from .errors import (
+    ConcurrencyError,
+    CorruptEventError,
+    DatabaseError,
+    DuplicateEventError,
+    EventLogClosedError,
+    EventLogError,
+)
+from .eventlog import EventLog, NewEvent
+from .migrations import migrate
+from .readmodels import MessageView, Projector, ReadModels, SessionView
+
+__all__ = [
+    "Checkpoints",
+    "ConcurrencyError",
+    "CorruptEventError",
+    "DatabaseError",
+    "DuplicateEventError",
+    "EventLog",
+    "EventLogClosedError",
+    "EventLogError",
+    "MessageView",
+    "NewEvent",
+    "Projector",
+    "ReadModels",
+    "SessionView",
+    "create_engine",
+    "ensure_database",
+    "migrate",
+]

@@ -1,0 +1,148 @@
+"""The group-commit appender: concurrent appends of one process share transactions.
+
+Every append transaction holds one advisory lock (see `_batch`), which caps a
+database at a few thousand transactions per second; putting many callers'
+appends into each transaction wins that throughput back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from schemas.envelope import RecordedEvent
+
+from ._batch import DEFER, AppendRequest, write_batch
+from .errors import DatabaseError, EventLogClosedError
+
+log = structlog.get_logger(__name__)
+
+_ALONE_ATTEMPTS = 3
+
+
+class GroupAppender:
+    """Owns a bounded queue of append requests and the task that commits them in batches."""
+
+    def __init__(self, engine: AsyncEngine, *, max_batch: int = 256, queue_size: int = 4096) -> None:
+        self._engine = engine
+        self._max_batch = max_batch
+        self._queue: asyncio.Queue[AppendRequest | None] = asyncio.Queue(queue_size)
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+        self._stopping = False
+
+    async def submit(self, request: AppendRequest) -> list[RecordedEvent]:
+        """Queue `request` and wait for its outcome.
+
+        A caller cancelled while its batch commits may still have its events
+        written; retrying with the same event ids is safe.
+        """
+        if self._closed:
+            raise EventLogClosedError()
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="agentbus-appender")
+        await self._queue.put(request)
+        return await request.future
+
+    async def close(self) -> None:
+        """Commit what is queued, then stop the task; later appends raise `EventLogClosedError`."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._task is None:
+            return
+        await self._queue.put(None)
+        await self._task
+        # A submit blocked on a full queue may have landed behind the stop marker.
+        while not self._queue.empty():
+            request = self._queue.get_nowait()
+            if request is not None:
+                _settle(request, EventLogClosedError())
+
+    async def _run(self) -> None:
+        carry: list[AppendRequest] = []
+        while True:
+            batch = await self._gather(carry)
+            live = [request for request in batch if not request.future.done()]
+            carry = await self._commit(live) if live else []
+            if self._stopping and not carry:
+                return
+
+    async def _gather(self, carry: list[AppendRequest]) -> list[AppendRequest]:
+        """Return `carry` plus whatever is queued; block for one request when there is nothing."""
+        batch = list(carry)
+        if not batch and not self._stopping:
+            first = await self._queue.get()
+            if first is None:
+                self._stopping = True
+                return batch
+            batch.append(first)
+        while len(batch) < self._max_batch and not self._stopping and not self._queue.empty():
+            request = self._queue.get_nowait()
+            if request is None:
+                self._stopping = True
+            else:
+                batch.append(request)
+        return batch
+
+    async def _commit(self, batch: list[AppendRequest]) -> list[AppendRequest]:
+        """Commit `batch` in one transaction and settle its callers; return the deferred requests."""
+        try:
+            async with self._engine.begin() as conn:
+                outcomes = await write_batch(conn, batch)
+        except IntegrityError:
+            # Someone wrote without the lock and took a key we planned. One transaction per
+            # request re-checks each against what is now committed, so only the offender fails.
+            log.warning("append_batch_unique_violation", requests=len(batch))
+            for request in batch:
+                await self._commit_alone(request)
+            return []
+        except (DBAPIError, OSError) as exc:
+            for request in batch:
+                _settle(request, DatabaseError("append", _reason(exc)))
+            return []
+        except Exception as exc:  # noqa: BLE001 - a failure goes back to its callers, never kills the loop
+            for request in batch:
+                _settle(request, exc)
+            return []
+        carry = []
+        for request, outcome in zip(batch, outcomes):
+            if outcome is DEFER:
+                carry.append(request)
+            else:
+                _settle(request, outcome)
+        return carry
+
+    async def _commit_alone(self, request: AppendRequest) -> None:
+        for attempt in range(1, _ALONE_ATTEMPTS + 1):
+            try:
+                async with self._engine.begin() as conn:
+                    [outcome] = await write_batch(conn, [request])
+            except IntegrityError as exc:
+                if attempt == _ALONE_ATTEMPTS:
+                    outcome = DatabaseError("append", _reason(exc))
+                    break
+                continue  # the offending row is committed now; the next attempt sees it
+            except (DBAPIError, OSError) as exc:
+                outcome = DatabaseError("append", _reason(exc))
+            except Exception as exc:  # noqa: BLE001 - see _commit
+                outcome = exc
+            break
+        _settle(request, outcome)
+
+
+def _reason(exc: BaseException) -> str:
+    return str(exc.orig) if isinstance(exc, DBAPIError) else (str(exc) or type(exc).__name__)
+
+
+def _settle(request: AppendRequest, outcome: object) -> None:
+    if request.future.done():  # the caller was cancelled
+        return
+    if isinstance(outcome, BaseException):
+        request.future.set_exception(outcome)
+    else:
+        request.future.set_result(outcome)  # type: ignore[arg-type]
+

@@ -1,0 +1,139 @@
+"""One group-commit transaction: check every request of a batch, write the accepted ones.
+
+The advisory lock is taken before anything is read, so the version checks see
+every earlier append and the positions drawn here are larger than every
+committed one: a follower that has seen position N never finds a later commit below N.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy import ARRAY, Integer, Text, Uuid, any_, bindparam, func, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from schemas.envelope import RecordedEvent
+
+from . import _locks
+from ._rows import select_events, to_recorded, to_row
+from .errors import ConcurrencyError, DuplicateEventError, EventLogError
+from .tables import events, position_seq
+
+if TYPE_CHECKING:
+    from .eventlog import NewEvent
+
+CHANNEL = "agentbus_events"
+"""NOTIFY channel; the payload is the largest position the transaction committed."""
+
+SCHEMA = 1
+"""The `schema` stored with new events; events carry no version of their own yet."""
+
+Outcome = list[RecordedEvent] | EventLogError
+
+
+@dataclass(eq=False, slots=True)
+class AppendRequest:
+    """One caller's `append`, waiting in the appender's queue for its outcome."""
+
+    stream: str
+    events: tuple[NewEvent, ...]
+    expected_version: int | None
+    future: asyncio.Future[list[RecordedEvent]] = field(repr=False)
+
+    @property
+    def event_ids(self) -> list[str]:
+        return [new.event_id for new in self.events]
+
+
+DEFER = object()
+"""Outcome of a request that repeats ids of an earlier request in the same batch.
+
+It runs in the next transaction, where it finds those ids committed (a retry)
+or not (a conflict), exactly as if it had arrived a moment later.
+"""
+
+_by_ids = select_events().where(
+    events.c.event_id == any_(bindparam("ids", type_=ARRAY(Uuid(as_uuid=False))))
+)
+_versions = (
+    select(events.c.stream, func.max(events.c.version))
+    .where(events.c.stream == any_(bindparam("streams", type_=ARRAY(Text))))
+    .group_by(events.c.stream)
+)
+_positions = select(position_seq.next_value()).select_from(func.generate_series(1, bindparam("n", type_=Integer)))
+
+
+async def write_batch(conn: AsyncConnection, batch: list[AppendRequest]) -> list[Outcome | object]:
+    """Check and write `batch` inside the caller's transaction; return one outcome per request.
+
+    Refused requests get their error as outcome and write nothing; the others are
+    inserted. A unique violation here (a writer that bypassed the lock) raises
+    `IntegrityError` and the caller must roll back.
+    """
+    lock = await conn.execute(text("SELECT pg_advisory_xact_lock(:key), now()"), {"key": _locks.APPEND})
+    recorded_at: datetime = lock.one()[1]
+    ids = [event_id for request in batch for event_id in request.event_ids]
+    existing = {row.event_id: to_recorded(row) for row in await conn.execute(_by_ids, {"ids": ids})}
+    streams = list({request.stream for request in batch})
+    versions = {stream: version for stream, version in await conn.execute(_versions, {"streams": streams})}
+
+    outcomes: list[Outcome | object] = []
+    planned: list[tuple[AppendRequest, int]] = []  # accepted request, version before it
+    seen: set[str] = set()
+    for request in batch:
+        outcome = _check(request, existing, versions, seen)
+        if outcome is None:
+            planned.append((request, versions.get(request.stream, 0)))
+            versions[request.stream] = versions.get(request.stream, 0) + len(request.events)
+        outcomes.append(outcome)
+        seen.update(request.event_ids)
+    if not planned:
+        return outcomes
+
+    count = sum(len(request.events) for request, _ in planned)
+    positions = iter(sorted((await conn.execute(_positions, {"n": count})).scalars()))
+    written: dict[AppendRequest, list[RecordedEvent]] = {}
+    for request, base in planned:
+        written[request] = [
+            RecordedEvent(
+                position=next(positions),
+                stream=request.stream,
+                version=base + offset,
+                session_id=new.session_id,
+                event_id=new.event_id,
+                schema=SCHEMA,
+                recorded_at=recorded_at,
+                meta=new.meta,
+                event=new.event,
+            )
+            for offset, new in enumerate(request.events, start=1)
+        ]
+    rows = [to_row(recorded) for batch_rows in written.values() for recorded in batch_rows]
+    await conn.execute(events.insert(), rows)
+    last = max(row["position"] for row in rows)
+    await conn.execute(text("SELECT pg_notify(:channel, :payload)"), {"channel": CHANNEL, "payload": str(last)})
+    return [written.get(request, outcome) for request, outcome in zip(batch, outcomes)]
+
+
+def _check(
+    request: AppendRequest,
+    existing: dict[str, RecordedEvent],
+    versions: dict[str, int],
+    seen: set[str],
+) -> Outcome | object | None:
+    """Return the outcome decided without writing (retry, error, deferral), or None to write."""
+    ids = request.event_ids
+    if seen.intersection(ids):
+        return DEFER
+    found = [existing[event_id] for event_id in ids if event_id in existing]
+    if found:
+        if len(found) == len(ids) and all(recorded.stream == request.stream for recorded in found):
+            return found  # an idempotent retry: the caller gets what its first attempt wrote
+        return DuplicateEventError(request.stream, [recorded.event_id for recorded in found])
+    actual = versions.get(request.stream, 0)
+    if request.expected_version is not None and request.expected_version != actual:
+        return ConcurrencyError(request.stream, request.expected_version, actual)
+    return None

@@ -1,0 +1,73 @@
+"""Rows of `events` to `RecordedEvent`s and back."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+from sqlalchemy import Select, select
+
+from schemas import codec, tag_of
+from schemas.envelope import EventMeta, RecordedEvent
+from schemas.codec import DecodeError
+
+from .errors import CorruptEventError
+from .tables import events
+
+COLUMNS = (
+    events.c.position,
+    events.c.stream,
+    events.c.version,
+    events.c.session_id,
+    events.c.schema,
+    events.c.data,
+    events.c.meta,
+    events.c.event_id,
+    events.c.recorded_at,
+)
+
+_meta = msgspec.json.Decoder(EventMeta)
+
+
+def select_events() -> Select[Any]:
+    """Select the columns `to_recorded` expects, in its order."""
+    return select(*COLUMNS)
+
+
+def to_recorded(row: Sequence[Any]) -> RecordedEvent:
+    """Decode one row selected by `select_events`."""
+    position, stream, version, session_id, schema, data, meta, event_id, recorded_at = row
+    try:
+        event = codec.events.decode(data)
+        event_meta = _meta.decode(meta)
+    except (DecodeError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise CorruptEventError(position, str(exc)) from None
+    return RecordedEvent(
+        position=position,
+        stream=stream,
+        version=version,
+        session_id=session_id,
+        event_id=event_id,
+        schema=schema,
+        recorded_at=recorded_at,
+        meta=event_meta,
+        event=event,
+    )
+
+
+def to_row(recorded: RecordedEvent) -> dict[str, object]:
+    """Return the insert parameters of one event; jsonb columns get msgspec-encoded text."""
+    return {
+        "position": recorded.position,
+        "stream": recorded.stream,
+        "version": recorded.version,
+        "session_id": recorded.session_id,
+        "type": tag_of(type(recorded.event)),
+        "schema": recorded.schema,
+        "data": msgspec.json.encode(recorded.event).decode(),
+        "meta": msgspec.json.encode(recorded.meta).decode(),
+        "event_id": recorded.event_id,
+        "recorded_at": recorded.recorded_at,
+    }
+

@@ -1,0 +1,116 @@
+"""Versioned schema migrations: numbered steps recorded in `schema_migrations`.
+
+The steps are frozen SQL, not generated from `tables`: a released step must
+never change, later changes are new steps. A test checks that the migrated
+schema still matches `tables.metadata`.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import structlog
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from . import _locks
+from .errors import DatabaseError
+
+log = structlog.get_logger(__name__)
+
+
+class Migration(NamedTuple):
+    version: int
+    name: str
+    statements: tuple[str, ...]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "event log and checkpoints",
+        (
+            "CREATE SEQUENCE events_position_seq",
+            """CREATE TABLE events (
+                position bigint PRIMARY KEY DEFAULT nextval('events_position_seq'),
+                stream text NOT NULL,
+                version integer NOT NULL,
+                session_id text NOT NULL,
+                type text NOT NULL,
+                schema smallint NOT NULL,
+                data jsonb NOT NULL,
+                meta jsonb NOT NULL,
+                event_id uuid NOT NULL,
+                recorded_at timestamptz NOT NULL DEFAULT now(),
+                CONSTRAINT events_stream_version_key UNIQUE (stream, version),
+                CONSTRAINT events_event_id_key UNIQUE (event_id)
+            )""",
+            "ALTER SEQUENCE events_position_seq OWNED BY events.position",
+            "CREATE INDEX events_session_position_idx ON events (session_id, position)",
+            """CREATE TABLE checkpoints (
+                name text PRIMARY KEY,
+                position bigint NOT NULL
+            )""",
+        ),
+    ),
+    Migration(
+        2,
+        "session and message read models",
+        (
+            """CREATE TABLE rm_sessions (
+                session_id text PRIMARY KEY,
+                agent_name text NOT NULL,
+                status text NOT NULL,
+                metadata jsonb NOT NULL,
+                created_at timestamptz NOT NULL,
+                updated_at timestamptz NOT NULL,
+                last_position bigint NOT NULL,
+                CONSTRAINT rm_sessions_status_check CHECK (status IN ('active', 'closed'))
+            )""",
+            """CREATE TABLE rm_messages (
+                message_id text PRIMARY KEY,
+                session_id text NOT NULL,
+                position bigint NOT NULL,
+                role text NOT NULL,
+                content text NOT NULL,
+                agent_name text,
+                created_at timestamptz NOT NULL,
+                CONSTRAINT rm_messages_role_check CHECK (role IN ('user', 'assistant'))
+            )""",
+            "CREATE INDEX rm_messages_session_position_idx ON rm_messages (session_id, position)",
+        ),
+    ),
+)
+
+_CREATE_LEDGER = """CREATE TABLE IF NOT EXISTS schema_migrations (
+    version integer PRIMARY KEY,
+    name text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+)"""
+
+
+async def migrate(engine: AsyncEngine) -> None:
+    """Apply every migration step the database lacks, all in one transaction.
+
+    Safe to call at every start-up and from several processes at once: the
+    first holds an advisory lock, the others wait for it and then find nothing to do.
+    """
+    try:
+        async with engine.begin() as conn:
+            # The lock comes first: even CREATE TABLE IF NOT EXISTS fails when two run it at once.
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _locks.MIGRATE})
+            await conn.exec_driver_sql(_CREATE_LEDGER)
+            applied = set((await conn.execute(text("SELECT version FROM schema_migrations"))).scalars())
+            for step in MIGRATIONS:
+                if step.version in applied:
+                    continue
+                for statement in step.statements:
+                    await conn.exec_driver_sql(statement)
+                await conn.execute(
+                    text("INSERT INTO schema_migrations (version, name) VALUES (:version, :name)"),
+                    {"version": step.version, "name": step.name},
+                )
+                log.info("migration_applied", version=step.version, name=step.name)
+    except (DBAPIError, OSError) as exc:
+        raise DatabaseError("migrate", str(exc)) from exc

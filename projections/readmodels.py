@@ -1,0 +1,120 @@
+"""Read models: sessions and their messages as the REST API shows them, fed by the `Projector`."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Literal
+
+import msgspec
+from sqlalchemy import Row, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from schemas.commands import Metadata
+
+from ._db import driver_errors
+from ._projector import Projector
+from .eventlog import EventLog
+from .tables import checkpoints, rm_messages, rm_sessions
+
+__all__ = ["MessageView", "Projector", "ReadModels", "SessionView"]
+
+_metadata = msgspec.json.Decoder(Metadata)
+
+
+class SessionView(msgspec.Struct, frozen=True, kw_only=True):
+    """A session as `GET /sessions` returns it; times are ISO 8601 strings."""
+
+    session_id: str
+    agent_name: str
+    status: Literal["active", "closed"]
+    metadata: Metadata
+    created_at: str
+    updated_at: str
+
+
+class MessageView(msgspec.Struct, frozen=True, kw_only=True):
+    """A message as `GET /sessions/{id}/messages` returns it."""
+
+    message_id: str
+    session_id: str
+    role: Literal["user", "assistant"]
+    content: str
+    tool_call_id: str | None = None
+    agent_name: str | None
+    created_at: str
+
+
+class ReadModels:
+    """Queries on the read-model tables; they lag the log until the projector catches up."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def list_sessions(self) -> list[SessionView]:
+        """Return every session, open or closed, oldest first."""
+        query = select(rm_sessions).order_by(rm_sessions.c.created_at, rm_sessions.c.session_id)
+        return [_session(row) for row in await self._rows(query, "list sessions")]
+
+    async def get_session(self, session_id: str) -> SessionView | None:
+        """Return the session, or None if the projector has not seen it."""
+        rows = await self._rows(select(rm_sessions).where(rm_sessions.c.session_id == session_id), "read session")
+        return _session(rows[0]) if rows else None
+
+    async def list_messages(self, session_id: str, limit: int | None = None, offset: int = 0) -> list[MessageView]:
+        """Return the session's messages oldest first, `offset` skipped, at most `limit`."""
+        query = (
+            select(rm_messages)
+            .where(rm_messages.c.session_id == session_id)
+            .order_by(rm_messages.c.position)
+            .limit(limit)
+            .offset(offset)
+        )
+        return [_message(row) for row in await self._rows(query, "list messages")]
+
+    async def wait_caught_up(self, log: EventLog, timeout: float = 2.0, name: str = "read_models") -> bool:
+        """Wait until projector `name` has applied the log up to its last position at call time.
+
+        Returns False if that takes longer than `timeout` seconds.
+        """
+        target = await log.last_position()
+        if target == 0:
+            return True
+        query = select(checkpoints.c.position).where(checkpoints.c.name == name)
+        delay = 0.005
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    rows = await self._rows(query, "read checkpoint")
+                    if rows and rows[0].position >= target:
+                        return True
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 0.05)
+        except TimeoutError:
+            return False
+
+    async def _rows(self, query: Any, operation: str) -> list[Row[Any]]:
+        with driver_errors(operation):
+            async with self._engine.connect() as conn:
+                return list((await conn.execute(query)).all())
+
+
+def _session(row: Row[Any]) -> SessionView:
+    return SessionView(
+        session_id=row.session_id,
+        agent_name=row.agent_name,
+        status=row.status,
+        metadata=_metadata.decode(row.metadata),
+        created_at=row.created_at.isoformat(),
+        updated_at=row.updated_at.isoformat(),
+    )
+
+
+def _message(row: Row[Any]) -> MessageView:
+    return MessageView(
+        message_id=row.message_id,
+        session_id=row.session_id,
+        role=row.role,
+        content=row.content,
+        agent_name=row.agent_name,
+        created_at=row.created_at.isoformat(),
+    )

@@ -1,0 +1,84 @@
+"""The tables as SQLAlchemy Core sees them; `migrations` creates them in the database.
+
+jsonb columns hold JSON text on the Python side (see `database.create_engine`).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    Sequence,
+    SmallInteger,
+    Table,
+    Text,
+    UniqueConstraint,
+    Uuid,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = MetaData()
+
+position_seq = Sequence("events_position_seq", metadata=metadata)
+"""Draws global positions; only under the append lock, so they commit in order."""
+
+events = Table(
+    "events",
+    metadata,
+    Column("position", BigInteger, primary_key=True, server_default=position_seq.next_value()),
+    Column("stream", Text, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("session_id", Text, nullable=False),
+    Column("type", Text, nullable=False),
+    Column("schema", SmallInteger, nullable=False),
+    Column("data", JSONB, nullable=False),
+    Column("meta", JSONB, nullable=False),
+    Column("event_id", Uuid(as_uuid=False), nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    UniqueConstraint("stream", "version", name="events_stream_version_key"),
+    UniqueConstraint("event_id", name="events_event_id_key"),
+    Index("events_session_position_idx", "session_id", "position"),
+)
+
+checkpoints = Table(
+    "checkpoints",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("position", BigInteger, nullable=False),
+)
+
+rm_sessions = Table(
+    "rm_sessions",
+    metadata,
+    Column("session_id", Text, primary_key=True),
+    Column("agent_name", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("metadata", JSONB, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("last_position", BigInteger, nullable=False),
+    CheckConstraint("status IN ('active', 'closed')", name="rm_sessions_status_check"),
+)
+
+rm_messages = Table(
+    "rm_messages",
+    metadata,
+    Column("message_id", Text, primary_key=True),
+    Column("session_id", Text, nullable=False),
+    Column("position", BigInteger, nullable=False),
+    Column("role", Text, nullable=False),
+    Column("content", Text, nullable=False),
+    Column("agent_name", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    CheckConstraint("role IN ('user', 'assistant')", name="rm_messages_role_check"),
+    Index("rm_messages_session_position_idx", "session_id", "position"),
+)
+
+READ_MODEL_TABLES = (rm_sessions, rm_messages)
+"""What `Projector.rebuild` empties before replaying the log."""

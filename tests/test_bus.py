@@ -1,0 +1,126 @@
+"""The bus against a real nats-server: typed request/reply, the command stream, partitions."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from bus import Bus, CommandConsumer, RequestFailed, ensure_command_stream, publish_command
+from schemas import CreateSession, DecodeError, ErrorReply, SendMessage, SessionReady, Subjects, codec
+
+
+@pytest.fixture
+async def bus(nats_url: str, subject_prefix: str) -> AsyncIterator[Bus]:
+    bus = await Bus.connect(nats_url, name="test", subjects=Subjects(subject_prefix))
+    yield bus
+    await bus.close()
+
+
+async def next_delivery(consumer: CommandConsumer, timeout: float = 5.0):  # noqa: ANN201
+    iterator = consumer.__aiter__()
+    return await asyncio.wait_for(iterator.__anext__(), timeout)
+
+
+async def test_a_typed_request_gets_the_typed_reply_of_its_server(bus: Bus) -> None:
+    async def handler(request: CreateSession) -> SessionReady:
+        return SessionReady(session_id=request.session_id or "new", agent_name=request.agent_name, position=7)
+
+    await bus.serve(bus.subjects.sessions_create, codec.create_session, handler, queue="workers")
+    reply = await bus.request(
+        bus.subjects.sessions_create, CreateSession(session_id="s1"), codec.create_session_replies
+    )
+    assert reply == SessionReady(session_id="s1", agent_name="assistant", position=7)
+
+
+async def test_garbage_sent_to_a_server_gets_an_error_reply_and_the_server_keeps_serving(bus: Bus) -> None:
+    async def handler(request: CreateSession) -> SessionReady:
+        return SessionReady(session_id="ok", agent_name=request.agent_name, position=1)
+
+    await bus.serve(bus.subjects.sessions_create, codec.create_session, handler, queue="workers")
+    raw = await bus.nc.request(bus.subjects.sessions_create, b"{not json", timeout=2)
+    reply = codec.create_session_replies.decode(raw.data)
+    assert isinstance(reply, ErrorReply) and reply.code == "invalid_message"
+    assert "malformed" in reply.message
+    again = await bus.request(bus.subjects.sessions_create, CreateSession(), codec.create_session_replies)
+    assert isinstance(again, SessionReady)
+
+
+async def test_a_failing_handler_answers_with_an_internal_error_instead_of_a_timeout(bus: Bus) -> None:
+    async def handler(request: CreateSession) -> SessionReady:
+        raise RuntimeError("boom")
+
+    await bus.serve(bus.subjects.sessions_create, codec.create_session, handler, queue="workers")
+    reply = await bus.request(bus.subjects.sessions_create, CreateSession(), codec.create_session_replies)
+    assert isinstance(reply, ErrorReply) and reply.code == "internal" and "boom" in reply.message
+
+
+async def test_a_request_nobody_serves_fails_clearly(bus: Bus) -> None:
+    with pytest.raises(RequestFailed, match="no responders"):
+        await bus.request(bus.subjects.sessions_create, CreateSession(), codec.create_session_replies, timeout=1)
+
+
+async def test_publishing_a_command_twice_with_one_key_stores_it_once(bus: Bus) -> None:
+    await ensure_command_stream(bus)
+    first = await publish_command(bus, "s1", SendMessage(content="hi", idempotency_key="k1"))
+    second = await publish_command(bus, "s1", SendMessage(content="hi", idempotency_key="k1"))
+    assert not first.duplicate and second.duplicate and first.sequence == second.sequence
+
+
+async def test_a_message_without_a_key_gets_one_that_travels_with_it(bus: Bus) -> None:
+    await ensure_command_stream(bus, partitions=2)
+    ack = await publish_command(bus, "s1", SendMessage(content="hi"))
+    assert ack.idempotency_key
+    consumer = CommandConsumer(bus, [0, 1])
+    await consumer.start()
+    delivery = await next_delivery(consumer)
+    assert isinstance(delivery.command, SendMessage) and delivery.command.idempotency_key == ack.idempotency_key
+    await delivery.ack()
+    await consumer.stop()
+
+
+async def test_commands_of_one_session_arrive_in_order_on_exactly_one_partition(bus: Bus) -> None:
+    await ensure_command_stream(bus, partitions=4)
+    for i in range(20):
+        await publish_command(bus, "sess-a", SendMessage(content=str(i), idempotency_key=f"a{i}"))
+    seen: dict[int, list[str]] = {}
+    for partition in range(4):
+        consumer = CommandConsumer(bus, [partition])
+        await consumer.start()
+        try:
+            while True:
+                delivery = await next_delivery(consumer, timeout=0.8)
+                assert isinstance(delivery.command, SendMessage)
+                seen.setdefault(partition, []).append(delivery.command.content)
+                await delivery.ack()
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            await consumer.stop()
+    assert len(seen) == 1
+    assert next(iter(seen.values())) == [str(i) for i in range(20)]
+
+
+async def test_an_undecodable_command_is_delivered_as_a_decode_error(bus: Bus) -> None:
+    await ensure_command_stream(bus, partitions=1)
+    await bus.nc.jetstream().publish(bus.subjects.session_cmd("s9"), b'{"type":"send_message"}')
+    consumer = CommandConsumer(bus, [0])
+    await consumer.start()
+    delivery = await next_delivery(consumer)
+    assert delivery.session_id == "s9"
+    assert isinstance(delivery.command, DecodeError) and "content" in str(delivery.command)
+    await delivery.term()
+    await consumer.stop()
+
+
+async def test_an_unacked_command_is_redelivered(bus: Bus) -> None:
+    await ensure_command_stream(bus, partitions=1)
+    await publish_command(bus, "s1", SendMessage(content="again", idempotency_key="r1"))
+    consumer = CommandConsumer(bus, [0], ack_wait=1.0)
+    await consumer.start()
+    first = await next_delivery(consumer)
+    second = await next_delivery(consumer, timeout=10)
+    assert second.sequence == first.sequence and second.num_delivered == 2
+    await second.ack()
+    await consumer.stop()

@@ -1,0 +1,74 @@
+"""The session actor's decisions as pure functions: no I/O, no services."""
+
+from __future__ import annotations
+
+import itertools
+
+from actors.session_state import Accepted, AlreadyDone, Refused, SessionState, decide_close, decide_create, decide_send, evolve
+from schemas import CloseSession, CreateSession, SendMessage
+from schemas.events import AssistantMessage, SessionClosed, SessionCreated, UserMessage
+
+
+def ids():  # noqa: ANN201
+    counter = itertools.count(1)
+    return lambda: f"id{next(counter)}"
+
+
+def created(session_id: str = "s1") -> SessionState:
+    return evolve(SessionState(session_id=session_id), SessionCreated(session_id=session_id, agent_name="assistant"))
+
+
+def test_creating_a_new_session_records_session_created() -> None:
+    decision = decide_create(SessionState(session_id="s1"), CreateSession(agent_name="assistant"))
+    assert decision == Accepted(events=[SessionCreated(session_id="s1", agent_name="assistant")])
+
+
+def test_creating_an_existing_session_again_is_a_retry_not_an_error() -> None:
+    assert decide_create(created(), CreateSession(agent_name="assistant")) == AlreadyDone()
+
+
+def test_creating_an_existing_session_for_another_agent_is_refused() -> None:
+    decision = decide_create(created(), CreateSession(agent_name="other"))
+    assert isinstance(decision, Refused) and decision.code == "session_exists"
+
+
+def test_a_message_to_an_unknown_session_is_refused() -> None:
+    decision = decide_send(SessionState(session_id="s1"), SendMessage(content="hi", idempotency_key="k"), ids())
+    assert isinstance(decision, Refused) and decision.code == "unknown_session"
+
+
+def test_a_message_is_recorded_with_its_idempotency_key() -> None:
+    decision = decide_send(created(), SendMessage(content="hi", idempotency_key="k"), ids())
+    assert decision == Accepted(events=[UserMessage(message_id="id1", content="hi", idempotency_key="k")])
+
+
+def test_a_retried_message_is_recognised_by_its_key() -> None:
+    state = evolve(created(), UserMessage(message_id="m1", content="hi", idempotency_key="k"))
+    assert decide_send(state, SendMessage(content="hi", idempotency_key="k"), ids()) == AlreadyDone(message_id="m1")
+
+
+def test_a_closed_session_refuses_new_messages_but_still_recognises_retries() -> None:
+    state = evolve(created(), UserMessage(message_id="m1", content="hi", idempotency_key="k"))
+    state = evolve(state, SessionClosed())
+    refused = decide_send(state, SendMessage(content="more", idempotency_key="k2"), ids())
+    assert isinstance(refused, Refused) and refused.code == "session_closed"
+    assert decide_send(state, SendMessage(content="hi", idempotency_key="k"), ids()) == AlreadyDone(message_id="m1")
+
+
+def test_an_empty_message_is_refused() -> None:
+    decision = decide_send(created(), SendMessage(content="  ", idempotency_key="k"), ids())
+    assert isinstance(decision, Refused) and decision.code == "empty_message"
+
+
+def test_closing_twice_is_a_no_op() -> None:
+    state = evolve(created(), SessionClosed())
+    assert decide_close(state, CloseSession()) == AlreadyDone()
+
+
+def test_an_answer_removes_its_message_from_the_unanswered_and_extends_the_history() -> None:
+    state = evolve(created(), UserMessage(message_id="m1", content="hi", idempotency_key="k"))
+    assert set(state.unanswered) == {"m1"} and state.unanswered["m1"].history_len == 1
+    state = evolve(state, AssistantMessage(message_id="a1", content="hello", agent_name="assistant", reply_to="m1"))
+    assert state.unanswered == {}
+    assert [(m.role, m.content) for m in state.history] == [("user", "hi"), ("assistant", "hello")]
+    assert state.version == 3
