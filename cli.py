@@ -53,6 +53,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     subject_prefix: str
     api_key: str | None
     offline_delay: float
+    ack_wait: float
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -62,6 +63,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             subject_prefix=os.environ.get("AGENTBUS_SUBJECT_PREFIX", "agentbus"),
             api_key=os.environ.get("AGENTBUS_API_KEY") or None,
             offline_delay=float(os.environ.get("AGENTBUS_OFFLINE_DELAY", "0")),
+            ack_wait=float(os.environ.get("AGENTBUS_ACK_WAIT", "10")),
         )
 
 
@@ -151,7 +153,7 @@ async def _run_up(args: argparse.Namespace, settings: Settings, nats_url: str, d
             endpoints_path.write_bytes(msgspec.json.format(msgspec.json.encode(endpoints)))
             print(f"agentbus is up: {http_url}  (chat page: {http_url}/, endpoints: {endpoints_path})", flush=True)
 
-        worker = Worker(worker_bus, engine, _provider(settings))
+        worker = Worker(worker_bus, engine, _provider(settings), ack_wait=settings.ack_wait)
         try:
             await _until_signal(
                 asyncio.create_task(worker.run(), name="worker"),
@@ -212,7 +214,8 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         async with _database(database_url) as engine:
             bus = await Bus.connect(nats_url, name="agentbus-worker", subjects=Subjects(settings.subject_prefix))
             try:
-                await _until_signal(asyncio.create_task(Worker(bus, engine, _provider(settings)).run()))
+                worker = Worker(bus, engine, _provider(settings), ack_wait=settings.ack_wait)
+                await _until_signal(asyncio.create_task(worker.run()))
             finally:
                 await bus.close()
 

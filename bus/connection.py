@@ -97,8 +97,13 @@ class Bus:
     async def subscribe(
         self, subject: str, decoder: Decoder[T], *, queue: str = "", pending_msgs_limit: int = 65536
     ) -> TypedSubscription[T]:
-        """Subscribe to `subject`; iterate the result to receive decoded messages."""
+        """Subscribe to `subject`; iterate the result to receive decoded messages.
+
+        Returns once the server has the subscription, so a caller that
+        subscribes and then reads a backlog cannot miss what was published between.
+        """
         sub = await self.nc.subscribe(subject, queue=queue, pending_msgs_limit=pending_msgs_limit)
+        await self.nc.flush()
         return TypedSubscription(sub, decoder)
 
     async def request(self, subject: str, message: msgspec.Struct, decoder: Decoder[T], *, timeout: float = 5.0) -> T:

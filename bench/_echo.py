@@ -1,0 +1,29 @@
+"""A raw nats-py responder that echoes every request: the baseline's other process.
+
+    python -m bench._echo <nats_url> <subject>
+
+Prints `ready` once subscribed, then serves until terminated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import nats
+
+
+async def serve(url: str, subject: str) -> None:
+    nc = await nats.connect(url, name="bench-echo")
+
+    async def echo(msg) -> None:  # noqa: ANN001
+        await msg.respond(msg.data)
+
+    await nc.subscribe(subject, cb=echo)
+    await nc.flush()
+    print("ready", flush=True)
+    await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    asyncio.run(serve(sys.argv[1], sys.argv[2]))

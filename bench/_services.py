@@ -1,0 +1,186 @@
+"""The real services a benchmark runs against: nats-server, PostgreSQL and `agentbus up`.
+
+Everything here is synchronous and stopped by context managers, so a failure or
+Ctrl-C anywhere in a benchmark still stops what was started, in reverse order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import msgspec
+
+from bus.embedded import EmbeddedNats
+from cli import ENDPOINTS_FILE, Endpoints
+from projections import ensure_database
+from projections.database import asyncpg_dsn
+from projections.embedded import EmbeddedPostgres
+
+SUBJECT_PREFIX = "agentbusbench"
+"""Keeps the benchmark's subjects and command stream apart on a shared, external NATS."""
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """Run in a child before exec: the kernel sends it SIGTERM if the benchmark is killed (-9)."""
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    nats_url: str
+    database_url: str
+    origin: str  # "embedded" or "external (...)", for the report
+
+
+@contextlib.contextmanager
+def services(workdir: Path) -> Iterator[Services]:
+    """Yield NATS and PostgreSQL: the ones named by `AGENTBUS_*_URL`, else embedded ones in `workdir`."""
+    nats_url = os.environ.get("AGENTBUS_NATS_URL") or None
+    database_url = os.environ.get("AGENTBUS_DATABASE_URL") or None
+    origin = [
+        "nats: " + ("external AGENTBUS_NATS_URL" if nats_url else "embedded nats-server"),
+        "postgres: " + ("external AGENTBUS_DATABASE_URL" if database_url else "embedded pgserver (Unix socket)"),
+    ]
+    with contextlib.ExitStack() as stack:
+        if nats_url is None:
+            nats_server = EmbeddedNats(workdir / "nats")
+            stack.callback(nats_server.stop)
+            nats_server.start()
+            nats_url = nats_server.url
+        if database_url is None:
+            postgres = EmbeddedPostgres(workdir / "pg")
+            stack.callback(postgres.stop)
+            database_url = postgres.start()
+        yield Services(nats_url=nats_url, database_url=database_url, origin=", ".join(origin))
+
+
+def with_database(url: str, name: str) -> str:
+    """Return `url` naming database `name` on the same server (query, e.g. `host=`, kept)."""
+    return urlunsplit(urlsplit(url)._replace(path="/" + name))
+
+
+@contextlib.contextmanager
+def scratch_database(server_url: str, purpose: str) -> Iterator[str]:
+    """Create a new, empty database for one benchmark; drop it afterwards."""
+    url = with_database(server_url, f"agentbus_bench_{purpose}_{uuid.uuid4().hex[:8]}")
+    asyncio.run(ensure_database(url))
+    try:
+        yield url
+    finally:
+        asyncio.run(_drop_database(url))
+
+
+async def _drop_database(url: str) -> None:
+    name = urlsplit(url).path.lstrip("/")
+    admin = await asyncpg.connect(asyncpg_dsn(with_database(url, "postgres")))
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+def agentbus_binary() -> str:
+    beside = Path(sys.executable).parent / "agentbus"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("agentbus")
+    if found is None:
+        raise RuntimeError("the agentbus command is not installed (pip install -e .)")
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class RunningSystem:
+    endpoints: Endpoints
+    command: str  # the command line and environment, for the report
+    log_path: Path
+    started_in: float  # seconds from spawn to endpoints.json
+
+
+@contextlib.contextmanager
+def agentbus_up(workdir: Path, nats_url: str, database_url: str, *, timeout: float = 60.0) -> Iterator[RunningSystem]:
+    """Run `agentbus up --port 0` as a subprocess on the given services until the block ends."""
+    data_dir = workdir / "up"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    argv = [agentbus_binary(), "up", "--data-dir", str(data_dir), "--port", "0"]
+    overrides = {
+        "AGENTBUS_NATS_URL": nats_url,
+        "AGENTBUS_DATABASE_URL": database_url,
+        "AGENTBUS_OFFLINE_DELAY": "0",
+        "AGENTBUS_SUBJECT_PREFIX": SUBJECT_PREFIX,
+    }
+    env = {**os.environ, **overrides}
+    env.pop("AGENTBUS_API_KEY", None)  # the benchmark client sends no key
+    shown = " ".join(f"{k}={_redact(v) if k == 'AGENTBUS_DATABASE_URL' else v}" for k, v in overrides.items())
+    command = f"{shown} {' '.join(argv)}"
+    log_path = data_dir / "agentbus.log"
+    endpoints_path = data_dir / ENDPOINTS_FILE
+    started = time.monotonic()
+    with open(log_path, "wb") as log_file:
+        # A session of its own: Ctrl-C reaches only us, and we stop the child before the services.
+        process = subprocess.Popen(
+            argv, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent
+        )
+    try:
+        deadline = started + timeout
+        while not endpoints_path.exists():
+            if process.poll() is not None:
+                raise RuntimeError(f"agentbus up exited with {process.returncode}:\n{_tail(log_path)}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"agentbus up wrote no {endpoints_path} within {timeout}s:\n{_tail(log_path)}")
+            time.sleep(0.02)
+        endpoints = _read_endpoints(endpoints_path)
+        yield RunningSystem(endpoints, command, log_path, time.monotonic() - started)
+    finally:
+        stop_process(process)
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    """Ask `process` to stop (SIGTERM), kill it if it does not within `timeout`."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _read_endpoints(path: Path) -> Endpoints:
+    # The file may be seen between its creation and the end of the write.
+    for _ in range(50):
+        try:
+            return msgspec.json.decode(path.read_bytes(), type=Endpoints)
+        except msgspec.DecodeError:
+            time.sleep(0.02)
+    return msgspec.json.decode(path.read_bytes(), type=Endpoints)
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        parts = parts._replace(netloc=parts.netloc.replace(":" + parts.password + "@", ":***@"))
+    return urlunsplit(parts)

@@ -1,0 +1,109 @@
+"""Drive a real `agentbus up` process the way a user does: HTTP, WebSocket, the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import httpx
+import websockets
+
+AGENTBUS = str(Path(sys.executable).parent / "agentbus")
+
+
+class System:
+    """One `agentbus up` process under a data dir."""
+
+    def __init__(self, data_dir: Path, env: Mapping[str, str]) -> None:
+        self.data_dir = data_dir
+        self.env = {**os.environ, **env}
+        self.process: subprocess.Popen[bytes] | None = None
+        self.http_url = ""
+        self.nats_url = ""
+        self.log_path = data_dir.parent / f"{data_dir.name}.log"
+
+    def start(self, timeout: float = 60.0) -> System:
+        endpoints = self.data_dir / "endpoints.json"
+        endpoints.unlink(missing_ok=True)
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [AGENTBUS, "up", "--data-dir", str(self.data_dir), "--port", "0"],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while not endpoints.exists():
+            if self.process.poll() is not None:
+                raise RuntimeError(f"agentbus up exited with {self.process.returncode}:\n{self.log_path.read_text()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"agentbus up did not start:\n{self.log_path.read_text()[-3000:]}")
+            time.sleep(0.05)
+        found = json.loads(endpoints.read_text())
+        self.http_url, self.nats_url = found["http_url"], found["nats_url"]
+        return self
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 30.0) -> int:
+        """Stop the process with `sig` (SIGKILL simulates a crash); return its exit code."""
+        assert self.process is not None
+        self.process.send_signal(sig)
+        code = self.process.wait(timeout)
+        self.process = None
+        return code
+
+    @property
+    def ws_base(self) -> str:
+        return self.http_url.replace("http://", "ws://") + "/api/v1/chat/ws/"
+
+    def http(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.http_url + "/api/v1/chat", timeout=30)
+
+    async def create_session(self) -> str:
+        async with self.http() as client:
+            response = await client.post("/sessions", json={})
+            response.raise_for_status()
+            return response.json()["session_id"]
+
+    async def messages(self, session_id: str) -> list[dict]:
+        async with self.http() as client:
+            response = await client.get(f"/sessions/{session_id}/messages")
+            response.raise_for_status()
+            return response.json()
+
+    def publish(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [AGENTBUS, "publish", "--data-dir", str(self.data_dir), *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+
+
+async def receive_until(ws: websockets.ClientConnection, frame_type: str, timeout: float = 20.0) -> list[dict]:
+    """Collect frames up to and including the first of `frame_type`."""
+    frames: list[dict] = []
+    async with asyncio.timeout(timeout):
+        while True:
+            frame = json.loads(await ws.recv())
+            frames.append(frame)
+            if frame["type"] == frame_type:
+                return frames
+
+
+async def receive_quiet(ws: websockets.ClientConnection, quiet: float = 0.5) -> list[dict]:
+    """Collect frames until none arrives for `quiet` seconds."""
+    frames: list[dict] = []
+    while True:
+        try:
+            frames.append(json.loads(await asyncio.wait_for(ws.recv(), quiet)))
+        except asyncio.TimeoutError:
+            return frames
