@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bus import DEFAULT_PARTITIONS, Bus, CommandConsumer, CommandDelivery, ensure_command_stream
+from bus import Bus, CommandConsumer, CommandDelivery, ensure_command_stream
 from projections import Checkpoints, EventLog, EventLogError, Projector
 from schemas import CommandRefused, CreateSession, DecodeError, ErrorReply, InvalidId, SessionReady, codec, validate_id
 
@@ -46,31 +47,34 @@ class Worker:
         self.host = ActorHost(idle_seconds=idle_seconds)
         self.host.register(SessionActor.kind, lambda actor_id, host: SessionActor(actor_id, host, self.ctx))
         self.host.register(TurnActor.kind, lambda actor_id, host: TurnActor(actor_id, host, self.ctx))
-        self.consumer = CommandConsumer(bus, partitions or list(range(DEFAULT_PARTITIONS)), ack_wait=ack_wait)
+        self._partitions = partitions
+        self._ack_wait = ack_wait
         self.relay = Relay(self.log, Checkpoints(engine), bus)
         self.projector = Projector(engine, self.log)
         self._in_flight: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
         """Run until cancelled; then stop taking work and let JetStream redeliver the rest."""
-        await ensure_command_stream(self.bus)
-        await self.consumer.start()
+        available = await ensure_command_stream(self.bus)
+        partitions = None if available == 0 else self._partitions or list(range(available))
+        consumer = CommandConsumer(self.bus, partitions, ack_wait=self._ack_wait)
+        await consumer.start()
         creates = await self.bus.serve(
             self.bus.subjects.sessions_create, codec.create_session, self._create, queue="workers"
         )
         background = [
-            asyncio.create_task(self.relay.run(), name="relay"),
-            asyncio.create_task(self.projector.run(), name="projector"),
+            asyncio.create_task(_supervised("relay", self.relay.run), name="relay"),
+            asyncio.create_task(_supervised("projector", self.projector.run), name="projector"),
         ]
-        log.info("worker_started")
+        log.info("worker_started", partitions=partitions)
         try:
-            async for delivery in self.consumer:
+            async for delivery in consumer:
                 task = asyncio.create_task(self._process(delivery), name=f"command-{delivery.sequence}")
                 self._in_flight.add(task)
                 task.add_done_callback(self._in_flight.discard)
         finally:
             await creates.unsubscribe()
-            await self.consumer.stop()
+            await consumer.stop()
             for task in [*background, *self._in_flight]:
                 task.cancel()
             await asyncio.gather(*background, *self._in_flight, return_exceptions=True)
@@ -123,7 +127,17 @@ class Worker:
         """Wait for the command's work to be recorded, keeping JetStream from redelivering it."""
         while True:
             try:
-                await asyncio.wait_for(asyncio.shield(outcome), self.consumer.ack_wait / 3)
+                await asyncio.wait_for(asyncio.shield(outcome), self._ack_wait / 3)
                 return
             except asyncio.TimeoutError:
                 await delivery.in_progress()
+
+
+async def _supervised(name: str, run: Callable[[], Awaitable[None]], backoff: float = 1.0) -> None:
+    """Run a never-ending loop, restarting it after a crash (it resumes from its checkpoint)."""
+    while True:
+        try:
+            await run()
+        except Exception:
+            log.exception("background_task_crashed", task=name)
+        await asyncio.sleep(backoff)

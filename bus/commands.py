@@ -6,6 +6,10 @@ stores each command under `<prefix>.part.<n>.session.<sid>.cmd` where
 owns whole partitions, so every command of a session goes to one worker in
 order, and partitions can be spread over (and taken over by) several workers.
 Commands are de-duplicated by `Nats-Msg-Id` = the idempotency key.
+
+A NATS server older than 2.10 has no subject transforms: the stream is then
+unpartitioned and one consumer takes every command (per-session order holds,
+but work cannot be split over workers).
 """
 
 from __future__ import annotations
@@ -42,8 +46,12 @@ class CommandAck(msgspec.Struct, frozen=True, kw_only=True):
     idempotency_key: str | None
 
 
-async def ensure_command_stream(bus: Bus, *, partitions: int = DEFAULT_PARTITIONS) -> None:
-    """Create the command stream (or update it in place) under the bus's prefix."""
+async def ensure_command_stream(bus: Bus, *, partitions: int = DEFAULT_PARTITIONS) -> int:
+    """Create the command stream (or update it in place) under the bus's prefix.
+
+    Return the number of partitions the server gives it: 0 when it cannot
+    partition (NATS < 2.10), in which case consume it with `partitions=None`.
+    """
     subjects = bus.subjects
     config = StreamConfig(
         name=subjects.cmd_stream,
@@ -57,9 +65,13 @@ async def ensure_command_stream(bus: Bus, *, partitions: int = DEFAULT_PARTITION
     )
     js = bus.nc.jetstream()
     try:
-        await js.add_stream(config)
+        info = await js.add_stream(config)
     except nats.js.errors.BadRequestError:
-        await js.update_stream(config)
+        info = await js.update_stream(config)
+    if info.config.subject_transform is None:
+        log.warning("command_stream_unpartitioned", reason="the NATS server has no subject transforms (< 2.10)")
+        return 0
+    return partitions
 
 
 async def publish_command(bus: Bus, session_id: str, command: SessionCommand, *, timeout: float = 5.0) -> CommandAck:
@@ -114,12 +126,15 @@ class CommandDelivery:
 
 
 class CommandConsumer:
-    """Pulls the commands of some partitions, one durable consumer per partition."""
+    """Pulls the commands of some partitions, one durable consumer per partition.
+
+    `partitions=None` consumes an unpartitioned stream with a single consumer.
+    """
 
     def __init__(
         self,
         bus: Bus,
-        partitions: list[int],
+        partitions: list[int] | None,
         *,
         ack_wait: float = 30.0,
         batch: int = 64,
@@ -141,19 +156,21 @@ class CommandConsumer:
         """Bind a pull subscription per partition and start fetching."""
         js = self._bus.nc.jetstream()
         subjects: Subjects = self._bus.subjects
-        for partition in self._partitions:
-            durable = f"workers-p{partition}"
+        filters = (
+            {"workers": subjects.all_session_cmds}
+            if self._partitions is None
+            else {f"workers-p{p}": subjects.partitioned_cmd(p) for p in self._partitions}
+        )
+        for durable, filter_subject in filters.items():
             config = ConsumerConfig(
                 durable_name=durable,
-                filter_subject=subjects.partitioned_cmd(partition),
+                filter_subject=filter_subject,
                 ack_policy=AckPolicy.EXPLICIT,
                 deliver_policy=DeliverPolicy.ALL,
                 ack_wait=self._ack_wait,
                 max_ack_pending=4096,
             )
-            psub = await js.pull_subscribe(
-                subjects.partitioned_cmd(partition), durable=durable, stream=subjects.cmd_stream, config=config
-            )
+            psub = await js.pull_subscribe(filter_subject, durable=durable, stream=subjects.cmd_stream, config=config)
             self._subscriptions.append(psub)
             self._tasks.append(asyncio.create_task(self._fetch(psub), name=f"fetch-{durable}"))
 

@@ -68,7 +68,11 @@ class Bus:
         async def on_error(exc: Exception) -> None:
             log.warning("nats_error", error=str(exc), client=name)
 
+        connection: list[Client] = []
+
         async def on_disconnect() -> None:
+            if connection and (connection[0].is_closed or connection[0].is_draining):
+                return  # our own close, not a failure
             log.warning("nats_disconnected", client=name)
 
         async def on_reconnect() -> None:
@@ -88,6 +92,7 @@ class Bus:
             )
         except (OSError, nats.errors.Error, asyncio.TimeoutError) as exc:
             raise BusError(f"cannot connect to NATS at {url}: {exc or type(exc).__name__}") from exc
+        connection.append(nc)
         return cls(nc, subjects or Subjects())
 
     async def publish(self, subject: str, message: msgspec.Struct) -> None:
