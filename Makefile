@@ -21,7 +21,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
-	$(BIN)/agentbus bench
+	$(BIN)/python -m bench.run
 
 clean:
 	rm -rf $(VENV) .agentbus

@@ -83,7 +83,11 @@ def scratch_database(server_url: str, purpose: str) -> Iterator[str]:
     try:
         yield url
     finally:
-        asyncio.run(_drop_database(url))
+        try:
+            asyncio.run(_drop_database(url))
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            # Best effort: a failure here must not hide the benchmark's own outcome.
+            print(f"warning: could not drop scratch database {url!r}: {exc}", file=sys.stderr)
 
 
 async def _drop_database(url: str) -> None:
@@ -111,6 +115,11 @@ class RunningSystem:
     command: str  # the command line and environment, for the report
     log_path: Path
     started_in: float  # seconds from spawn to endpoints.json
+    pid: int
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the `agentbus up` process has used so far (Linux /proc)."""
+        return process_cpu_seconds(self.pid)
 
 
 @contextlib.contextmanager
@@ -146,7 +155,7 @@ def agentbus_up(workdir: Path, nats_url: str, database_url: str, *, timeout: flo
                 raise RuntimeError(f"agentbus up wrote no {endpoints_path} within {timeout}s:\n{_tail(log_path)}")
             time.sleep(0.02)
         endpoints = _read_endpoints(endpoints_path)
-        yield RunningSystem(endpoints, command, log_path, time.monotonic() - started)
+        yield RunningSystem(endpoints, command, log_path, time.monotonic() - started, process.pid)
     finally:
         stop_process(process)
 
@@ -160,6 +169,14 @@ def stop_process(process: subprocess.Popen[bytes], timeout: float = 20.0) -> Non
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process `pid`, from /proc/<pid>/stat."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()  # the command name may hold spaces
+    utime, stime = int(fields[11]), int(fields[12])
+    return (utime + stime) / os.sysconf("SC_CLK_TCK")
 
 
 def _read_endpoints(path: Path) -> Endpoints:

@@ -16,8 +16,9 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import nats
@@ -42,13 +43,17 @@ class TurnResults:
     elapsed: float  # wall time of the whole measured sequence
     warmup: int
     session_id: str
+    server_cpu: float  # CPU seconds `agentbus up` used during the measured sequence
+    client_cpu: float  # CPU seconds this process used during the measured sequence
 
     @property
     def turns_per_second(self) -> float:
         return len(self.first_token) / self.elapsed
 
 
-async def measure_turns(endpoints: Endpoints, turns: int, *, warmup: int = 20) -> TurnResults:
+async def measure_turns(
+    endpoints: Endpoints, turns: int, server_cpu: Callable[[], float], *, warmup: int = 20
+) -> TurnResults:
     """Send `warmup + turns` messages on one session's WebSocket, one at a time; time the measured ones."""
     async with httpx.AsyncClient(timeout=30.0) as http:
         response = await http.post(f"{endpoints.http_url}/api/v1/chat/sessions", json={})
@@ -63,13 +68,15 @@ async def measure_turns(endpoints: Endpoints, turns: int, *, warmup: int = 20) -
             raise TurnError(f"expected a connected frame, got {hello}")
         for i in range(warmup):
             await _turn(ws, f"warmup {i}")
+        server_before, client_before = server_cpu(), time.process_time()
         started = time.perf_counter()
         for i in range(turns):
             to_token, to_final = await _turn(ws, f"hello {i}")
             first_token.append(to_token)
             final_answer.append(to_final)
         elapsed = time.perf_counter() - started
-    return TurnResults(first_token, final_answer, elapsed, warmup, session_id)
+        server, client = server_cpu() - server_before, time.process_time() - client_before
+    return TurnResults(first_token, final_answer, elapsed, warmup, session_id, server, client)
 
 
 async def _turn(ws, content: str) -> tuple[float, float]:  # noqa: ANN001
@@ -110,6 +117,7 @@ def echo_responder(nats_url: str, subject: str) -> Iterator[None]:
     process = subprocess.Popen(
         [sys.executable, "-m", "bench._echo", nats_url, subject],
         stdout=subprocess.PIPE,
+        cwd=Path(__file__).resolve().parent.parent,  # where `bench` is importable
         preexec_fn=die_with_parent,
         start_new_session=True,
     )
