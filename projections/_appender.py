@@ -16,9 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from schemas.envelope import RecordedEvent
 
 from ._batch import DEFER, AppendRequest, write_batch
+from ._db import reason
 from .errors import DatabaseError, EventLogClosedError
 
-log = structlog.get_logger(__name__)
+logger = structlog.get_logger(__name__)
 
 _ALONE_ATTEMPTS = 3
 
@@ -93,23 +94,22 @@ class GroupAppender:
         try:
             async with self._engine.begin() as conn:
                 outcomes = await write_batch(conn, batch)
-        except IntegrityError:
-            # Someone wrote without the lock and took a key we planned. One transaction per
-            # request re-checks each against what is now committed, so only the offender fails.
-            log.warning("append_batch_unique_violation", requests=len(batch))
+        except DBAPIError as exc:
+            if not _blames_a_request(exc):
+                _settle_all(batch, exc)
+                return []
+            # One request broke the statement: a key that a writer bypassing the lock took, or
+            # a value the database refuses (say a NUL character). Alone, each is checked against
+            # what is committed now, so only the offender fails.
+            logger.warning("append_batch_refused", requests=len(batch), error=reason(exc))
             for request in batch:
                 await self._commit_alone(request)
             return []
-        except (DBAPIError, OSError) as exc:
-            for request in batch:
-                _settle(request, DatabaseError("append", _reason(exc)))
-            return []
-        except Exception as exc:  # noqa: BLE001 - a failure goes back to its callers, never kills the loop
-            for request in batch:
-                _settle(request, exc)
+        except Exception as exc:  # a failure goes back to its callers, never kills the loop
+            _settle_all(batch, exc)
             return []
         carry = []
-        for request, outcome in zip(batch, outcomes):
+        for request, outcome in zip(batch, outcomes, strict=True):
             if outcome is DEFER:
                 carry.append(request)
             else:
@@ -117,25 +117,34 @@ class GroupAppender:
         return carry
 
     async def _commit_alone(self, request: AppendRequest) -> None:
-        for attempt in range(1, _ALONE_ATTEMPTS + 1):
+        outcome: object = None
+        for _ in range(_ALONE_ATTEMPTS):
             try:
                 async with self._engine.begin() as conn:
                     [outcome] = await write_batch(conn, [request])
             except IntegrityError as exc:
-                if attempt == _ALONE_ATTEMPTS:
-                    outcome = DatabaseError("append", _reason(exc))
-                    break
+                outcome = DatabaseError("append", reason(exc))
                 continue  # the offending row is committed now; the next attempt sees it
-            except (DBAPIError, OSError) as exc:
-                outcome = DatabaseError("append", _reason(exc))
-            except Exception as exc:  # noqa: BLE001 - see _commit
-                outcome = exc
+            except Exception as exc:  # see _commit
+                outcome = _as_ours(exc)
             break
         _settle(request, outcome)
 
 
-def _reason(exc: BaseException) -> str:
-    return str(exc.orig) if isinstance(exc, DBAPIError) else (str(exc) or type(exc).__name__)
+def _blames_a_request(exc: DBAPIError) -> bool:
+    """Whether the statement failed on the data (SQLSTATE class 22 or 23), not on the connection."""
+    sqlstate = getattr(exc.orig, "sqlstate", None) or ""
+    return sqlstate[:2] in ("22", "23")
+
+
+def _as_ours(exc: Exception) -> Exception:
+    """Driver and connection failures become `DatabaseError`; our own errors pass as they are."""
+    return DatabaseError("append", reason(exc)) if isinstance(exc, DBAPIError | OSError) else exc
+
+
+def _settle_all(batch: list[AppendRequest], exc: Exception) -> None:
+    for request in batch:
+        _settle(request, _as_ours(exc))
 
 
 def _settle(request: AppendRequest, outcome: object) -> None:
@@ -145,4 +154,3 @@ def _settle(request: AppendRequest, outcome: object) -> None:
         request.future.set_exception(outcome)
     else:
         request.future.set_result(outcome)  # type: ignore[arg-type]
-

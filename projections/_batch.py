@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import ARRAY, Integer, Text, Uuid, any_, bindparam, func, select, text
+from sqlalchemy import ARRAY, Text, Uuid, any_, bindparam, func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from schemas.envelope import RecordedEvent
@@ -55,15 +55,17 @@ It runs in the next transaction, where it finds those ids committed (a retry)
 or not (a conflict), exactly as if it had arrived a moment later.
 """
 
-_by_ids = select_events().where(
-    events.c.event_id == any_(bindparam("ids", type_=ARRAY(Uuid(as_uuid=False))))
-)
+_by_ids = select_events().where(events.c.event_id == any_(bindparam("ids", type_=ARRAY(Uuid(as_uuid=False)))))
 _versions = (
     select(events.c.stream, func.max(events.c.version))
     .where(events.c.stream == any_(bindparam("streams", type_=ARRAY(Text))))
     .group_by(events.c.stream)
 )
-_positions = select(position_seq.next_value()).select_from(func.generate_series(1, bindparam("n", type_=Integer)))
+# Draw the positions and queue the NOTIFY in one round trip; the NOTIFY is only sent if we commit.
+_positions = text(
+    "SELECT array_agg(position ORDER BY position), pg_notify(:channel, max(position)::text)"
+    f" FROM (SELECT nextval('{position_seq.name}') AS position FROM generate_series(1, :n)) AS drawn"
+).bindparams(channel=CHANNEL)
 
 
 async def write_batch(conn: AsyncConnection, batch: list[AppendRequest]) -> list[Outcome | object]:
@@ -94,7 +96,7 @@ async def write_batch(conn: AsyncConnection, batch: list[AppendRequest]) -> list
         return outcomes
 
     count = sum(len(request.events) for request, _ in planned)
-    positions = iter(sorted((await conn.execute(_positions, {"n": count})).scalars()))
+    positions = iter((await conn.execute(_positions, {"n": count})).one()[0])
     written: dict[AppendRequest, list[RecordedEvent]] = {}
     for request, base in planned:
         written[request] = [
@@ -113,9 +115,7 @@ async def write_batch(conn: AsyncConnection, batch: list[AppendRequest]) -> list
         ]
     rows = [to_row(recorded) for batch_rows in written.values() for recorded in batch_rows]
     await conn.execute(events.insert(), rows)
-    last = max(row["position"] for row in rows)
-    await conn.execute(text("SELECT pg_notify(:channel, :payload)"), {"channel": CHANNEL, "payload": str(last)})
-    return [written.get(request, outcome) for request, outcome in zip(batch, outcomes)]
+    return [written.get(request, outcome) for request, outcome in zip(batch, outcomes, strict=True)]
 
 
 def _check(

@@ -15,7 +15,12 @@ def driver_errors(operation: str) -> Iterator[None]:
     """Re-raise driver and connection failures (incl. timeouts) as `DatabaseError(operation, ...)`."""
     try:
         yield
-    except DBAPIError as exc:
-        raise DatabaseError(operation, str(exc.orig)) from exc
-    except OSError as exc:
-        raise DatabaseError(operation, str(exc) or type(exc).__name__) from exc
+    except (DBAPIError, OSError) as exc:
+        raise DatabaseError(operation, reason(exc)) from exc
+
+
+def reason(exc: BaseException) -> str:
+    """Return what went wrong, without the SQL text that `DBAPIError` adds."""
+    if isinstance(exc, DBAPIError):
+        return str(exc.orig)
+    return str(exc) or type(exc).__name__

@@ -13,14 +13,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from . import _locks
 from ._apply import apply
 from ._batch import CHANNEL
-from ._db import driver_errors
+from ._db import driver_errors, reason
 from ._rows import select_events, to_recorded
 from ._wakeup import Wakeup
 from .database import asyncpg_dsn
 from .eventlog import EventLog
 from .tables import READ_MODEL_TABLES, checkpoints, events
 
-log = structlog.get_logger(__name__)
+logger = structlog.get_logger(__name__)
 
 _REBUILD_POLL = 0.05
 
@@ -53,14 +53,15 @@ class Projector:
     async def run(self) -> None:
         """Project until cancelled; while another projector is active, wait and retry.
 
-        A lost database connection is logged and the projector starts over
-        from its checkpoint; any other failure ends `run` with it.
+        A database failure is logged and the projector starts over from its
+        checkpoint after `retry_interval`; any other failure (an unreadable
+        event) ends `run` with it.
         """
         while True:
             try:
                 await self._run_once()
             except (DBAPIError, OSError) as exc:
-                log.warning("projector_connection_lost", projector=self.name, error=str(exc))
+                logger.warning("projector_database_failed", projector=self.name, error=reason(exc))
                 await asyncio.sleep(self._retry_interval)
 
     async def rebuild(self) -> None:
@@ -96,8 +97,8 @@ class Projector:
             try:
                 while not await self._try_lock(conn):
                     await asyncio.sleep(self._retry_interval)
-                log.info("projector_active", projector=self.name)
-                async with Wakeup(self._dsn, retry_interval=self._poll_interval) as wakeup:
+                logger.info("projector_active", projector=self.name)
+                async with Wakeup(self._dsn) as wakeup:
                     while True:
                         wakeup.clear()
                         if not await self._step(conn):
@@ -107,9 +108,7 @@ class Projector:
 
     async def _try_lock(self, conn: AsyncConnection) -> bool:
         """Take this projector's session lock if free; make sure its checkpoint row exists."""
-        locked = await conn.scalar(
-            select(func.pg_try_advisory_lock(_locks.PROJECTOR_CLASS, func.hashtext(self.name)))
-        )
+        locked = await conn.scalar(select(func.pg_try_advisory_lock(_locks.PROJECTOR_CLASS, func.hashtext(self.name))))
         if locked:
             await conn.execute(insert(checkpoints).values(name=self.name, position=0).on_conflict_do_nothing())
         await conn.commit()

@@ -9,8 +9,8 @@ import msgspec
 from sqlalchemy import Select, select
 
 from schemas import codec, tag_of
-from schemas.envelope import EventMeta, RecordedEvent
 from schemas.codec import DecodeError
+from schemas.envelope import EventMeta, RecordedEvent
 
 from .errors import CorruptEventError
 from .tables import events
@@ -70,4 +70,3 @@ def to_row(recorded: RecordedEvent) -> dict[str, object]:
         "event_id": recorded.event_id,
         "recorded_at": recorded.recorded_at,
     }
-

@@ -14,11 +14,12 @@ import structlog
 
 from ._batch import CHANNEL
 
-log = structlog.get_logger(__name__)
+logger = structlog.get_logger(__name__)
 
 APPLICATION_NAME = "agentbus-listen"
 """`application_name` of listening connections, so an operator (or a test) can find them."""
 
+_RECONNECT_DELAY = 0.5
 _PING_INTERVAL = 30.0  # a peer that vanished without closing the socket is found this late
 _PING_TIMEOUT = 5.0
 _DRIVER_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
@@ -32,9 +33,8 @@ class Wakeup:
     (re)connect so the follower catches up on what it may have missed.
     """
 
-    def __init__(self, dsn: str, *, retry_interval: float) -> None:
+    def __init__(self, dsn: str) -> None:
         self._dsn = dsn
-        self._retry_interval = retry_interval
         self._flag = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -71,14 +71,14 @@ class Wakeup:
             try:
                 conn = await asyncpg.connect(self._dsn, server_settings={"application_name": APPLICATION_NAME})
             except _DRIVER_ERRORS as exc:
-                log.warning("listen_connect_failed", error=str(exc))
-                await asyncio.sleep(self._retry_interval)
+                logger.warning("listen_connect_failed", error=str(exc))
+                await asyncio.sleep(_RECONNECT_DELAY)
                 continue
             try:
                 await self._serve(conn)
-                log.warning("listen_connection_lost")
+                logger.warning("listen_connection_lost")
             except _DRIVER_ERRORS as exc:
-                log.warning("listen_connection_lost", error=str(exc))
+                logger.warning("listen_connection_lost", error=str(exc))
             finally:
                 await _close(conn)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import suppress
+
 import asyncpg
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -68,10 +70,9 @@ async def ensure_database(url: str) -> None:
     try:
         if await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
             return
-        try:
+        # Another process may create it between our check and our CREATE.
+        with suppress(asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
             await admin.execute(f"CREATE DATABASE {_quote_ident(name)}")
-        except (asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
-            pass  # another process created it between our check and our CREATE
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise DatabaseError(f"create database {name!r}", str(exc)) from exc
     finally:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import msgspec
-from sqlalchemy import func, select
+import structlog
+from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from schemas.envelope import EventMeta, RecordedEvent
@@ -19,8 +22,12 @@ from ._db import driver_errors
 from ._rows import select_events, to_recorded
 from ._wakeup import Wakeup
 from .database import asyncpg_dsn
-from .errors import DuplicateEventError, EventLogError
+from .errors import DatabaseError, DuplicateEventError, EventLogError
 from .tables import events
+
+logger = structlog.get_logger(__name__)
+
+_MIN_RETRY = 0.5  # how often an unreachable database is tried again, whatever the poll interval
 
 
 def _new_event_id() -> str:
@@ -71,9 +78,9 @@ class EventLog:
         if not events:
             return []
         batch = tuple(_canonical_id(new) for new in events)
-        ids = [new.event_id for new in batch]
-        if len(set(ids)) != len(ids):
-            raise DuplicateEventError(stream, sorted({i for i in ids if ids.count(i) > 1}))
+        repeated = [event_id for event_id, count in Counter(new.event_id for new in batch).items() if count > 1]
+        if repeated:
+            raise DuplicateEventError(stream, repeated)
         future: asyncio.Future[list[RecordedEvent]] = asyncio.get_running_loop().create_future()
         return await self._appender.submit(AppendRequest(stream, batch, expected_version, future))
 
@@ -129,13 +136,19 @@ class EventLog:
         """Yield every event after position `after` in order as it commits, forever.
 
         A NOTIFY wakes the follower at once; it also reads every
-        `poll_interval` seconds, so a lost notification only delays it. Holds
-        one LISTEN connection (outside the pool) until the generator is closed.
+        `poll_interval` seconds, so a lost notification only delays it. While
+        the database is unreachable it logs and retries. Holds one LISTEN
+        connection (outside the pool) until the generator is closed.
         """
-        async with Wakeup(self._dsn, retry_interval=poll_interval) as wakeup:
+        async with Wakeup(self._dsn) as wakeup:
             while True:
                 wakeup.clear()
-                page = await self.read_all(after, self._page_size)
+                try:
+                    page = await self.read_all(after, self._page_size)
+                except DatabaseError as exc:
+                    logger.warning("follow_read_failed", after=after, error=exc.reason)
+                    await asyncio.sleep(max(poll_interval, _MIN_RETRY))
+                    continue
                 for recorded in page:
                     yield recorded
                     after = recorded.position
@@ -146,16 +159,16 @@ class EventLog:
         """Commit the appends already queued, then refuse new ones."""
         await self._appender.close()
 
-    async def _fetch(self, query: object, operation: str) -> list[RecordedEvent]:
+    async def _fetch(self, query: Select[Any], operation: str) -> list[RecordedEvent]:
         with driver_errors(operation):
             async with self._engine.connect() as conn:
-                rows = (await conn.execute(query)).all()  # type: ignore[call-overload]
+                rows = (await conn.execute(query)).all()
         return [to_recorded(row) for row in rows]
 
-    async def _scalar(self, query: object, operation: str) -> int:
+    async def _scalar(self, query: Select[Any], operation: str) -> int:
         with driver_errors(operation):
             async with self._engine.connect() as conn:
-                return int(await conn.scalar(query))  # type: ignore[call-overload]
+                return int(await conn.scalar(query))
 
 
 def _canonical_id(new: NewEvent) -> NewEvent:

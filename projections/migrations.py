@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from . import _locks
 from .errors import DatabaseError
 
-log = structlog.get_logger(__name__)
+logger = structlog.get_logger(__name__)
 
 
 class Migration(NamedTuple):
@@ -111,6 +111,6 @@ async def migrate(engine: AsyncEngine) -> None:
                     text("INSERT INTO schema_migrations (version, name) VALUES (:version, :name)"),
                     {"version": step.version, "name": step.name},
                 )
-                log.info("migration_applied", version=step.version, name=step.name)
+                logger.info("migration_applied", version=step.version, name=step.name)
     except (DBAPIError, OSError) as exc:
         raise DatabaseError("migrate", str(exc)) from exc

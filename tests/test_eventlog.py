@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import tracemalloc
 import uuid
 from collections.abc import AsyncIterator
 
@@ -61,7 +62,8 @@ async def test_versions_start_at_one_and_follow_each_other(log: EventLog) -> Non
 
 async def test_append_returns_what_reads_return(log: EventLog) -> None:
     meta = EventMeta(correlation_id="c1", causation_id="cmd-1", actor="session")
-    created = NewEvent(event=SessionCreated(session_id="s1", agent_name="a", metadata={"k": 1}), session_id="s1", meta=meta)
+    opened = SessionCreated(session_id="s1", agent_name="a", metadata={"k": 1})
+    created = NewEvent(event=opened, session_id="s1", meta=meta)
     appended = await log.append("session-s1", [created, said()], 0)
     assert await log.read_stream("session-s1") == appended
     assert appended[0].meta == meta
@@ -209,6 +211,26 @@ async def test_iterators_hold_one_page_at_a_time(engine: AsyncEngine) -> None:
         assert seen == list(range(1, 12))
     finally:
         await log.close()
+
+
+async def test_iterating_a_long_stream_holds_one_page_in_memory(engine: AsyncEngine) -> None:
+    """Read as one list, 10k events peak at ~14 MB; paged by 200 they stay far below that."""
+    log = EventLog(engine, page_size=200)
+    try:
+        for start in range(0, 10_000, 2_000):
+            await log.append("long", [said("x" * 100) for _ in range(2_000)], start)
+        tracemalloc.start()
+        try:
+            count = 0
+            async for _ in log.iter_stream("long"):
+                count += 1
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    finally:
+        await log.close()
+    assert count == 10_000
+    assert peak < 3_000_000
 
 
 async def test_every_event_family_round_trips(log: EventLog) -> None:

@@ -6,12 +6,14 @@ import asyncio
 import random
 import uuid
 from collections.abc import AsyncIterator
+from itertools import pairwise
 
 import asyncpg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
+from structlog.testing import capture_logs
 
-from projections import ConcurrencyError, EventLog, NewEvent, create_engine, migrate
+from projections import ConcurrencyError, DatabaseError, EventLog, NewEvent, create_engine, migrate
 from projections.database import asyncpg_dsn
 from schemas.envelope import RecordedEvent
 from schemas.events import UserMessage
@@ -108,20 +110,34 @@ async def test_a_writer_bypassing_the_lock_fails_only_the_caller_it_collides_wit
             '{"type": "user_message", "message_id": "m", "content": "outside", "idempotency_key": "k"}',
             uuid.uuid4(),
         )
-        appends = asyncio.gather(
-            log.append("victim", [said()], 0), log.append("bystander", [said()], 0), return_exceptions=True
-        )
-        await asyncio.sleep(0.3)  # the batch is now waiting on the outsider's uncommitted row
-        await transaction.commit()
-        victim, bystander = await appends
+        with capture_logs() as logs:
+            appends = asyncio.gather(
+                log.append("victim", [said()], 0), log.append("bystander", [said()], 0), return_exceptions=True
+            )
+            async with asyncio.timeout(5):  # until the batch's insert waits on the outsider's row
+                while not await outsider.fetchval("SELECT count(*) FROM pg_locks WHERE NOT granted"):
+                    await asyncio.sleep(0.01)
+            await transaction.commit()
+            victim, bystander = await appends
     finally:
         await outsider.close()
+    assert [entry["requests"] for entry in logs if entry["event"] == "append_batch_refused"] == [2]
     assert isinstance(victim, ConcurrencyError) and (victim.expected, victim.actual) == (0, 1)
     assert isinstance(bystander, list) and bystander[0].version == 1
 
 
+async def test_a_value_the_database_refuses_fails_only_its_own_caller(log: EventLog) -> None:
+    """jsonb refuses NUL characters; the rest of the shared batch still commits."""
+    bad, good = await asyncio.gather(
+        log.append("bad", [said("nul \x00 inside")], 0), log.append("good", [said()], 0), return_exceptions=True
+    )
+    assert isinstance(bad, DatabaseError) and bad.operation == "append"
+    assert isinstance(good, list) and good[0].version == 1
+    assert await log.stream_version("bad") == 0
+
+
 async def _write(log: EventLog, writer: int, appends: int) -> None:
-    for i in range(appends):
+    for _ in range(appends):
         stream = f"w{writer}-{random.randrange(5)}"
         await log.append(stream, [said() for _ in range(random.randint(1, 3))], None)
         if random.random() < 0.3:
@@ -157,7 +173,7 @@ async def test_no_gaps_appear_behind_followers_with_concurrent_writer_processes(
             await engine.dispose()
     everything = [r.position for r in await _read_everything(log)]
     for positions in seen:
-        assert all(a < b for a, b in zip(positions, positions[1:]))
+        assert all(a < b for a, b in pairwise(positions))
         assert positions == everything
     assert len(everything) >= 600
 

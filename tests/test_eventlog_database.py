@@ -83,10 +83,12 @@ async def test_migrations_run_once_even_when_processes_start_together(fresh_data
 
 def _schema(conn: Connection) -> dict[str, object]:
     inspector = inspect(conn)
+    dialect = postgresql.dialect()
     described = {}
     for table in sorted(metadata.tables):
+        columns = inspector.get_columns(table)
         described[table] = {
-            "columns": {(c["name"], c["type"].compile(postgresql.dialect()), c["nullable"]) for c in inspector.get_columns(table)},
+            "columns": {(c["name"], c["type"].compile(dialect), c["nullable"]) for c in columns},
             "unique": {tuple(u["column_names"]) for u in inspector.get_unique_constraints(table)},
             "indexes": {tuple(i["column_names"]) for i in inspector.get_indexes(table) if not i.get("unique")},
         }

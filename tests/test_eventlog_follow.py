@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
+from structlog.testing import capture_logs
 
 from projections import EventLog, NewEvent, create_engine, migrate
 from projections._wakeup import APPLICATION_NAME
@@ -167,3 +170,39 @@ async def test_a_follower_on_another_engine_sees_appends_of_this_one(log: EventL
         await follower.aclose()
         await other.close()
         await engine.dispose()
+
+
+@asynccontextmanager
+async def outage(postgres_url: str, database_url: str) -> AsyncIterator[None]:
+    """Make the test's database refuse connections and drop the ones it has, for the block's duration."""
+    name = urlsplit(database_url).path.lstrip("/")
+    admin = await asyncpg.connect(asyncpg_dsn(postgres_url))
+    try:
+        await admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
+        await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name)
+        yield
+    finally:
+        await admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true')
+        await admin.close()
+
+
+async def test_follow_keeps_going_through_a_database_outage(
+    log: EventLog, postgres_url: str, fresh_database_url: str
+) -> None:
+    follower = log.follow(0, poll_interval=0.1)
+    pending: asyncio.Future[RecordedEvent] | None = None
+    try:
+        await log.append("a", [said("before")], 0)
+        assert (await anext(follower)).event.content == "before"
+        with capture_logs() as logs:
+            pending = asyncio.ensure_future(anext(follower))
+            async with outage(postgres_url, fresh_database_url):
+                await asyncio.sleep(1.0)
+            await log.append("a", [said("after")], 1)
+            assert (await asyncio.wait_for(pending, timeout=5)).event.content == "after"
+        assert any(entry["event"] == "follow_read_failed" for entry in logs)
+    finally:
+        if pending is not None:
+            pending.cancel()
+            await asyncio.wait([pending])
+        await follower.aclose()
