@@ -16,6 +16,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -96,7 +97,15 @@ async def _database(url: str) -> AsyncIterator[tuple]:  # type: ignore[type-arg]
 async def _serve_gateway(bus: Bus, engine, host: str, port: int, api_key: str | None, on_ready=None) -> None:  # noqa: ANN001
     log_ = EventLog(engine)
     ctx = GatewayContext(bus=bus, log=log_, read_models=ReadModels(engine), api_key=api_key)
-    config = uvicorn.Config(create_app(ctx), host=host, port=port, log_level="warning", access_log=False, lifespan="off")
+    config = uvicorn.Config(
+        create_app(ctx),
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=5,
+    )
     server = uvicorn.Server(config)
     # Signals are handled by the caller, which stops every part together.
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
@@ -116,23 +125,27 @@ async def _serve_gateway(bus: Bus, engine, host: str, port: int, api_key: str | 
         await log_.close()
 
 
-async def _until_signal(*tasks: asyncio.Task) -> None:  # type: ignore[type-arg]
-    """Run `tasks` until SIGINT/SIGTERM or until one of them ends; then stop them all."""
-    import signal
+async def _until_signal(*tasks: asyncio.Task[None], grace: float = 20.0) -> None:
+    """Run `tasks` until SIGINT/SIGTERM or until one of them ends; then stop them all.
 
+    A part that does not stop within `grace` seconds is logged with its stack
+    and abandoned, so Ctrl-C always ends the process.
+    """
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     stopper = asyncio.create_task(stop.wait(), name="signals")
     done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+    log.info("stopping", reason="signal" if stopper in done else "a part ended")
     for task in [*tasks, stopper]:
         task.cancel()
-    results = await asyncio.gather(*tasks, return_exceptions=True)
+    _, stuck = await asyncio.wait(tasks, timeout=grace)
+    for task in stuck:
+        log.error("shutdown_stuck", task=task.get_name(), stack=[str(frame) for frame in task.get_stack()])
     for task in done:
         if task is not stopper and not task.cancelled() and task.exception() is not None:
             raise task.exception()  # type: ignore[misc]
-    del results
 
 
 def _provider(settings: Settings) -> OfflineProvider:

@@ -85,6 +85,7 @@ class Bus:
                 max_reconnect_attempts=-1,
                 reconnect_time_wait=0.5,
                 connect_timeout=5,
+                drain_timeout=5,
                 allow_reconnect=True,
                 error_cb=on_error,
                 disconnected_cb=on_disconnect,
