@@ -8,15 +8,15 @@ appends into each transaction wins that throughput back.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
+import asyncpg
 import structlog
-from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from schemas.envelope import RecordedEvent
 
 from ._batch import DEFER, AppendRequest, write_batch
-from ._db import reason
 from .errors import DatabaseError, EventLogClosedError
 
 logger = structlog.get_logger(__name__)
@@ -27,8 +27,9 @@ _ALONE_ATTEMPTS = 3
 class GroupAppender:
     """Owns a bounded queue of append requests and the task that commits them in batches."""
 
-    def __init__(self, engine: AsyncEngine, *, max_batch: int = 256, queue_size: int = 4096) -> None:
-        self._engine = engine
+    def __init__(self, dsn: str, *, max_batch: int = 256, queue_size: int = 4096) -> None:
+        self._dsn = dsn
+        self._conn: asyncpg.Connection | None = None
         self._max_batch = max_batch
         self._queue: asyncio.Queue[AppendRequest | None] = asyncio.Queue(queue_size)
         self._task: asyncio.Task[None] | None = None
@@ -57,6 +58,9 @@ class GroupAppender:
             return
         await self._queue.put(None)
         await self._task
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
         # A submit blocked on a full queue may have landed behind the stop marker.
         while not self._queue.empty():
             request = self._queue.get_nowait()
@@ -89,19 +93,33 @@ class GroupAppender:
                 batch.append(request)
         return batch
 
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[asyncpg.Connection]:
+        """A transaction on the appender's own connection, (re)connected on demand."""
+        if self._conn is None or self._conn.is_closed():
+            self._conn = await asyncpg.connect(self._dsn, server_settings={"application_name": "agentbus-appender"})
+        try:
+            async with self._conn.transaction():
+                yield self._conn
+        except (asyncpg.InterfaceError, OSError):
+            # The connection is in doubt: the next batch starts on a new one.
+            self._conn.terminate()
+            self._conn = None
+            raise
+
     async def _commit(self, batch: list[AppendRequest]) -> list[AppendRequest]:
         """Commit `batch` in one transaction and settle its callers; return the deferred requests."""
         try:
-            async with self._engine.begin() as conn:
+            async with self._transaction() as conn:
                 outcomes = await write_batch(conn, batch)
-        except DBAPIError as exc:
+        except asyncpg.PostgresError as exc:
             if not _blames_a_request(exc):
                 _settle_all(batch, exc)
                 return []
             # One request broke the statement: a key that a writer bypassing the lock took, or
             # a value the database refuses (say a NUL character). Alone, each is checked against
             # what is committed now, so only the offender fails.
-            logger.warning("append_batch_refused", requests=len(batch), error=reason(exc))
+            logger.warning("append_batch_refused", requests=len(batch), error=str(exc))
             for request in batch:
                 await self._commit_alone(request)
             return []
@@ -120,10 +138,10 @@ class GroupAppender:
         outcome: object = None
         for _ in range(_ALONE_ATTEMPTS):
             try:
-                async with self._engine.begin() as conn:
+                async with self._transaction() as conn:
                     [outcome] = await write_batch(conn, [request])
-            except IntegrityError as exc:
-                outcome = DatabaseError("append", reason(exc))
+            except asyncpg.IntegrityConstraintViolationError as exc:
+                outcome = DatabaseError("append", str(exc))
                 continue  # the offending row is committed now; the next attempt sees it
             except Exception as exc:  # see _commit
                 outcome = _as_ours(exc)
@@ -131,15 +149,16 @@ class GroupAppender:
         _settle(request, outcome)
 
 
-def _blames_a_request(exc: DBAPIError) -> bool:
+def _blames_a_request(exc: asyncpg.PostgresError) -> bool:
     """Whether the statement failed on the data (SQLSTATE class 22 or 23), not on the connection."""
-    sqlstate = getattr(exc.orig, "sqlstate", None) or ""
-    return sqlstate[:2] in ("22", "23")
+    return (exc.sqlstate or "")[:2] in ("22", "23")
 
 
 def _as_ours(exc: Exception) -> Exception:
     """Driver and connection failures become `DatabaseError`; our own errors pass as they are."""
-    return DatabaseError("append", reason(exc)) if isinstance(exc, DBAPIError | OSError) else exc
+    if isinstance(exc, asyncpg.PostgresError | asyncpg.InterfaceError | OSError):
+        return DatabaseError("append", str(exc) or type(exc).__name__)
+    return exc
 
 
 def _settle_all(batch: list[AppendRequest], exc: Exception) -> None:

@@ -12,15 +12,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import ARRAY, Uuid, any_, bindparam, text
-from sqlalchemy.ext.asyncio import AsyncConnection
+import asyncpg
 
 from schemas.envelope import RecordedEvent
 
 from . import _locks
-from ._rows import select_events, to_recorded, to_row
+from ._rows import to_recorded, to_row
 from .errors import ConcurrencyError, DuplicateEventError, EventLogError
-from .tables import events, position_seq
+from .tables import position_seq
 
 if TYPE_CHECKING:
     from .eventlog import NewEvent
@@ -55,35 +54,52 @@ It runs in the next transaction, where it finds those ids committed (a retry)
 or not (a conflict), exactly as if it had arrived a moment later.
 """
 
-_by_ids = select_events().where(events.c.event_id == any_(bindparam("ids", type_=ARRAY(Uuid(as_uuid=False)))))
+# Every statement below runs on the appender's own asyncpg connection: the
+# appender commits one batch at a time, so one connection with prepared
+# statements serves it, without a pool checkout or SQL compilation per batch.
+_LOCK = "SELECT pg_advisory_xact_lock($1), now()"
 # One backward index probe per stream on (stream, version): the cost does not
-# grow with the length of the stream, as a max() over its rows would.
-_versions = text(
-    "SELECT s.stream, (SELECT e.version FROM events e WHERE e.stream = s.stream ORDER BY e.version DESC LIMIT 1)"
-    " FROM unnest(CAST(:streams AS text[])) AS s(stream)"
+# grow with the length of the stream, as a max() over its rows would. The
+# duplicate count spares the full read of recorded ids unless one exists.
+_VERSIONS = (
+    "SELECT s.stream,"
+    " (SELECT e.version FROM events e WHERE e.stream = s.stream ORDER BY e.version DESC LIMIT 1),"
+    " (SELECT count(*) FROM events e WHERE e.event_id = ANY($2::uuid[]))"
+    " FROM unnest($1::text[]) AS s(stream)"
+)
+_BY_IDS = (
+    "SELECT position, stream, version, session_id, schema, data::text, meta::text, event_id::text, recorded_at"
+    " FROM events WHERE event_id = ANY($1::uuid[])"
 )
 # Draw the positions and queue the NOTIFY in one round trip; the NOTIFY is only sent if we commit.
-_positions = text(
-    "SELECT array_agg(position ORDER BY position), pg_notify(:channel, max(position)::text)"
-    f" FROM (SELECT nextval('{position_seq.name}') AS position FROM generate_series(1, :n)) AS drawn"
-).bindparams(channel=CHANNEL)
+_POSITIONS = (
+    "SELECT array_agg(position ORDER BY position), pg_notify($2, max(position)::text)"
+    f" FROM (SELECT nextval('{position_seq.name}') AS position FROM generate_series(1, $1)) AS drawn"
+)
+_INSERT = (
+    "INSERT INTO events (position, stream, version, session_id, type, schema, data, meta, event_id, recorded_at)"
+    " SELECT p, st, v, sid, t, sc, d, m, id, now() FROM unnest("
+    "$1::bigint[], $2::text[], $3::int[], $4::text[], $5::text[], $6::smallint[], $7::jsonb[], $8::jsonb[], $9::uuid[]"
+    ") AS rows(p, st, v, sid, t, sc, d, m, id)"
+)
 
 
-async def write_batch(conn: AsyncConnection, batch: list[AppendRequest]) -> list[Outcome | object]:
+async def write_batch(conn: asyncpg.Connection, batch: list[AppendRequest]) -> list[Outcome | object]:
     """Check and write `batch` inside the caller's transaction; return one outcome per request.
 
     Refused requests get their error as outcome and write nothing; the others are
     inserted. A unique violation here (a writer that bypassed the lock) raises
-    `IntegrityError` and the caller must roll back.
+    `asyncpg.UniqueViolationError` and the caller must roll back.
     """
-    lock = await conn.execute(text("SELECT pg_advisory_xact_lock(:key), now()"), {"key": _locks.APPEND})
-    recorded_at: datetime = lock.one()[1]
+    recorded_at: datetime = (await conn.fetchrow(_LOCK, _locks.APPEND))[1]
     ids = [event_id for request in batch for event_id in request.event_ids]
-    existing = {row.event_id: to_recorded(row) for row in await conn.execute(_by_ids, {"ids": ids})}
     streams = list({request.stream for request in batch})
-    versions = {
-        stream: version for stream, version in await conn.execute(_versions, {"streams": streams}) if version is not None
-    }
+    versions: dict[str, int] = {}
+    duplicates = 0
+    for stream, version, duplicates in await conn.fetch(_VERSIONS, streams, ids):
+        if version is not None:
+            versions[stream] = version
+    existing = {row[7]: to_recorded(row) for row in await conn.fetch(_BY_IDS, ids)} if duplicates else {}
 
     outcomes: list[Outcome | object] = []
     planned: list[tuple[AppendRequest, int]] = []  # accepted request, version before it
@@ -99,7 +115,7 @@ async def write_batch(conn: AsyncConnection, batch: list[AppendRequest]) -> list
         return outcomes
 
     count = sum(len(request.events) for request, _ in planned)
-    positions = iter((await conn.execute(_positions, {"n": count})).one()[0])
+    positions = iter((await conn.fetchrow(_POSITIONS, count, CHANNEL))[0])
     written: dict[AppendRequest, list[RecordedEvent]] = {}
     for request, base in planned:
         written[request] = [
@@ -117,7 +133,7 @@ async def write_batch(conn: AsyncConnection, batch: list[AppendRequest]) -> list
             for offset, new in enumerate(request.events, start=1)
         ]
     rows = [to_row(recorded) for batch_rows in written.values() for recorded in batch_rows]
-    await conn.execute(events.insert(), rows)
+    await conn.execute(_INSERT, *(list(column) for column in zip(*rows, strict=True)))
     return [written.get(request, outcome) for request, outcome in zip(batch, outcomes, strict=True)]
 
 

@@ -56,17 +56,16 @@ def to_recorded(row: Sequence[Any]) -> RecordedEvent:
     )
 
 
-def to_row(recorded: RecordedEvent) -> dict[str, object]:
-    """Return the insert parameters of one event; jsonb columns get msgspec-encoded text."""
-    return {
-        "position": recorded.position,
-        "stream": recorded.stream,
-        "version": recorded.version,
-        "session_id": recorded.session_id,
-        "type": tag_of(type(recorded.event)),
-        "schema": recorded.schema,
-        "data": msgspec.json.encode(recorded.event).decode(),
-        "meta": msgspec.json.encode(recorded.meta).decode(),
-        "event_id": recorded.event_id,
-        "recorded_at": recorded.recorded_at,
-    }
+def to_row(recorded: RecordedEvent) -> tuple[object, ...]:
+    """Return the insert values of one event in `INSERT_COLUMNS` order; jsonb columns as msgspec-encoded text."""
+    return (
+        recorded.position,
+        recorded.stream,
+        recorded.version,
+        recorded.session_id,
+        tag_of(type(recorded.event)),
+        recorded.schema,
+        msgspec.json.encode(recorded.event).decode(),
+        msgspec.json.encode(recorded.meta).decode(),
+        recorded.event_id,
+    )

@@ -56,8 +56,8 @@ class EventLog:
             raise ValueError("page_size must be at least 1")
         self._engine = engine
         self._page_size = page_size
-        self._appender = GroupAppender(engine)
         self._dsn = asyncpg_dsn(engine.url)
+        self._appender = GroupAppender(self._dsn)
 
     @property
     def page_size(self) -> int:
