@@ -18,7 +18,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import msgspec
@@ -29,7 +29,7 @@ from actors import Worker
 from actors.llm import OfflineProvider
 from bus import Bus, BusError, EmbeddedNats, free_port, publish_command
 from gateway import GatewayContext, create_app
-from projections import EventLog, ReadModels, create_engine, ensure_database, migrate
+from projections import Engine, EventLog, ReadModels, create_engine, ensure_database, migrate
 from projections.embedded import EmbeddedPostgres
 from schemas import SendMessage, Subjects
 
@@ -84,7 +84,7 @@ def configure_logging(level: str = "info") -> None:
 
 
 @contextlib.asynccontextmanager
-async def _database(url: str) -> AsyncIterator[tuple]:  # type: ignore[type-arg]
+async def _database(url: str) -> AsyncIterator[Engine]:
     await ensure_database(url)
     engine = create_engine(url)
     await migrate(engine)
@@ -94,7 +94,14 @@ async def _database(url: str) -> AsyncIterator[tuple]:  # type: ignore[type-arg]
         await engine.dispose()
 
 
-async def _serve_gateway(bus: Bus, engine, host: str, port: int, api_key: str | None, on_ready=None) -> None:  # noqa: ANN001
+async def _serve_gateway(
+    bus: Bus,
+    engine: Engine,
+    host: str,
+    port: int,
+    api_key: str | None,
+    on_ready: Callable[[], None] | None = None,
+) -> None:
     log_ = EventLog(engine)
     ctx = GatewayContext(bus=bus, log=log_, read_models=ReadModels(engine), api_key=api_key)
     config = uvicorn.Config(

@@ -7,10 +7,9 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bus import Bus, CommandConsumer, CommandDelivery, ensure_command_stream
-from projections import Checkpoints, EventLog, EventLogError, Projector
+from projections import Checkpoints, Engine, EventLog, EventLogError, Projector
 from schemas import CommandRefused, CreateSession, DecodeError, ErrorReply, InvalidId, SessionReady, codec, validate_id
 
 from .context import WorkerContext
@@ -33,7 +32,7 @@ class Worker:
     def __init__(
         self,
         bus: Bus,
-        engine: AsyncEngine,
+        engine: Engine,
         provider: Provider,
         *,
         partitions: list[int] | None = None,

@@ -10,7 +10,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bus import BusError, publish_command
-from projections import EventLogError
+from projections import EventLogError, SessionView
 from schemas import CloseSession, CreateSession, ErrorReply, InvalidId, Metadata, codec, validate_id
 
 from .context import GatewayContext
@@ -86,7 +86,7 @@ async def create_session(request: Request) -> Response:
     return json_response(view)
 
 
-async def _wait_for_session(ctx: GatewayContext, session_id: str, timeout: float = 5.0):  # noqa: ANN202
+async def _wait_for_session(ctx: GatewayContext, session_id: str, timeout: float = 5.0) -> SessionView | None:
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         await ctx.read_models.wait_caught_up(ctx.log, timeout=timeout)

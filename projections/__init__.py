@@ -4,7 +4,7 @@ Only this package runs SQL; the rest of the system uses these names.
 """
 
 from .checkpoints import Checkpoints
-from .database import create_engine, ensure_database
+from .database import Engine, create_engine, ensure_database
 from .errors import (
     ConcurrencyError,
     CorruptEventError,
@@ -23,6 +23,7 @@ __all__ = [
     "CorruptEventError",
     "DatabaseError",
     "DuplicateEventError",
+    "Engine",
     "EventLog",
     "EventLogClosedError",
     "EventLogError",

@@ -11,6 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from .errors import DatabaseError, EventLogError
 
+Engine = AsyncEngine
+"""The handle every `projections` class takes; other packages name it without importing SQLAlchemy."""
+
 _SCHEMES = {"postgres", "postgresql", "postgresql+asyncpg"}
 
 
