@@ -5,6 +5,7 @@
     agentbus gateway   HTTP/WebSocket only (external services)
     agentbus publish   put a chat message on the bus, as another service would
     agentbus migrate   create or upgrade the database schema
+    agentbus replay    rebuild a board meeting or outline a session from the log
     agentbus bench     measure latency and throughput against raw baselines
 """
 
@@ -26,11 +27,13 @@ import structlog
 import uvicorn
 
 from actors import Worker
+from actors.config import Config, ConfigError, load_config
 from actors.llm import OfflineProvider
 from bus import Bus, BusError, EmbeddedNats, free_port, publish_command
 from gateway import GatewayContext, create_app
 from projections import Engine, EventLog, ReadModels, create_engine, ensure_database, migrate
 from projections.embedded import EmbeddedPostgres
+from projections.replay import board_markdown, load_board, session_outline
 from schemas import SendMessage, Subjects
 
 log = structlog.get_logger("agentbus")
@@ -55,6 +58,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     api_key: str | None
     offline_delay: float
     ack_wait: float
+    answer_timeout: float
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -65,6 +69,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             api_key=os.environ.get("AGENTBUS_API_KEY") or None,
             offline_delay=float(os.environ.get("AGENTBUS_OFFLINE_DELAY", "0")),
             ack_wait=float(os.environ.get("AGENTBUS_ACK_WAIT", "10")),
+            answer_timeout=float(os.environ.get("AGENTBUS_ANSWER_TIMEOUT", "120")),
         )
 
 
@@ -101,9 +106,12 @@ async def _serve_gateway(
     port: int,
     api_key: str | None,
     on_ready: Callable[[], None] | None = None,
+    worker_ready: asyncio.Event | None = None,
 ) -> None:
     log_ = EventLog(engine)
-    ctx = GatewayContext(bus=bus, log=log_, read_models=ReadModels(engine), api_key=api_key)
+    ctx = GatewayContext(
+        bus=bus, log=log_, read_models=ReadModels(engine), api_key=api_key, answer_timeout=Settings.from_env().answer_timeout
+    )
     config = uvicorn.Config(
         create_app(ctx),
         host=host,
@@ -123,6 +131,9 @@ async def _serve_gateway(
                 await serving
                 raise SystemExit(f"gateway could not listen on {host}:{port}")
             await asyncio.sleep(0.02)
+        if worker_ready is not None:
+            # endpoints.json promises a system that answers (creates a session), not only a listening socket.
+            await worker_ready.wait()
         if on_ready is not None:
             on_ready()
         await serving
@@ -159,7 +170,15 @@ def _provider(settings: Settings) -> OfflineProvider:
     return OfflineProvider(delay=settings.offline_delay)
 
 
-async def _run_up(args: argparse.Namespace, settings: Settings, nats_url: str, database_url: str) -> None:
+def _config() -> Config:
+    """Load the agents' configuration ($AGENTBUS_CONFIG or the packaged default), or exit saying what is wrong."""
+    try:
+        return load_config()
+    except ConfigError as exc:
+        raise SystemExit(f"agentbus: {exc}") from None
+
+
+async def _run_up(args: argparse.Namespace, settings: Settings, nats_url: str, database_url: str, config: Config) -> None:
     subjects = Subjects(settings.subject_prefix)
     port = args.port or free_port(args.host)
     endpoints_path = Path(args.data_dir) / ENDPOINTS_FILE
@@ -173,12 +192,12 @@ async def _run_up(args: argparse.Namespace, settings: Settings, nats_url: str, d
             endpoints_path.write_bytes(msgspec.json.format(msgspec.json.encode(endpoints)))
             print(f"agentbus is up: {http_url}  (chat page: {http_url}/, endpoints: {endpoints_path})", flush=True)
 
-        worker = Worker(worker_bus, engine, _provider(settings), ack_wait=settings.ack_wait)
+        worker = Worker(worker_bus, engine, _provider(settings), ack_wait=settings.ack_wait, config=config)
         try:
             await _until_signal(
                 asyncio.create_task(worker.run(), name="worker"),
                 asyncio.create_task(
-                    _serve_gateway(gateway_bus, engine, args.host, port, settings.api_key, announce), name="gateway"
+                    _serve_gateway(gateway_bus, engine, args.host, port, settings.api_key, announce, worker.ready), name="gateway"
                 ),
             )
         finally:
@@ -189,6 +208,7 @@ async def _run_up(args: argparse.Namespace, settings: Settings, nats_url: str, d
 
 
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
+    config = _config()  # before any service starts: a bad file fails fast
     data_dir = Path(args.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     args.data_dir = str(data_dir)
@@ -199,7 +219,7 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
             nats_server.start()
         nats_url = settings.nats_url or nats_server.url  # type: ignore[union-attr]
         database_url = settings.database_url or postgres.start()  # type: ignore[union-attr]
-        asyncio.run(_run_up(args, settings, nats_url, database_url))
+        asyncio.run(_run_up(args, settings, nats_url, database_url, config))
     finally:
         if nats_server is not None:
             nats_server.stop()
@@ -228,13 +248,14 @@ def _require_urls(args: argparse.Namespace, settings: Settings) -> tuple[str, st
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    config = _config()
     nats_url, database_url = _require_urls(args, settings)
 
     async def main() -> None:
         async with _database(database_url) as engine:
             bus = await Bus.connect(nats_url, name="agentbus-worker", subjects=Subjects(settings.subject_prefix))
             try:
-                worker = Worker(bus, engine, _provider(settings), ack_wait=settings.ack_wait)
+                worker = Worker(bus, engine, _provider(settings), ack_wait=settings.ack_wait, config=config)
                 await _until_signal(asyncio.create_task(worker.run()))
             finally:
                 await bus.close()
@@ -296,6 +317,31 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    """Rebuild a board or outline a session from the event log alone (only the database is needed)."""
+    found = _discover(args, settings)
+    database_url = settings.database_url or (found.database_url if found else None)
+    if not database_url:
+        raise SystemExit("no database: set AGENTBUS_DATABASE_URL, or run `agentbus up` first")
+
+    async def main() -> str:
+        engine = create_engine(database_url)
+        log_ = EventLog(engine)
+        try:
+            if args.what == "session":
+                return msgspec.json.format(msgspec.json.encode(await session_outline(log_, args.id))).decode()
+            view = await load_board(log_, args.id, at=args.at)
+            if view is None:
+                raise SystemExit(f"board {args.id} not found in the event log")
+            return board_markdown(view) if args.format == "markdown" else msgspec.json.encode(view).decode()
+        finally:
+            await log_.close()
+            await engine.dispose()
+
+    print(asyncio.run(main()))
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     # bench/ ships with the source tree, not the installed package.
     source_tree = Path(__file__).resolve().parent
@@ -337,6 +383,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     mig = with_data_dir(sub.add_parser("migrate", help="create or upgrade the database schema"))
     mig.set_defaults(func=cmd_migrate)
+
+    replay = with_data_dir(sub.add_parser("replay", help="rebuild a board or outline a session from the event log"))
+    replay.add_argument("what", choices=["board", "session"])
+    replay.add_argument("id", help="the board id (= the id of the message that started it) or the session id")
+    replay.add_argument("--format", choices=["markdown", "json"], default="markdown", help="board output (default markdown)")
+    replay.add_argument("--at", type=int, help="show the board as it stood at this log position")
+    replay.set_defaults(func=cmd_replay)
 
     bench = sub.add_parser("bench", help="run the benchmarks in bench/")
     bench.add_argument("--turns", type=int, default=1000)

@@ -8,8 +8,10 @@ with msgspec, so a typo fails the start with a clear message, not a turn later.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
+from typing import Literal
 
 import msgspec
 
@@ -18,6 +20,7 @@ from schemas import ExecutionMode
 from .errors import ActorError
 
 DEFAULT_CONFIG = Path(__file__).with_name("default_config.toml")
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class ConfigError(ActorError):
@@ -27,7 +30,7 @@ class ConfigError(ActorError):
 class LLMEndpoint(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """An LLM provider: `offline`, or an OpenAI-compatible `/v1/chat/completions` server."""
 
-    kind: str = "offline"
+    kind: Literal["offline", "openai"] = "offline"
     base_url: str | None = None
     api_key_env: str | None = None
     model: str = "offline"
@@ -35,13 +38,20 @@ class LLMEndpoint(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
 
 
 class AgentConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """An agent sessions can be bound to."""
+    """An agent sessions can be bound to.
+
+    `fallback` names the endpoints tried, in order, when `llm` fails (the
+    recovery tiers); when they fail too, the emergency tier answers with a
+    structured error. `max_steps` bounds the ReAct loop (model calls per turn).
+    """
 
     system_prompt: str = "You are a helpful assistant."
     llm: str = "default"
     model: str | None = None
     tools: list[str] = []
     execution_mode: ExecutionMode = "react"
+    fallback: list[str] = []
+    max_steps: int = 8
 
 
 class SkillConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -51,6 +61,26 @@ class SkillConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     tools: list[str] = []
     model: str | None = None
     execution_mode: ExecutionMode | None = None
+
+
+class PhaseConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One phase of a `plan_exec` turn: the tools allowed in it (`*`: all the agent has)."""
+
+    name: str
+    tools: list[str] = []
+    instructions: str = ""
+
+
+class PlanExecConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The phase policy of `plan_exec` turns; `advance_phase` and `ask_human` are allowed in every phase."""
+
+    phases: list[PhaseConfig] = msgspec.field(
+        default_factory=lambda: [
+            PhaseConfig(name="plan", instructions="Plan the steps; call advance_phase when the plan is ready."),
+            PhaseConfig(name="execute", tools=["*"], instructions="Carry out the plan with the tools."),
+            PhaseConfig(name="verify", instructions="Check the results, then give the final answer."),
+        ]
+    )
 
 
 class ExpertTemplate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -65,10 +95,16 @@ class ExpertTemplate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
 
 
 class BoardConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Board meeting defaults."""
+    """Board meeting defaults: rounds when `rounds=` is not given, the experts of a plain `@board`.
+
+    `expert_timeout` bounds one expert request (a whole streamed speech);
+    `expert_attempts` is how often a board asks before it fails.
+    """
 
     max_rounds: int = 5
     default_experts: list[str] = []
+    expert_timeout: float = 120.0
+    expert_attempts: int = 3
 
 
 class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -77,6 +113,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     llm: dict[str, LLMEndpoint] = {}
     agents: dict[str, AgentConfig] = {}
     skills: dict[str, SkillConfig] = {}
+    plan_exec: PlanExecConfig = PlanExecConfig()
     experts: dict[str, ExpertTemplate] = {}
     board: BoardConfig = BoardConfig()
 
@@ -104,8 +141,37 @@ def _check_references(config: Config, path: Path) -> None:
         for name, entry in table.items():
             if entry.llm not in endpoints:
                 raise ConfigError(f"config {path}: {kind}.{name}.llm names unknown endpoint {entry.llm!r}")
+    unsafe = [name for name in config.experts if not _SAFE_NAME.fullmatch(name)]
+    if unsafe:
+        raise ConfigError(f"config {path}: expert names must be A-Z a-z 0-9 _ - (they are NATS subject tokens): {unsafe}")
     unknown = [name for name in config.board.default_experts if name not in config.experts]
     if unknown:
         raise ConfigError(f"config {path}: board.default_experts names unknown experts {unknown}")
     if not config.agents:
         raise ConfigError(f"config {path}: declares no agents")
+    _check_agents(config, path)
+
+
+def _check_agents(config: Config, path: Path) -> None:
+    from .tools import BUILTIN_TOOLS  # tools import the LLM protocol; only checking needs them
+
+    known_tools = set(BUILTIN_TOOLS.names()) | {"*"}
+    for name, endpoint in config.llm.items():
+        if endpoint.kind == "openai" and not endpoint.base_url:
+            raise ConfigError(f"config {path}: llm.{name} is kind 'openai' but has no base_url")
+    endpoints = set(config.llm) | {"default"}
+    tables = [("agents", name, entry.tools) for name, entry in config.agents.items()]
+    tables += [("skills", name, entry.tools) for name, entry in config.skills.items()]
+    tables += [("plan_exec.phases", phase.name, phase.tools) for phase in config.plan_exec.phases]
+    for kind, name, tools in tables:
+        unknown = [tool for tool in tools if tool not in known_tools]
+        if unknown:
+            raise ConfigError(f"config {path}: {kind}.{name}.tools names unknown tools {unknown}; known: {sorted(known_tools - {'*'})}")
+    for name, agent in config.agents.items():
+        missing = [endpoint for endpoint in agent.fallback if endpoint not in endpoints]
+        if missing:
+            raise ConfigError(f"config {path}: agents.{name}.fallback names unknown endpoints {missing}")
+        if agent.max_steps < 1:
+            raise ConfigError(f"config {path}: agents.{name}.max_steps must be at least 1")
+    if not config.plan_exec.phases:
+        raise ConfigError(f"config {path}: plan_exec.phases is empty")

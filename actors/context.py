@@ -7,6 +7,7 @@ import msgspec
 from bus import Bus
 from projections import EventLog
 
+from .config import Config
 from .llm import Provider
 
 
@@ -17,3 +18,6 @@ class WorkerContext(msgspec.Struct, frozen=True, kw_only=True):
     log: EventLog
     provider: Provider
     default_model: str = "offline"
+    config: Config = Config()
+    providers: dict[str, Provider] = {}
+    """A provider per configured LLM endpoint name (agent turns choose theirs by name)."""

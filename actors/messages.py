@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from schemas import SessionCommand
+from schemas import ExecutionMode, SessionCommand
 
 from .llm import ChatMessage
 
@@ -25,28 +25,18 @@ class StartTurn(msgspec.Struct, frozen=True, kw_only=True):
     session_id: str
     user_message_id: str
     agent_name: str
-    model: str
     history: list[ChatMessage]
+    """The conversation up to and including the user message."""
+    model: str | None = None
+    """The message's model override."""
+    execution_mode: ExecutionMode | None = None
+    """The message's execution mode override."""
 
 
 class TurnFinished(msgspec.Struct, frozen=True, kw_only=True):
-    """A turn ended: with an answer, or `failed` with the reason in `content`."""
+    """A turn ended: with an answer, or `failed` (also when cancelled) with the reason in `content`."""
 
     turn_id: str
     user_message_id: str
     content: str
     failed: bool = False
-
-
-class Generated(msgspec.Struct, frozen=True, kw_only=True):
-    """The turn's generation task finished streaming."""
-
-    content: str
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-
-
-class GenerationFailed(msgspec.Struct, frozen=True, kw_only=True):
-    """The turn's generation task failed."""
-
-    message: str

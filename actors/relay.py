@@ -29,6 +29,32 @@ class Relay:
         self._save_every = save_every
         self.position = 0
         self._saved = 0
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+
+    async def wait_for(self, position: int, timeout: float = 2.0) -> bool:
+        """Wait until the events up to `position` are published; False if that takes over `timeout` s.
+
+        A board waits for this before its next expert speaks, so that expert's
+        live chunks never reach a client before the speech recorded ahead of them.
+        """
+        if self.position >= position:
+            return True
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry = (position, waiter)
+        self._waiters.append(entry)
+        try:
+            await asyncio.wait_for(waiter, timeout)
+            return True
+        except asyncio.TimeoutError:
+            return False
+        finally:
+            if entry in self._waiters:
+                self._waiters.remove(entry)
+
+    def _wake(self) -> None:
+        for position, waiter in self._waiters:
+            if position <= self.position and not waiter.done():
+                waiter.set_result(None)
 
     async def run(self) -> None:
         """Relay forever; the checkpoint is saved a few times a second, and on stop."""
@@ -38,6 +64,8 @@ class Relay:
             async for recorded in self._log.follow(self.position):
                 await self._bus.publish(self._bus.subjects.session_evt(recorded.session_id), recorded)
                 self.position = recorded.position
+                if self._waiters:
+                    self._wake()
         finally:
             saver.cancel()
             await asyncio.gather(saver, return_exceptions=True)

@@ -9,6 +9,7 @@ from typing import Any
 import structlog
 
 from projections import EventLog, NewEvent
+from projections.boards import BOARD_AGENT
 from schemas import (
     Cancel,
     CloseSession,
@@ -23,10 +24,13 @@ from schemas import (
 )
 from schemas.events import AnyEvent, AssistantMessage, UserMessage
 
+from .board_messages import BoardFinished, CancelBoard, Intervene, StartBoard
+from .board_routing import BoardRefused, is_board_message, plan_board
 from .context import WorkerContext
 from .messages import Deliver, StartTurn, TurnFinished
 from .runtime import Actor, ActorHost
 from .session_state import Accepted, AlreadyDone, Refused, SessionState, decide_close, decide_create, decide_send, evolve
+from .turn_routing import MAX_RUNNING_TURNS, route_to_turn
 
 log = structlog.get_logger("agentbus.session")
 
@@ -51,6 +55,10 @@ class SessionActor(Actor):
         self.stream = session_stream(actor_id)
         # user message id -> futures of the command deliveries waiting for its answer
         self._waiting: dict[str, list[asyncio.Future[None]]] = {}
+        # boards known to have ended without an answer (failed, cancelled): no longer open
+        self._ended_boards: set[str] = set()
+        # turns started and not yet finished (at most MAX_RUNNING_TURNS)
+        self._running: set[str] = set()
 
     @property
     def log(self) -> EventLog:
@@ -70,6 +78,8 @@ class SessionActor(Actor):
                     future.cancel()
 
     async def handle(self, message: Any) -> Any:
+        if isinstance(message, Deliver) and await self._to_board(message.command):
+            return None
         match message:
             case CreateSession():
                 return await self._create(message)
@@ -83,10 +93,15 @@ class SessionActor(Actor):
                     await self._refuse(decision, None)
                 return None
             case Deliver(command=Cancel() | HumanReply() | ConfirmationReply() as command):
-                await self._refuse(Refused(code="unsupported", message=f"{type(command).__name__} is not supported yet"), None)
+                refusal = await route_to_turn(self.host, command, self._running, self.state.unanswered)
+                if refusal is not None:
+                    await self._refuse(refusal, None)
                 return None
             case TurnFinished():
                 await self._turn_finished(message)
+                return None
+            case BoardFinished():
+                await self._board_finished(message)
                 return None
         raise TypeError(f"session actor cannot handle {type(message).__name__}")
 
@@ -127,11 +142,19 @@ class SessionActor(Actor):
                 if message_id is None or message_id not in self.state.unanswered:
                     return None
             case Accepted(events=[UserMessage() as user]):
+                if isinstance(plan := plan_board(user.content, self.ctx.config), BoardRefused):
+                    await self._refuse(Refused(code=plan.code, message=plan.message), command.idempotency_key)
+                    return None
+                if plan is None and len(self._running) >= MAX_RUNNING_TURNS:
+                    busy = f"{MAX_RUNNING_TURNS} turns are running; wait for one to finish"
+                    await self._refuse(Refused(code="too_many_turns", message=busy), command.idempotency_key)
+                    return None
                 await self._record([user], causation_id=user.idempotency_key)
                 message_id = user.message_id
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiting.setdefault(message_id, []).append(future)
-        self._start_turn(message_id)
+        if not self._start_board(message_id):
+            self._start_turn(message_id)
         return future
 
     def _start_turn(self, message_id: str) -> None:
@@ -143,13 +166,16 @@ class SessionActor(Actor):
                 session_id=self.id,
                 user_message_id=message_id,
                 agent_name=self.state.agent_name,
-                model=pending.message.model or self.ctx.default_model,
                 # The conversation up to this message is what the turn answers.
                 history=self.state.history[: pending.history_len],
+                model=pending.message.model,
+                execution_mode=pending.message.execution_mode,
             ),
         )
+        self._running.add(message_id)
 
     async def _turn_finished(self, finished: TurnFinished) -> None:
+        self._running.discard(finished.turn_id)
         if not finished.failed and finished.user_message_id in self.state.unanswered:
             await self._record(
                 [
@@ -163,6 +189,55 @@ class SessionActor(Actor):
                 ],
                 causation_id=finished.turn_id,
             )
+        for future in self._waiting.pop(finished.user_message_id, []):
+            if not future.done():
+                future.set_result(None)
+
+    def _start_board(self, message_id: str) -> bool:
+        """Start (or resume) the board an `@board` message asks for; False if it asks for none."""
+        message = self.state.unanswered[message_id].message
+        plan = plan_board(message.content, self.ctx.config)
+        if plan is None:
+            return False
+        self._ended_boards.discard(message_id)
+        self.host.tell("board", message_id, StartBoard(session_id=self.id, user_message_id=message_id, plan=plan))
+        return True
+
+    def _open_board(self) -> str | None:
+        """The board that may be running: the latest unanswered `@board` message not known to have ended."""
+        for message_id in reversed(self.state.unanswered):
+            if message_id not in self._ended_boards and is_board_message(self.state.unanswered[message_id].message.content):
+                return message_id
+        return None
+
+    async def _to_board(self, command: object) -> bool:
+        """Give a command to the running board, if any: a message intervenes, a cancel ends it.
+
+        Return False when no board runs (or the command is not for it); the
+        board itself says whether it runs, as only its stream knows.
+        """
+        board_id = self._open_board()
+        match command:
+            case _ if board_id is None:
+                return False
+            case SendMessage(content=content, idempotency_key=key) if content.strip() and (key or "") not in self.state.keys:
+                taken = await self.host.ask("board", board_id, Intervene(content=content, idempotency_key=key))
+            case Cancel(turn_id=turn_id) if turn_id in (None, board_id):
+                taken = await self.host.ask("board", board_id, CancelBoard())
+            case _:
+                return False
+        if not taken:
+            self._ended_boards.add(board_id)
+        return bool(taken)
+
+    async def _board_finished(self, finished: BoardFinished) -> None:
+        if finished.failed:
+            self._ended_boards.add(finished.board_id)
+        elif finished.user_message_id in self.state.unanswered:
+            answer = AssistantMessage(
+                message_id=new_id(), content=finished.content, agent_name=BOARD_AGENT, reply_to=finished.user_message_id
+            )
+            await self._record([answer], causation_id=finished.board_id)
         for future in self._waiting.pop(finished.user_message_id, []):
             if not future.done():
                 future.set_result(None)

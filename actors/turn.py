@@ -1,166 +1,174 @@
-"""The agent-turn actor: owns `turn-<turn_id>` and answers one user message.
+"""The agent-turn actor: owns `turn-<turn_id>` and answers one user message with a ReAct loop.
 
-Generation runs in a child task owned by the actor, so the mailbox stays free
-while tokens stream (later: cancel, replies to questions). Tokens are frames
-published live; only the whole answer is persisted.
+The loop runs in a `ReactDriver` task the actor owns, so the mailbox stays
+free for cancel, confirmations and answers while the model streams or the
+turn waits for the user. Only the actor appends to the stream: the driver
+proposes events, the actor records them if the state has not moved on.
+Every step is an event, so a turn re-activated after a crash continues from
+its last recorded step without repeating recorded tool calls.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-import msgspec
 import structlog
 
 from projections import NewEvent
-from schemas import EventMeta, Token
-from schemas.events import AnyEvent, TurnCompleted, TurnFailed, TurnStarted
+from schemas import EventMeta
+from schemas.events import AnyEvent, TurnCancelled, TurnCompleted, TurnFailed
 
 from .context import WorkerContext
-from .errors import ProviderError
-from .llm import LLMRequest, TextDelta, Usage
-from .messages import Generated, GenerationFailed, StartTurn, TurnFinished
+from .llm import ChatMessage
+from .messages import StartTurn, TurnFinished
+from .phases import PhasePolicy
+from .react import ReactDriver, utcnow
 from .runtime import Actor, ActorHost
+from .turn_logic import decide_cancel, decide_confirmation, decide_reply, decide_start
+from .turn_messages import AnswerQuestion, CancelTurn, Propose, ResolveConfirmation
+from .turn_setup import SetupRefused, TurnSetup, resolve_setup
+from .turn_state import TurnState, evolve
 
 log = structlog.get_logger("agentbus.turn")
+
+Relayed = Callable[[int], Awaitable[object]]
+"""Wait until the log is published live up to a position (so no token overtakes a recorded step)."""
 
 
 def turn_stream(turn_id: str) -> str:
     return f"turn-{turn_id}"
 
 
-class TurnState(msgspec.Struct, kw_only=True):
-    """What a turn's own events say about it."""
-
-    version: int = 0
-    started: TurnStarted | None = None
-    outcome: TurnCompleted | TurnFailed | None = None
-
-
-def evolve_turn(state: TurnState, event: AnyEvent) -> TurnState:
-    """Apply one of the turn's own events (mutating and returning `state`)."""
-    state.version += 1
-    match event:
-        case TurnStarted():
-            state.started = event
-        case TurnCompleted() | TurnFailed():
-            state.outcome = event
-    return state
-
-
 class TurnActor(Actor):
-    """One agent turn; re-activated after a crash it generates again from its last recorded step."""
+    """One agent turn; its id is the id of the user message it answers."""
 
     kind = "turn"
 
-    def __init__(self, actor_id: str, host: ActorHost, ctx: WorkerContext) -> None:
+    def __init__(self, actor_id: str, host: ActorHost, ctx: WorkerContext, relayed: Relayed) -> None:
         super().__init__(actor_id, host)
         self.ctx = ctx
         self.state = TurnState()
         self.stream = turn_stream(actor_id)
+        self.session_id: str | None = None
         self._request: StartTurn | None = None
-        self._generation: asyncio.Task[None] | None = None
+        self._driver: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()
+        self._relayed = relayed
+        self._position = 0
 
     async def on_activate(self) -> None:
         async for recorded in self.ctx.log.iter_stream(self.stream):
-            evolve_turn(self.state, recorded.event)
+            self.session_id = recorded.session_id
+            self._position = recorded.position
+            evolve(self.state, recorded.event)
 
     def busy(self) -> bool:
-        return self._generation is not None and not self._generation.done()
+        return self._driver is not None and not self._driver.done()
 
     async def on_passivate(self) -> None:
-        if self._generation is not None:
-            self._generation.cancel()
-            await asyncio.gather(self._generation, return_exceptions=True)
+        await self._stop_driver()
 
-    async def handle(self, message: Any) -> None:
+    async def handle(self, message: Any) -> Any:
         match message:
             case StartTurn():
                 await self._start(message)
-            case Generated():
-                await self._finish(
-                    TurnCompleted(
-                        turn_id=self.id,
-                        content=message.content,
-                        tier=self.ctx.provider.name,
-                        prompt_tokens=message.prompt_tokens,
-                        completion_tokens=message.completion_tokens,
-                    )
-                )
-            case GenerationFailed():
-                await self._finish(TurnFailed(turn_id=self.id, message=message.message, code="provider_failed"))
-            case _:
-                raise TypeError(f"turn actor cannot handle {type(message).__name__}")
+                return None
+            case Propose(events=events, based_on=version):
+                if version != self.state.version or self.state.outcome is not None or not events:
+                    return False
+                await self._record(events)
+                return True
+            case CancelTurn():
+                events = decide_cancel(self.state, self.id)
+                if events:
+                    await self._stop_driver()
+                    await self._record(events)
+                return bool(events)
+            case ResolveConfirmation(confirmation_id=confirmation_id, approved=approved):
+                return await self._answer(decide_confirmation(self.state, confirmation_id, approved, utcnow()))
+            case AnswerQuestion(request_id=request_id, content=content):
+                return await self._answer(decide_reply(self.state, request_id, content))
+        raise TypeError(f"turn actor cannot handle {type(message).__name__}")
 
-    async def _record(self, request: StartTurn, event: AnyEvent) -> None:
-        meta = EventMeta(causation_id=request.user_message_id, correlation_id=request.user_message_id, actor=f"turn:{self.id}")
+    async def _answer(self, events: list[AnyEvent] | None) -> bool:
+        """Record the user's answer; False if this turn asked nothing of that id."""
+        if events is None:
+            return False
+        if events:
+            await self._record(events)
+        return True
+
+    async def _record(self, events: list[AnyEvent]) -> None:
+        assert self.session_id is not None, "a turn records events once it knows its session"
+        meta = EventMeta(causation_id=self.id, correlation_id=self.id, actor=f"turn:{self.id}")
         recorded = await self.ctx.log.append(
-            self.stream, [NewEvent(event=event, session_id=request.session_id, meta=meta)], expected_version=self.state.version
+            self.stream,
+            [NewEvent(event=event, session_id=self.session_id, meta=meta) for event in events],
+            expected_version=self.state.version,
         )
-        evolve_turn(self.state, recorded[0].event)
+        for item in recorded:
+            evolve(self.state, item.event)
+        self._position = recorded[-1].position
+        self._changed.set()
+        if self.state.outcome is not None:
+            self._report()
 
     async def _start(self, request: StartTurn) -> None:
         self._request = request
+        self.session_id = self.session_id or request.session_id
         if self.state.outcome is not None:
-            self._report(request, self.state.outcome)
+            self._report()
             return
         if self.busy():
             return
+        content = request.history[-1].content if request.history else ""
+        setup = resolve_setup(
+            self.ctx.config, request.agent_name, content, model=request.model, execution_mode=request.execution_mode
+        )
+        if isinstance(setup, SetupRefused):
+            await self._record([TurnFailed(turn_id=self.id, message=setup.message, code=setup.code)])
+            return
         if self.state.started is None:
-            await self._record(
-                request,
-                TurnStarted(
-                    turn_id=self.id,
-                    user_message_id=request.user_message_id,
-                    agent_name=request.agent_name,
-                    model=request.model,
-                ),
-            )
-        self._generation = asyncio.create_task(self._generate(request), name=f"generate-{self.id}")
+            await self._record(decide_start(setup, self.id, request.user_message_id, PhasePolicy(self.ctx.config.plan_exec)))
+        self._driver = asyncio.create_task(self._driver_for(setup, request.history).run(), name=f"turn-{self.id}")
 
-    async def _generate(self, request: StartTurn) -> None:
-        feed = self.ctx.bus.subjects.session_evt(request.session_id)
-        parts: list[str] = []
-        usage = Usage(prompt_tokens=0, completion_tokens=0)
-        llm_request = LLMRequest(model=request.model, messages=request.history)
-        try:
-            async for delta in self.ctx.provider.stream(llm_request):
-                match delta:
-                    case TextDelta(text=text):
-                        parts.append(text)
-                        await self.ctx.bus.publish(feed, Token(turn_id=self.id, content=text))
-                    case Usage():
-                        usage = delta
-        except ProviderError as exc:
-            log.warning("generation_failed", error=str(exc))
-            self.host.tell(self.kind, self.id, GenerationFailed(message=str(exc)))
-            return
-        except Exception as exc:  # recorded as a failed turn, so the user gets an answer
-            log.exception("generation_crashed")
-            self.host.tell(self.kind, self.id, GenerationFailed(message=f"internal error: {type(exc).__name__}"))
-            return
-        self.host.tell(
-            self.kind,
-            self.id,
-            Generated(content="".join(parts), prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens),
+    def _driver_for(self, setup: TurnSetup, history: list[ChatMessage]) -> ReactDriver:
+        async def propose(events: list[AnyEvent], based_on: int) -> bool:
+            return bool(await self.host.ask(self.kind, self.id, Propose(events=events, based_on=based_on)))
+
+        async def relayed() -> None:
+            await self._relayed(self._position)
+
+        assert self.session_id is not None
+        return ReactDriver(
+            turn_id=self.id,
+            session_id=self.session_id,
+            ctx=self.ctx,
+            setup=setup,
+            history_of=lambda: history,
+            state_of=lambda: self.state,
+            propose=propose,
+            changed=self._changed,
+            relayed=relayed,
         )
 
-    async def _finish(self, outcome: TurnCompleted | TurnFailed) -> None:
-        if self._request is None or self.state.outcome is not None:
-            return
-        await self._record(self._request, outcome)
-        self._report(self._request, outcome)
+    async def _stop_driver(self) -> None:
+        if self._driver is not None and self._driver is not asyncio.current_task():
+            self._driver.cancel()
+            await asyncio.gather(self._driver, return_exceptions=True)
 
-    def _report(self, request: StartTurn, outcome: TurnCompleted | TurnFailed) -> None:
-        failed = isinstance(outcome, TurnFailed)
-        self.host.tell(
-            "session",
-            request.session_id,
-            TurnFinished(
-                turn_id=self.id,
-                user_message_id=request.user_message_id,
-                content=outcome.message if isinstance(outcome, TurnFailed) else outcome.content,
-                failed=failed,
-            ),
-        )
+    def _report(self) -> None:
+        # The turn's id is the id of the user message it answers.
+        outcome = self.state.outcome
+        if self.session_id is None or outcome is None:
+            return
+        match outcome:
+            case TurnCompleted(content=content):
+                finished = TurnFinished(turn_id=self.id, user_message_id=self.id, content=content)
+            case TurnFailed(message=message):
+                finished = TurnFinished(turn_id=self.id, user_message_id=self.id, content=message, failed=True)
+            case TurnCancelled():
+                finished = TurnFinished(turn_id=self.id, user_message_id=self.id, content="cancelled", failed=True)
+        self.host.tell("session", self.session_id, finished)

@@ -11,10 +11,15 @@ import structlog
 from bus import Bus, CommandConsumer, CommandDelivery, ensure_command_stream
 from projections import Checkpoints, Engine, EventLog, EventLogError, Projector
 from schemas import CommandRefused, CreateSession, DecodeError, ErrorReply, InvalidId, SessionReady, codec, validate_id
+from schemas.experts import expert_requests
 
+from .board import BoardActor
+from .config import DEFAULT_CONFIG, Config, load_config
 from .context import WorkerContext
 from .errors import ActorError
+from .experts import QUEUE as EXPERTS_QUEUE, ExpertActor, answer_experts
 from .llm import Provider
+from .llm.registry import build_providers, close_providers
 from .messages import Deliver
 from .relay import Relay
 from .runtime import ActorHost
@@ -22,8 +27,6 @@ from .session import SessionActor
 from .turn import TurnActor
 
 log = structlog.get_logger("agentbus.worker")
-
-KNOWN_AGENTS = frozenset({"assistant"})
 
 
 class Worker:
@@ -39,18 +42,31 @@ class Worker:
         default_model: str = "offline",
         idle_seconds: float = 60.0,
         ack_wait: float = 30.0,
+        config: Config | None = None,
     ) -> None:
         self.bus = bus
         self.log = EventLog(engine)
-        self.ctx = WorkerContext(bus=bus, log=self.log, provider=provider, default_model=default_model)
+        config = config or load_config(DEFAULT_CONFIG)
+        self.ctx = WorkerContext(
+            bus=bus,
+            log=self.log,
+            provider=provider,
+            default_model=default_model,
+            config=config,
+            providers=build_providers(config, provider),
+        )
         self.host = ActorHost(idle_seconds=idle_seconds)
         self.host.register(SessionActor.kind, lambda actor_id, host: SessionActor(actor_id, host, self.ctx))
-        self.host.register(TurnActor.kind, lambda actor_id, host: TurnActor(actor_id, host, self.ctx))
+        self.host.register(TurnActor.kind, lambda actor_id, host: TurnActor(actor_id, host, self.ctx, self.relay.wait_for))
         self._partitions = partitions
         self._ack_wait = ack_wait
         self.relay = Relay(self.log, Checkpoints(engine), bus)
+        self.host.register(BoardActor.kind, lambda actor_id, host: BoardActor(actor_id, host, self.ctx, self.relay.wait_for))
+        self.host.register(ExpertActor.kind, lambda actor_id, host: ExpertActor(actor_id, host, self.ctx))
         self.projector = Projector(engine, self.log)
         self._in_flight: set[asyncio.Task[None]] = set()
+        self.ready = asyncio.Event()
+        """Set once the worker takes commands and answers creates and expert requests."""
 
     async def run(self) -> None:
         """Run until cancelled; then stop taking work and let JetStream redeliver the rest."""
@@ -61,11 +77,19 @@ class Worker:
         creates = await self.bus.serve(
             self.bus.subjects.sessions_create, codec.create_session, self._create, queue="workers"
         )
+        experts = await self.bus.serve(
+            self.bus.subjects.all_actors(ExpertActor.kind),
+            expert_requests,
+            answer_experts(self.host),
+            queue=EXPERTS_QUEUE,
+            concurrent=True,
+        )
         background = [
             asyncio.create_task(_supervised("relay", self.relay.run), name="relay"),
             asyncio.create_task(_supervised("projector", self.projector.run), name="projector"),
         ]
         log.info("worker_started", partitions=partitions)
+        self.ready.set()
         try:
             async for delivery in consumer:
                 task = asyncio.create_task(self._process(delivery), name=f"command-{delivery.sequence}")
@@ -73,11 +97,13 @@ class Worker:
                 task.add_done_callback(self._in_flight.discard)
         finally:
             await creates.unsubscribe()
+            await experts.unsubscribe()
             await consumer.stop()
             for task in [*background, *self._in_flight]:
                 task.cancel()
             await asyncio.gather(*background, *self._in_flight, return_exceptions=True)
             await self.host.stop()
+            await close_providers(self.ctx.providers)
             await self.log.close()
 
     async def _create(self, request: CreateSession) -> SessionReady | ErrorReply:
@@ -86,7 +112,7 @@ class Worker:
             validate_id(session_id)
         except InvalidId as exc:
             return ErrorReply(code="invalid_session_id", message=str(exc))
-        if request.agent_name not in KNOWN_AGENTS:
+        if request.agent_name not in self.ctx.config.agents:
             return ErrorReply(code="unknown_agent", message=f"agent {request.agent_name!r} not found")
         structlog.contextvars.bind_contextvars(session_id=session_id)
         return await self.host.ask(SessionActor.kind, session_id, request)

@@ -5,6 +5,9 @@
 1. WebSocket message → first token latency of `agentbus up` (a subprocess),
    against raw nats-py request/reply between two processes.
 2. Event append throughput of `projections.EventLog`, against raw asyncpg inserts.
+3. Board meeting (5 experts, 3 rounds, offline provider, delay 0): wall time and
+   overhead per speech, against the same generations and raw inserts in-process.
+   `--only board` runs this one alone.
 
 Services are the ones named by AGENTBUS_NATS_URL / AGENTBUS_DATABASE_URL, else an
 embedded nats-server and PostgreSQL in a temporary directory; every process and
@@ -34,15 +37,16 @@ from cli import configure_logging
 from ._services import SUBJECT_PREFIX, Services, agentbus_up, scratch_database, services
 from ._stats import LATENCY_HEADERS, Summary, ratio, table
 from .append import Counts, measure_appends
+from .board import EXPERTS, ROUNDS, SPEECHES, STEPS, measure_boards, measure_raw
 from .latency import echo_responder, measure_request_reply, measure_turns, split_summary
 
 
-def main(turns: int = 1000) -> int:
-    """Run the benchmarks; return 0, 1 on failure, 130 when interrupted."""
+def main(turns: int = 1000, *, only: str | None = None, boards: int = 5) -> int:
+    """Run the benchmarks (`only="board"`: the board benchmark alone); return 0, 1 on failure, 130 when interrupted."""
     if turns < 10:
         raise ValueError("turns must be at least 10")
     configure_logging("warning")  # our own log lines go to stderr, never into the tables
-    print(f"agentbus benchmarks — command: {_command(turns)}")
+    print(f"agentbus benchmarks — command: {_command(turns, only, boards)}")
     print(f"  cwd {os.getcwd()} | python {platform.python_version()} | {os.cpu_count()} CPUs | {platform.platform()}")
     workdir = Path(tempfile.mkdtemp(prefix="agentbus-bench-"))
     restore = _sigterm_as_interrupt()
@@ -50,8 +54,10 @@ def main(turns: int = 1000) -> int:
     try:
         with services(workdir) as svc:
             print(f"  services: {svc.origin}")
-            _latency(svc, workdir, turns)
-            _appends(svc)
+            if only is None:
+                _latency(svc, workdir, turns)
+                _appends(svc)
+            _boards(svc, workdir, boards)
         print(f"\ntotal wall time {time.monotonic() - started:.1f} s")
         return 0
     except KeyboardInterrupt:
@@ -147,9 +153,44 @@ def _appends(svc: Services) -> None:
     )
 
 
-def _command(turns: int) -> str:
+def _boards(svc: Services, workdir: Path, boards: int) -> None:
+    with scratch_database(svc.database_url, "board") as database_url:
+        raw = asyncio.run(measure_raw(database_url, boards))
+        with agentbus_up(workdir, svc.nats_url, database_url) as system:
+            print(f"\n[3] system under test: {system.command}")
+            runs = asyncio.run(measure_boards(system.endpoints, boards))
+    wall = Summary.of_seconds([run.wall for run in runs])
+    baseline = Summary.of_seconds(raw)
+    gaps = Summary.of_seconds([gap for run in runs for gap in run.speech_gaps])
+    print()
+    print(
+        table(
+            f"Board meeting, {len(EXPERTS)} experts x {ROUNDS} rounds = {SPEECHES} speeches + {ROUNDS} summaries + 1 conclusion, "
+            f"offline provider, delay 0; {boards} boards in sequence on one session (after 1 warm-up board)",
+            ["per board", *LATENCY_HEADERS],
+            [
+                ["ws @board -> final_answer", *wall.cells()],
+                ["between recorded speeches", *gaps.cells()],
+                ["raw: same generations + raw INSERTs (baseline)", *baseline.cells()],
+            ],
+        )
+    )
+    overhead = (wall.p50 - baseline.p50) / SPEECHES
+    print(
+        f"overhead per speech (p50 wall - p50 baseline) / {SPEECHES} = {overhead:.2f} ms; "
+        f"per step ({STEPS} expert requests) {(wall.p50 - baseline.p50) / STEPS:.2f} ms"
+    )
+    print(f"ratio board wall p50 / baseline p50 = {ratio(wall.p50, baseline.p50)}")
+    print(
+        "baseline: in this process, the same 19 offline-provider generations on the same prompts (transcripts growing as the "
+        "meeting's), then one autocommit asyncpg INSERT per recorded event (22), all in sequence"
+    )
+
+
+def _command(turns: int, only: str | None = None, boards: int = 5) -> str:
     if Path(sys.argv[0]).name == "run.py":
-        return f"{shlex.quote(sys.executable)} -m bench.run --turns {turns}"
+        flags = f" --only {only}" if only else ""
+        return f"{shlex.quote(sys.executable)} -m bench.run --turns {turns}{flags} --boards {boards}"
     return " ".join(shlex.quote(arg) for arg in [sys.executable, *sys.argv])
 
 
@@ -168,8 +209,11 @@ def _sigterm_as_interrupt() -> Callable[[], None]:
 def _parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--turns", type=int, default=1000, help="measured WebSocket turns (default 1000)")
+    parser.add_argument("--boards", type=int, default=5, help="measured board meetings (default 5)")
+    parser.add_argument("--only", choices=["board"], help="run only this benchmark")
     return parser.parse_args(argv)
 
 
 if __name__ == "__main__":
-    sys.exit(main(_parse().turns))
+    _args = _parse()
+    sys.exit(main(_args.turns, only=_args.only, boards=_args.boards))

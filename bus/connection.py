@@ -132,12 +132,16 @@ class Bus:
         handler: Callable[[T], Awaitable[msgspec.Struct]],
         *,
         queue: str,
+        concurrent: bool = False,
     ) -> Subscription:
         """Answer requests on `subject` with `handler`, one queue-group member among many.
 
         Undecodable requests get an `ErrorReply` and never reach the handler; a
         handler that raises is logged and answered with an `internal` error, so the
-        requester is not left waiting for a timeout.
+        requester is not left waiting for a timeout. nats-py runs a subscription's
+        callbacks one at a time; with `concurrent`, each request is answered in a
+        task of its own (kept until it has replied), so a slow answer does not
+        hold up the others.
         """
 
         async def on_request(msg: Msg) -> None:
@@ -153,7 +157,14 @@ class Bus:
                 reply = ErrorReply(code="internal", message=f"{type(exc).__name__}: {exc}")
             await msg.respond(encode(reply))
 
-        return await self.nc.subscribe(subject, queue=queue, cb=on_request)
+        answering: set[asyncio.Task[None]] = set()
+
+        async def in_task(msg: Msg) -> None:
+            task = asyncio.create_task(on_request(msg), name=f"serve-{subject}")
+            answering.add(task)
+            task.add_done_callback(answering.discard)
+
+        return await self.nc.subscribe(subject, queue=queue, cb=in_task if concurrent else on_request)
 
     async def close(self) -> None:
         """Flush what was published and close the connection."""

@@ -16,6 +16,7 @@ from projections import EventLogError
 from .auth import authorized
 from .context import GatewayContext
 from .rest import json_response, problem, routes as rest_routes
+from .send import send_message
 from .ws import chat_socket
 
 _STATIC = Path(__file__).parent / "static"
@@ -64,7 +65,14 @@ def create_app(ctx: GatewayContext) -> Starlette:
             Route("/", index),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
-            Mount("/api/v1/chat", routes=[*rest_routes, WebSocketRoute("/ws/{session_id}", chat_socket)]),
+            Mount(
+                "/api/v1/chat",
+                routes=[
+                    *rest_routes,
+                    Route("/sessions/{session_id}/messages", send_message, methods=["POST"]),
+                    WebSocketRoute("/ws/{session_id}", chat_socket),
+                ],
+            ),
         ],
         middleware=[Middleware(ApiKeyMiddleware)],
     )

@@ -16,4 +16,6 @@ class GatewayContext(msgspec.Struct, frozen=True, kw_only=True):
     read_models: ReadModels
     api_key: str | None = None
     request_timeout: float = 10.0
+    answer_timeout: float = 120.0
+    """How long `POST …/messages` waits for the turn's answer before a 504."""
     max_frame_bytes: int = 64 * 1024

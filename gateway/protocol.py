@@ -62,6 +62,13 @@ class ErrorData(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     code: str | None = None
 
 
+class ResultData(msgspec.Struct, frozen=True, kw_only=True):
+    """The `result` frame of a cancelled turn (the seed's `{"status": "cancelled"}`)."""
+
+    status: str
+    turn_id: str | None = None
+
+
 class StepData(msgspec.Struct, frozen=True, kw_only=True):
     event_type: str
     step: int

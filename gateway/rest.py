@@ -11,6 +11,7 @@ from starlette.routing import Route
 
 from bus import BusError, publish_command
 from projections import EventLogError, SessionView
+from projections.replay import load_board
 from schemas import CloseSession, CreateSession, ErrorReply, InvalidId, Metadata, codec, validate_id
 
 from .context import GatewayContext
@@ -156,6 +157,23 @@ async def list_messages(request: Request) -> Response:
     return json_response(await ctx.read_models.list_messages(session_id, limit=limit, offset=offset))
 
 
+async def get_board(request: Request) -> Response:
+    """Return a board rebuilt from its stream (as `agentbus replay board --format json`); `?at=` a past position."""
+    ctx = _ctx(request)
+    try:
+        board_id = validate_id(request.path_params["board_id"], "board")
+        at = _int_param(request, "at", None)
+    except (InvalidId, ValueError) as exc:
+        return problem(400, str(exc), "invalid_request")
+    try:
+        view = await load_board(ctx.log, board_id, at=at)
+    except EventLogError as exc:
+        return problem(503, str(exc), "log_unavailable")
+    if view is None:
+        return problem(404, f"Board '{board_id}' not found", "unknown_board")
+    return json_response(view)
+
+
 async def list_events(request: Request) -> Response:
     ctx = _ctx(request)
     session_id = await _session_id(request)
@@ -180,4 +198,5 @@ routes = [
     Route("/sessions/{session_id}", close_session, methods=["DELETE"]),
     Route("/sessions/{session_id}/messages", list_messages, methods=["GET"]),
     Route("/sessions/{session_id}/events", list_events, methods=["GET"]),
+    Route("/boards/{board_id}", get_board, methods=["GET"]),
 ]

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from schemas.envelope import RecordedEvent
 from schemas.events import AssistantMessage, SessionClosed, SessionCreated, UserMessage
 
+from ._board_messages import board_message
 from .tables import rm_messages, rm_sessions
 
 
@@ -40,7 +41,11 @@ async def apply(conn: AsyncConnection, recorded: RecordedEvent) -> None:
         case SessionClosed():
             await _touch(conn, recorded, status="closed")
         case _:
-            pass
+            shown = board_message(recorded.event)
+            if shown is not None:
+                await _add_message(
+                    conn, recorded, recorded.event_id, shown.role, shown.content, shown.agent_name, shown.metadata
+                )
 
 
 async def _add_message(
@@ -50,6 +55,7 @@ async def _add_message(
     role: str,
     content: str,
     agent_name: str | None,
+    metadata: dict[str, object] | None = None,
 ) -> None:
     await conn.execute(
         insert(rm_messages)
@@ -61,6 +67,7 @@ async def _add_message(
             content=content,
             agent_name=agent_name,
             created_at=recorded.recorded_at,
+            metadata=None if metadata is None else msgspec.json.encode(metadata).decode(),
         )
         .on_conflict_do_nothing()
     )

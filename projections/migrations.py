@@ -81,6 +81,11 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX rm_messages_session_position_idx ON rm_messages (session_id, position)",
         ),
     ),
+    Migration(
+        3,
+        "message metadata (board speeches, summaries, conclusions)",
+        ("ALTER TABLE rm_messages ADD COLUMN metadata jsonb",),
+    ),
 )
 
 _CREATE_LEDGER = """CREATE TABLE IF NOT EXISTS schema_migrations (

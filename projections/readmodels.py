@@ -42,6 +42,8 @@ class MessageView(msgspec.Struct, frozen=True, kw_only=True):
     tool_call_id: str | None = None
     agent_name: str | None
     created_at: str
+    metadata: dict[str, Any] | None = None
+    """How to draw a board message (`message_type`, expert identity, `board_round`, ...); None for plain chat."""
 
 
 class ReadModels:
@@ -117,4 +119,5 @@ def _message(row: Row[Any]) -> MessageView:
         content=row.content,
         agent_name=row.agent_name,
         created_at=row.created_at.isoformat(),
+        metadata=None if row.metadata is None else msgspec.json.decode(row.metadata),
     )

@@ -76,6 +76,7 @@ rm_messages = Table(
     Column("content", Text, nullable=False),
     Column("agent_name", Text, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("metadata", JSONB, nullable=True),
     CheckConstraint("role IN ('user', 'assistant')", name="rm_messages_role_check"),
     Index("rm_messages_session_position_idx", "session_id", "position"),
 )

@@ -48,6 +48,10 @@ class Subjects(msgspec.Struct, frozen=True):
     def actor(self, kind: str, actor_id: str) -> str:
         return f"{self.prefix}.actor.{validate_id(kind, 'actor kind')}.{validate_id(actor_id, kind)}"
 
+    def all_actors(self, kind: str) -> str:
+        """The wildcard subject of every actor of `kind` (what a queue group of workers serves)."""
+        return f"{self.prefix}.actor.{validate_id(kind, 'actor kind')}.*"
+
     @property
     def all_session_cmds(self) -> str:
         return f"{self.prefix}.session.*.cmd"

@@ -74,7 +74,7 @@ async def test_the_history_holds_both_messages(system: System, session_id: str) 
     messages = await system.messages(session_id)
     assert [(m["role"], m["content"]) for m in messages] == [("user", "hello"), ("assistant", final["content"])]
     assert messages[1]["agent_name"] == "assistant"
-    assert set(messages[0]) == {"message_id", "session_id", "role", "content", "tool_call_id", "agent_name", "created_at"}
+    assert set(messages[0]) == {"message_id", "session_id", "role", "content", "tool_call_id", "agent_name", "created_at", "metadata"}
 
 
 async def test_the_agent_answers_from_the_conversation_not_a_constant(system: System, session_id: str) -> None:

@@ -1,7 +1,7 @@
 """LLM providers behind one streaming protocol."""
 
 from .offline import OfflineProvider, offline_answer
-from .protocol import ChatMessage, Delta, LLMRequest, Provider, TextDelta, ToolCallDelta, Usage
+from .protocol import ChatMessage, Delta, LLMRequest, Provider, TextDelta, ToolCall, ToolCallDelta, ToolSpec, Usage
 
 __all__ = [
     "ChatMessage",
@@ -10,7 +10,9 @@ __all__ = [
     "OfflineProvider",
     "Provider",
     "TextDelta",
+    "ToolCall",
     "ToolCallDelta",
+    "ToolSpec",
     "Usage",
     "offline_answer",
 ]

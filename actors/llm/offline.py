@@ -10,11 +10,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from .protocol import Delta, LLMRequest, TextDelta, Usage
+from .offline_board import board_answer
+from .offline_tools import offline_tool_move
+from .protocol import Delta, LLMRequest, TextDelta, ToolCallDelta, Usage
 
 
 def offline_answer(request: LLMRequest) -> str:
     """Compose the offline answer to the conversation in `request`."""
+    if request.purpose != "chat":
+        return board_answer(request)
     users = [m.content for m in request.messages if m.role == "user"]
     if not users:
         return "Hello! I am the offline assistant. Say something and I will answer."
@@ -39,11 +43,14 @@ class OfflineProvider:
         self.delay = delay
 
     async def stream(self, request: LLMRequest) -> AsyncIterator[Delta]:
-        answer = offline_answer(request)
+        move = offline_tool_move(request) if request.purpose == "chat" and request.tools else None
+        answer = move.text if move is not None else offline_answer(request)
         words = answer.split(" ")
         for i, word in enumerate(words):
             if self.delay:
                 await asyncio.sleep(self.delay)
             yield TextDelta(text=word if i == len(words) - 1 else word + " ")
+        for index, call in enumerate(move.calls if move is not None else []):
+            yield ToolCallDelta(index=index, call_id=call.call_id, name=call.name, arguments=call.arguments)
         prompt = sum(len(m.content.split()) for m in request.messages)
         yield Usage(prompt_tokens=prompt, completion_tokens=len(words))

@@ -8,13 +8,36 @@ from typing import Literal, Protocol
 import msgspec
 
 Role = Literal["system", "user", "assistant", "tool"]
+Purpose = Literal["chat", "board_speech", "board_summary", "board_conclusion"]
 
 
-class ChatMessage(msgspec.Struct, frozen=True, kw_only=True):
-    """One message of the conversation given to the model."""
+class ToolCall(msgspec.Struct, frozen=True, kw_only=True):
+    """A whole tool call the model made; `arguments` is the JSON text it produced."""
+
+    call_id: str
+    name: str
+    arguments: str
+
+
+class ToolSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """A tool offered to the model; `parameters` is the JSON Schema of its arguments."""
+
+    name: str
+    description: str
+    parameters: dict[str, object]
+
+
+class ChatMessage(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One message of the conversation given to the model.
+
+    An assistant message may carry the `tool_calls` it made; a `tool` message
+    answers one of them (`tool_call_id`).
+    """
 
     role: Role
     content: str
+    tool_calls: list[ToolCall] = []
+    tool_call_id: str | None = None
 
 
 class LLMRequest(msgspec.Struct, frozen=True, kw_only=True):
@@ -23,6 +46,10 @@ class LLMRequest(msgspec.Struct, frozen=True, kw_only=True):
     model: str
     messages: list[ChatMessage]
     system_prompt: str | None = None
+    purpose: Purpose = "chat"
+    """What the answer is for; `board_conclusion` wants JSON. A deterministic provider answers by it."""
+    tools: list[ToolSpec] = []
+    """Tools the model may call; none means a plain answer."""
 
 
 class TextDelta(msgspec.Struct, frozen=True, kw_only=True, tag="text"):

@@ -35,6 +35,7 @@ from .team import (
     TeamEvent,
 )
 from .turn import (
+    FallbackError,
     TurnStarted,
     SkillMatched,
     Thinking,
@@ -69,6 +70,7 @@ __all__ = [
     "ExpertResult",
     "ExpertSpeech",
     "ExpertStep",
+    "FallbackError",
     "HumanAsked",
     "HumanReplied",
     "PhaseChanged",

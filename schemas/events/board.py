@@ -51,10 +51,15 @@ class RoundSummary(Event, frozen=True, kw_only=True):
 
 
 class UserIntervention(Event, frozen=True, kw_only=True):
-    """The user spoke while a board or team was running (`target_id` is its id)."""
+    """The user spoke while a board or team was running (`target_id` is its id).
+
+    `idempotency_key` is the key of the user's command, so a retried command
+    is taken once.
+    """
 
     target_id: str
     content: str
+    idempotency_key: str | None = None
 
 
 class BoardConcluded(Event, frozen=True, kw_only=True):

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
+import msgspec
+
 from .._base import Event
 from ..commands import ExecutionMode
 
@@ -61,6 +65,10 @@ class ConfirmationRequested(Event, frozen=True, kw_only=True):
     confirmation_id: str
     command: str
     reason: str
+    call_id: str | None = None
+    """The tool call waiting for the approval."""
+    expires_at: datetime | None = None
+    """When an unanswered request counts as denied (measured from the recorded request, so it survives restarts)."""
 
 
 class ConfirmationResolved(Event, frozen=True, kw_only=True):
@@ -78,6 +86,10 @@ class HumanAsked(Event, frozen=True, kw_only=True):
     turn_id: str
     request_id: str
     question: str
+    call_id: str | None = None
+    """The `ask_human` tool call waiting for the answer."""
+    expires_at: datetime | None = None
+    """When an unanswered question ends with "no answer" as the tool's result."""
 
 
 class HumanReplied(Event, frozen=True, kw_only=True):
@@ -105,14 +117,28 @@ class PhaseViolation(Event, frozen=True, kw_only=True):
     message: str
 
 
+class FallbackError(msgspec.Struct, frozen=True, kw_only=True):
+    """Why no provider answered: the emergency tier's structured error (`error_struct` in REST)."""
+
+    code: str
+    message: str
+    failures: list[str] = []
+    """One line per tier that failed, in the order they were tried."""
+
+
 class TurnCompleted(Event, frozen=True, kw_only=True):
-    """The turn produced its final answer; `tier` says which provider answered."""
+    """The turn produced its final answer; `tier` says which provider answered.
+
+    `tier` is `main`, `recovery` (a fallback endpoint) or `emergency` (none
+    answered: `content` is an apology and `error` says why).
+    """
 
     turn_id: str
     content: str
     tier: str = "main"
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    error: FallbackError | None = None
 
 
 class TurnFailed(Event, frozen=True, kw_only=True):

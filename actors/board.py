@@ -1,0 +1,246 @@
+"""The board actor: owns `board-<board_id>` and holds a meeting of experts on a topic.
+
+The meeting runs in a driver task owned by the actor, so the mailbox stays
+free for interventions and cancel while experts speak. The driver asks the
+next expert over NATS (`agentbus.actor.expert.<id>`), hands the answer back
+to the actor as `StepDone`, and the actor records it only if it is still the
+board's next step (`board_logic.step_done_by`): a late answer after a cancel,
+or a repeated one, is dropped. A re-activated board replays its stream and
+the driver starts from the first step not recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+
+from bus import RequestFailed
+from projections import NewEvent
+from projections.boards import board_stream
+from schemas import ErrorReply, EventMeta, TeamInterventionAck
+from schemas.events import AnyEvent, BoardConcluded, BoardFailed, BoardStarted, ExpertSpeech, RoundSummary
+from schemas.experts import Conclude, ExpertAnswer, ExpertRequest, Speak, SummarizeRound, expert_replies
+
+from . import board_logic as logic
+from .board_conclusion import parse_conclusion
+from .board_messages import BoardFinished, CancelBoard, DriverGaveUp, Intervene, StartBoard, StepDone
+from .board_prompts import split_consensus
+from .board_routing import BoardRefused
+from .context import WorkerContext
+from .errors import ActorError
+from .experts import expert_id
+from .runtime import Actor, ActorHost
+
+log = structlog.get_logger("agentbus.board")
+
+Relayed = Callable[[int], Awaitable[object]]
+"""Wait until the log is published live up to a position (so no expert's chunks overtake it)."""
+
+
+class BoardActor(Actor):
+    """One board meeting; its id is the id of the user message that asked for it."""
+
+    kind = "board"
+
+    def __init__(self, actor_id: str, host: ActorHost, ctx: WorkerContext, relayed: Relayed) -> None:
+        super().__init__(actor_id, host)
+        self.ctx = ctx
+        self.state = logic.BoardState(board_id=actor_id)
+        self.stream = board_stream(actor_id)
+        self.session_id: str | None = None
+        self._relayed = relayed
+        self._driver: asyncio.Task[None] | None = None
+
+    async def on_activate(self) -> None:
+        async for recorded in self.ctx.log.iter_stream(self.stream):
+            self.session_id = recorded.session_id
+            logic.evolve(self.state, recorded.event)
+
+    def busy(self) -> bool:
+        return self._driver is not None and not self._driver.done()
+
+    async def on_passivate(self) -> None:
+        await self._stop_driver()
+
+    async def handle(self, message: Any) -> Any:
+        match message:
+            case StartBoard():
+                await self._start(message)
+                return None
+            case Intervene(content=content, idempotency_key=key):
+                return await self._intervene(content, key)
+            case CancelBoard(reason=reason):
+                return await self._end(logic.decide_cancel(self.state, reason))
+            case StepDone(event=event):
+                return await self._step_done(event)
+            case DriverGaveUp(reason=reason):
+                return await self._end([BoardFailed(board_id=self.id, reason=reason)]) if self.state.running else False
+        raise TypeError(f"board actor cannot handle {type(message).__name__}")
+
+    async def _record(self, events: list[AnyEvent]) -> int:
+        assert self.session_id is not None, "a board records events once it knows its session"
+        meta = EventMeta(causation_id=self.id, correlation_id=self.id, actor=f"board:{self.id}")
+        recorded = await self.ctx.log.append(
+            self.stream,
+            [NewEvent(event=event, session_id=self.session_id, meta=meta) for event in events],
+            expected_version=self.state.version,
+        )
+        for item in recorded:
+            logic.evolve(self.state, item.event)
+        return recorded[-1].position
+
+    async def _start(self, request: StartBoard) -> None:
+        self.session_id = self.session_id or request.session_id
+        if self.state.outcome is not None:
+            self._report()
+            return
+        if self.busy():
+            return
+        if self.state.started is None:
+            plan = request.plan
+            if isinstance(plan, BoardRefused):
+                await self._end([BoardFailed(board_id=self.id, reason=plan.message)])
+                return
+            started = BoardStarted(board_id=self.id, topic=plan.topic, experts=plan.experts, max_rounds=plan.max_rounds)
+            await self._relayed(await self._record([started]))
+        self._driver = asyncio.create_task(self._drive(), name=f"board-{self.id}")
+
+    async def _intervene(self, content: str, key: str | None) -> bool:
+        if not self.state.running:
+            return False
+        events = logic.decide_intervention(self.state, content, key)
+        if events:
+            await self._record(events)
+        assert self.session_id is not None
+        await self.ctx.bus.publish(
+            self.ctx.bus.subjects.session_evt(self.session_id), TeamInterventionAck(target_id=self.id, content=content)
+        )
+        return True
+
+    async def _step_done(self, event: AnyEvent) -> int | None:
+        if not logic.step_done_by(self.state, event):
+            return None
+        position = await self._record([event])
+        if isinstance(event, BoardConcluded):
+            self._report()
+        return position
+
+    async def _end(self, events: list[AnyEvent]) -> bool:
+        if not events:
+            return False
+        await self._record(events)
+        await self._stop_driver()
+        self._report()
+        return True
+
+    async def _stop_driver(self) -> None:
+        driver, self._driver = self._driver, None
+        if driver is not None and driver is not asyncio.current_task():
+            driver.cancel()
+            await asyncio.gather(driver, return_exceptions=True)
+
+    def _report(self) -> None:
+        outcome = self.state.outcome
+        if outcome is None or self.session_id is None:
+            return
+        if isinstance(outcome, BoardConcluded):
+            finished = BoardFinished(board_id=self.id, user_message_id=self.id, content=logic.final_answer(outcome))
+        else:
+            finished = BoardFinished(board_id=self.id, user_message_id=self.id, content=outcome.reason, failed=True)
+        self.host.tell("session", self.session_id, finished)
+
+    async def _drive(self) -> None:
+        """Run the meeting's remaining steps, one expert request and one recorded event at a time."""
+        structlog.contextvars.bind_contextvars(session_id=self.session_id, correlation_id=self.id)
+        try:
+            while not isinstance(step := logic.next_step(self.state), logic.Finished):
+                answer = await self._ask(self._request(step))
+                position = await self.host.ask(self.kind, self.id, StepDone(event=self._outcome(step, answer)))
+                if position is None:
+                    return
+                await self._relayed(position)
+        except RequestFailed as exc:
+            log.warning("board_expert_unreachable", error=str(exc))
+            self._give_up(f"an expert did not answer: {exc.reason}")
+        except Exception as exc:  # recorded as a failed board, so the user gets an answer instead of a hang
+            log.exception("board_driver_crashed")
+            self._give_up(f"internal error: {type(exc).__name__}")
+
+    def _give_up(self, reason: str) -> None:
+        try:
+            self.host.tell(self.kind, self.id, DriverGaveUp(reason=reason))
+        except ActorError:
+            pass  # the worker is stopping: the board resumes from its stream after the restart
+
+    def _request(self, step: logic.Step) -> ExpertRequest:
+        started = self.state.started
+        assert started is not None and self.session_id is not None
+        match step:
+            case logic.SpeakStep(round=round_, expert=expert):
+                kind, who = Speak, expert
+            case logic.SummarizeStep(round=round_):
+                kind, who = SummarizeRound, self.state.moderator
+            case logic.ConcludeStep(total_rounds=round_):
+                kind, who = Conclude, self.state.moderator
+        template = self.ctx.config.experts.get(who.name)
+        return kind(
+            expert_id=expert_id(self.id, who.name),
+            board_id=self.id,
+            session_id=self.session_id,
+            expert=who,
+            model=(template.model if template else None) or self.ctx.default_model,
+            topic=started.topic,
+            round=round_,
+            max_rounds=started.max_rounds,
+            transcript=list(self.state.transcript),
+        )
+
+    def _outcome(self, step: logic.Step, answer: str) -> AnyEvent:
+        match step:
+            case logic.SpeakStep(round=round_, expert=expert):
+                return ExpertSpeech(
+                    board_id=self.id,
+                    round=round_,
+                    expert_name=expert.name,
+                    expert_avatar=expert.avatar,
+                    expert_color=expert.color,
+                    content=answer.strip(),
+                )
+            case logic.SummarizeStep(round=round_):
+                moderator = self.state.moderator
+                text, consensus = split_consensus(answer)
+                return RoundSummary(
+                    board_id=self.id,
+                    round=round_,
+                    moderator_name=moderator.name,
+                    moderator_avatar=moderator.avatar,
+                    moderator_color=moderator.color,
+                    content=text,
+                    consensus=consensus,
+                )
+        summaries = [summary.content for summary in self.state.summaries]
+        return parse_conclusion(answer, board_id=self.id, total_rounds=len(summaries), summaries=summaries)
+
+    async def _ask(self, request: ExpertRequest) -> str:
+        """Ask an expert, retrying a few times: a worker serving experts may have just died."""
+        subject = self.ctx.bus.subjects.actor("expert", request.expert_id)
+        board = self.ctx.config.board
+        for attempt in range(1, board.expert_attempts + 1):
+            try:
+                reply = await self.ctx.bus.request(subject, request, expert_replies, timeout=board.expert_timeout)
+            except RequestFailed:
+                if attempt == board.expert_attempts:
+                    raise
+                await asyncio.sleep(0.5 * attempt)
+                continue
+            match reply:
+                case ExpertAnswer(content=content):
+                    return content
+                case ErrorReply(message=message):
+                    if attempt == board.expert_attempts:
+                        raise RequestFailed(subject, message)
+                    await asyncio.sleep(0.5 * attempt)
+        raise RequestFailed(subject, "no attempts configured")

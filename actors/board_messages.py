@@ -1,0 +1,55 @@
+"""Messages between the session and board actors inside a worker (never on the wire)."""
+
+from __future__ import annotations
+
+import msgspec
+
+from schemas.events import AnyEvent
+
+from .board_routing import BoardPlan, BoardRefused
+
+
+class StartBoard(msgspec.Struct, frozen=True, kw_only=True):
+    """Hold the board planned for a user message (idempotent: a started board continues, an ended one reports).
+
+    `plan` is refused only when the configuration changed since the message
+    was accepted; a board that never started then fails with that reason.
+    """
+
+    session_id: str
+    user_message_id: str
+    plan: BoardPlan | BoardRefused
+
+
+class Intervene(msgspec.Struct, frozen=True, kw_only=True):
+    """A user message while the board may be running; the board answers True if it took it."""
+
+    content: str
+    idempotency_key: str | None = None
+
+
+class CancelBoard(msgspec.Struct, frozen=True, kw_only=True):
+    """End the board as cancelled; the board answers True if it was running."""
+
+    reason: str = "cancelled by the user"
+
+
+class BoardFinished(msgspec.Struct, frozen=True, kw_only=True):
+    """A board ended: with the final answer for the session, or `failed` with the reason in `content`."""
+
+    board_id: str
+    user_message_id: str
+    content: str
+    failed: bool = False
+
+
+class StepDone(msgspec.Struct, frozen=True, kw_only=True):
+    """The board's driver produced the outcome of its next step; the board answers its log position, or None."""
+
+    event: AnyEvent
+
+
+class DriverGaveUp(msgspec.Struct, frozen=True, kw_only=True):
+    """The board's driver could not get an expert's answer after retries."""
+
+    reason: str

@@ -1,0 +1,78 @@
+"""Expert actors: they answer a board's speak / summarize / conclude requests over NATS.
+
+Every worker serves `<prefix>.actor.expert.*` in the queue group `experts`, so
+a board on one worker may hear its experts from any other. A request names
+its expert (`expert_id`, the subject's last token); the worker hands it to that
+expert's virtual actor, which streams the model's answer (a speech as
+`expert_speech_chunk` frames on the session's feed) and replies with the
+whole text. Experts keep no state between requests: everything they need
+comes with the request, which is why any worker can answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+
+from schemas import ErrorReply, ExpertSpeechChunk
+from schemas.experts import Conclude, ExpertAnswer, ExpertRequest, Speak, SummarizeRound
+
+from .board_prompts import llm_request
+from .context import WorkerContext
+from .errors import ProviderError
+from .llm import TextDelta
+from .runtime import Actor, ActorHost
+
+log = structlog.get_logger("agentbus.experts")
+
+QUEUE = "experts"
+
+
+def expert_id(board_id: str, name: str) -> str:
+    """The id (and subject token) of one expert of one board."""
+    return f"{board_id}-{name}"
+
+
+class ExpertActor(Actor):
+    """One expert of one board, answering one request at a time."""
+
+    kind = "expert"
+
+    def __init__(self, actor_id: str, host: ActorHost, ctx: WorkerContext) -> None:
+        super().__init__(actor_id, host)
+        self.ctx = ctx
+
+    async def handle(self, message: Any) -> ExpertAnswer | ErrorReply:
+        match message:
+            case Speak() | SummarizeRound() | Conclude():
+                return await self._answer(message)
+        raise TypeError(f"expert actor cannot handle {type(message).__name__}")
+
+    async def _answer(self, request: ExpertRequest) -> ExpertAnswer | ErrorReply:
+        structlog.contextvars.bind_contextvars(session_id=request.session_id, correlation_id=request.board_id)
+        feed = self.ctx.bus.subjects.session_evt(request.session_id)
+        parts: list[str] = []
+        try:
+            async for delta in self.ctx.provider.stream(llm_request(request)):
+                if isinstance(delta, TextDelta):
+                    parts.append(delta.text)
+                    if isinstance(request, Speak):
+                        chunk = ExpertSpeechChunk(
+                            board_id=request.board_id, round=request.round, expert_name=request.expert.name, content=delta.text
+                        )
+                        await self.ctx.bus.publish(feed, chunk)
+        except ProviderError as exc:
+            log.warning("expert_failed", expert=request.expert.name, error=str(exc))
+            return ErrorReply(code="provider_failed", message=str(exc))
+        return ExpertAnswer(content="".join(parts))
+
+
+def answer_experts(host: ActorHost) -> Callable[[ExpertRequest], Awaitable[ExpertAnswer | ErrorReply]]:
+    """Return the request handler a worker serves on `subjects.all_actors("expert")` (queue `QUEUE`)."""
+
+    async def answer(request: ExpertRequest) -> ExpertAnswer | ErrorReply:
+        return await host.ask(ExpertActor.kind, request.expert_id, request)
+
+    return answer

@@ -1,0 +1,136 @@
+"""The ReAct driver of one agent turn: the I/O between the turn's pure decisions.
+
+It loops on `turn_logic.next_action`: calls the model through the fallback
+chain (publishing tokens as frames), runs tools, waits for the user, and
+hands every outcome to its actor as a `Propose`, so only the actor writes
+the turn's stream. It runs in a task the actor owns; cancelling that task
+stops a streaming model call at once (within one chunk).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timezone
+
+import structlog
+
+from schemas import Token
+from schemas.events import AnyEvent, TurnFailed
+
+from .context import WorkerContext
+from .llm import ChatMessage, LLMRequest, ToolCall
+from .llm.fallback import generate
+from .llm.registry import tiers
+from .phases import PhasePolicy
+from .tools import BUILTIN_TOOLS, ToolError, ToolRegistry
+from .turn_logic import CallModel, Done, Record, RunTool, Wait, conversation, decide_output, next_action, tool_result
+from .turn_setup import TurnSetup
+from .turn_state import TurnState
+
+log = structlog.get_logger("agentbus.turn")
+
+TOOL_TIMEOUT = 30.0
+Propose = Callable[[list[AnyEvent], int], Awaitable[bool]]
+"""Hand events decided at a state version to the actor; True once recorded."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class ReactDriver:
+    """Drives one turn from whatever its state says, to its outcome."""
+
+    def __init__(
+        self,
+        *,
+        turn_id: str,
+        session_id: str,
+        ctx: WorkerContext,
+        setup: TurnSetup,
+        history_of: Callable[[], list[ChatMessage]],
+        state_of: Callable[[], TurnState],
+        propose: Propose,
+        changed: asyncio.Event,
+        relayed: Callable[[], Awaitable[object]],
+    ) -> None:
+        self.turn_id = turn_id
+        self.session_id = session_id
+        self.ctx = ctx
+        self.setup = setup
+        self.tools = ToolRegistry(BUILTIN_TOOLS.select(setup.tools))
+        self.phases = PhasePolicy(ctx.config.plan_exec)
+        self._history_of = history_of
+        self._state_of = state_of
+        self._propose = propose
+        self._changed = changed
+        self._relayed = relayed
+
+    async def run(self) -> None:
+        """Loop until the turn has its outcome; an unexpected error ends the turn as failed."""
+        try:
+            await self._loop()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the turn must end with an answer the user sees, not hang
+            log.exception("turn_driver_crashed")
+            state = self._state_of()
+            if state.outcome is None:
+                failed = TurnFailed(turn_id=self.turn_id, message=f"internal error: {type(exc).__name__}", code="internal_error")
+                await self._propose([failed], state.version)
+
+    async def _loop(self) -> None:
+        while True:
+            self._changed.clear()
+            state = self._state_of()
+            action = next_action(state, self.setup, self.tools, self.phases, self.turn_id, utcnow())
+            match action:
+                case Done():
+                    return
+                case Record(events=events):
+                    await self._propose(events, state.version)
+                case CallModel(step=step):
+                    await self._call_model(step)
+                case RunTool(step=step, call=call):
+                    content, is_error = await self._run_tool(call)
+                    state = self._state_of()
+                    await self._propose(tool_result(state, step, call, content, is_error, self.turn_id), state.version)
+                case Wait(until=until):
+                    remaining = (until - utcnow()).total_seconds()
+                    try:
+                        await asyncio.wait_for(self._changed.wait(), max(remaining, 0.0))
+                    except asyncio.TimeoutError:
+                        pass  # the next decision records the timeout
+
+    async def _call_model(self, step: int) -> None:
+        state = self._state_of()
+        system, messages = conversation(state, self.setup, self._history_of(), self.phases)
+        tools = self.tools.select(self.setup.tools)
+        request = LLMRequest(model="", messages=messages, system_prompt=system, tools=[tool.spec() for tool in tools])
+        chain = tiers(self.ctx.config, self.ctx.providers, self.setup.llm, self.setup.fallback, self.setup.model)
+        # Tokens must not overtake the events recorded before them on the client's socket.
+        await self._relayed()
+        feed = self.ctx.bus.subjects.session_evt(self.session_id)
+
+        async def publish(text: str) -> None:
+            await self.ctx.bus.publish(feed, Token(turn_id=self.turn_id, content=text))
+
+        output = await generate(chain, request, publish)
+        state = self._state_of()
+        await self._propose(decide_output(state, self.setup, step, output, self.turn_id), state.version)
+
+    async def _run_tool(self, call: ToolCall) -> tuple[str, bool]:
+        tool = self.tools.get(call.name)
+        if tool is None:
+            return f"unknown tool {call.name!r}", True
+        try:
+            async with asyncio.timeout(TOOL_TIMEOUT):
+                return await tool.call(call.arguments), False
+        except ToolError as exc:
+            return str(exc), True
+        except TimeoutError:
+            return f"{call.name} took longer than {TOOL_TIMEOUT:.0f} s", True
+        except Exception as exc:  # a broken tool is reported to the model, the turn goes on
+            log.exception("tool_crashed", tool=call.name)
+            return f"{call.name} failed: {type(exc).__name__}", True

@@ -1,0 +1,41 @@
+"""Messages to an agent-turn actor inside a worker (never on the wire)."""
+
+from __future__ import annotations
+
+import msgspec
+
+from schemas.events import AnyEvent
+
+
+class Propose(msgspec.Struct, frozen=True, kw_only=True):
+    """The turn's driver asks to record `events`, decided from the state at `based_on` (its version).
+
+    The actor answers True if it recorded them; False if the state moved on
+    meanwhile (a reply, a cancel), in which case the driver decides again.
+    """
+
+    events: list[AnyEvent]
+    based_on: int
+
+
+class CancelTurn(msgspec.Struct, frozen=True, kw_only=True):
+    """Stop the turn; the actor answers True if it was running."""
+
+
+class ResolveConfirmation(msgspec.Struct, frozen=True, kw_only=True):
+    """The user approved or denied a confirmation; the actor answers True if it was this turn's."""
+
+    confirmation_id: str
+    approved: bool
+
+
+class AnswerQuestion(msgspec.Struct, frozen=True, kw_only=True):
+    """The user answered an `ask_human` question; the actor answers True if it was this turn's."""
+
+    request_id: str
+    content: str
+
+
+def turn_of(request_id: str) -> str:
+    """The turn a confirmation or question id belongs to (ids are `<turn_id>-<local part>`)."""
+    return request_id.split("-", 1)[0]

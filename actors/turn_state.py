@@ -1,0 +1,120 @@
+"""The agent turn's state, rebuilt by folding its own events (`evolve` is pure)."""
+
+from __future__ import annotations
+
+import msgspec
+
+from schemas.events import (
+    AnyEvent,
+    ConfirmationRequested,
+    ConfirmationResolved,
+    HumanAsked,
+    HumanReplied,
+    PhaseChanged,
+    SkillMatched,
+    Thinking,
+    ToolCalled,
+    ToolResult,
+    TurnCancelled,
+    TurnCompleted,
+    TurnFailed,
+    TurnStarted,
+)
+
+from .llm import ToolCall
+
+
+class CallState(msgspec.Struct, kw_only=True):
+    """One tool call of a step and what happened to it so far."""
+
+    call: ToolCall
+    result: ToolResult | None = None
+    confirmation: ConfirmationRequested | None = None
+    resolved: ConfirmationResolved | None = None
+    asked: HumanAsked | None = None
+    replied: HumanReplied | None = None
+
+
+class Step(msgspec.Struct, kw_only=True):
+    """One model call that asked for tools: its reasoning text and its calls, in order."""
+
+    number: int
+    thought: str = ""
+    calls: list[CallState] = []
+
+    def pending(self) -> CallState | None:
+        """The first call without a result: calls of a step are carried out one after the other."""
+        return next((call for call in self.calls if call.result is None), None)
+
+
+class TurnState(msgspec.Struct, kw_only=True):
+    """What a turn's own events say about it. Mutable: `evolve` updates it in place."""
+
+    version: int = 0
+    started: TurnStarted | None = None
+    skill: SkillMatched | None = None
+    phase: str | None = None
+    steps: list[Step] = []
+    outcome: TurnCompleted | TurnFailed | TurnCancelled | None = None
+
+    @property
+    def last_step(self) -> Step | None:
+        return self.steps[-1] if self.steps else None
+
+    def find_call(self, *, confirmation_id: str | None = None, request_id: str | None = None) -> CallState | None:
+        """The call waiting on a confirmation or a question with this id."""
+        for step in self.steps:
+            for call in step.calls:
+                if confirmation_id is not None and call.confirmation and call.confirmation.confirmation_id == confirmation_id:
+                    return call
+                if request_id is not None and call.asked and call.asked.request_id == request_id:
+                    return call
+        return None
+
+
+def _step(state: TurnState, number: int) -> Step:
+    if state.last_step is None or state.last_step.number != number:
+        state.steps.append(Step(number=number))
+    return state.steps[-1]
+
+
+def _call(state: TurnState, call_id: str | None) -> CallState | None:
+    for step in reversed(state.steps):
+        for call in step.calls:
+            if call.call.call_id == call_id:
+                return call
+    return None
+
+
+def evolve(state: TurnState, event: AnyEvent) -> TurnState:
+    """Apply one of the turn's own events (mutating and returning `state`)."""
+    state.version += 1
+    match event:
+        case TurnStarted():
+            state.started = event
+        case SkillMatched():
+            state.skill = event
+        case PhaseChanged(phase=phase):
+            state.phase = phase
+        case Thinking(step=number, content=content):
+            _step(state, number).thought = content
+        case ToolCalled(step=number, call_id=call_id, tool=tool, arguments=arguments):
+            _step(state, number).calls.append(CallState(call=ToolCall(call_id=call_id, name=tool, arguments=arguments)))
+        case ToolResult(call_id=call_id):
+            if (call := _call(state, call_id)) is not None:
+                call.result = event
+        case ConfirmationRequested(call_id=call_id):
+            if (call := _call(state, call_id)) is not None:
+                call.confirmation = event
+        case ConfirmationResolved(confirmation_id=confirmation_id):
+            if (call := state.find_call(confirmation_id=confirmation_id)) is not None:
+                call.resolved = event
+        case HumanAsked(call_id=call_id):
+            if (call := _call(state, call_id)) is not None:
+                call.asked = event
+        case HumanReplied(request_id=request_id):
+            if (call := state.find_call(request_id=request_id)) is not None:
+                call.replied = event
+        case TurnCompleted() | TurnFailed() | TurnCancelled():
+            state.outcome = event
+    return state

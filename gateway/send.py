@@ -1,0 +1,136 @@
+"""REST send: `POST /sessions/{id}/messages` runs a whole turn through the bus and returns its answer.
+
+The handler subscribes to the session's live subject *before* publishing the
+command, so the answer cannot slip by; it then matches the recorded user
+message by idempotency key, and the assistant message (or the turn's
+failure) by the id of that user message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+from bus import BusError, TypedSubscription, publish_command
+from schemas import CommandRefused, ExecutionMode, FeedItem, InvalidId, RecordedEvent, SendMessage, codec, validate_id
+from schemas.events import AssistantMessage, FallbackError, TurnCancelled, TurnCompleted, TurnFailed, UserMessage
+
+from .context import GatewayContext
+from .rest import json_response, problem
+
+
+class SendBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    content: str
+    execution_mode: ExecutionMode | None = None
+    model: str | None = None
+    idempotency_key: str | None = None
+    role: str = "user"
+    """Accepted for seed compatibility; only user messages can be sent."""
+
+
+class MessageResponse(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """The seed's MessageResponse; `error_struct` and `fallback_status` only when the emergency tier answered."""
+
+    message_id: str
+    session_id: str
+    role: str
+    content: str
+    tool_call_id: str | None
+    agent_name: str | None
+    created_at: str
+    error_struct: FallbackError | None = None
+    fallback_status: str | None = None
+
+
+_REFUSED_STATUS = {"unknown_session": 404, "session_closed": 400, "too_many_turns": 429}
+
+
+async def send_message(request: Request) -> Response:
+    ctx: GatewayContext = request.app.state.ctx
+    try:
+        session_id = validate_id(request.path_params["session_id"])
+    except InvalidId as exc:
+        return problem(400, str(exc), "invalid_session_id")
+    try:
+        body = msgspec.json.decode(await request.body() or b"{}", type=SendBody)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        return problem(422, f"invalid body: {exc}", "invalid_body")
+    if body.role != "user":
+        return problem(422, "only user messages can be sent", "invalid_body")
+    await ctx.read_models.wait_caught_up(ctx.log)
+    session = await ctx.read_models.get_session(session_id)
+    if session is None:
+        return problem(404, f"Session '{session_id}' not found", "unknown_session")
+    if session.status == "closed":
+        return problem(400, f"Session '{session_id}' is closed", "session_closed")
+    key = body.idempotency_key or uuid.uuid4().hex
+    command = SendMessage(content=body.content, model=body.model, execution_mode=body.execution_mode, idempotency_key=key)
+    live = await ctx.bus.subscribe(ctx.bus.subjects.session_evt(session_id), codec.feed)
+    try:
+        try:
+            await publish_command(ctx.bus, session_id, command)
+        except BusError as exc:
+            return problem(503, str(exc), "bus_unavailable")
+        waiter = _Waiter(session_id, key)
+        # A retried key may have been answered already (JetStream drops the duplicate): look in the log first.
+        async for recorded in ctx.log.iter_session(session_id):
+            if (response := waiter.see(recorded)) is not None:
+                return response
+        try:
+            async with asyncio.timeout(ctx.answer_timeout):
+                return await waiter.wait(live)
+        except TimeoutError:
+            return problem(504, f"no answer within {ctx.answer_timeout:.0f} s; it will appear in the history", "timeout")
+    finally:
+        await live.close()
+
+
+class _Waiter:
+    """Follows the feed until the answer to the message sent with `key`."""
+
+    def __init__(self, session_id: str, key: str) -> None:
+        self.session_id = session_id
+        self.key = key
+        self.message_id: str | None = None
+        self.completed: TurnCompleted | None = None
+
+    async def wait(self, live: TypedSubscription[FeedItem]) -> Response:
+        async for item in live:
+            if (response := self.see(item)) is not None:
+                return response
+        return problem(503, "the live feed ended", "bus_unavailable")
+
+    def see(self, item: FeedItem) -> Response | None:
+        """Take one feed item; return the response once the answer (or the failure) is seen."""
+        match item:
+            case CommandRefused(idempotency_key=key, code=code, message=message) if key == self.key:
+                return problem(_REFUSED_STATUS.get(code, 400), message, code)
+            case RecordedEvent(event=UserMessage(idempotency_key=key, message_id=message_id)) if key == self.key:
+                self.message_id = message_id
+            case RecordedEvent(event=TurnCompleted(turn_id=turn_id) as completed) if turn_id == self.message_id:
+                self.completed = completed
+            case RecordedEvent(event=TurnFailed(turn_id=turn_id, message=message, code=code)) if turn_id == self.message_id:
+                return problem(500, message, code)
+            case RecordedEvent(event=TurnCancelled(turn_id=turn_id)) if turn_id == self.message_id:
+                return problem(409, "the turn was cancelled", "turn_cancelled")
+            case RecordedEvent(event=AssistantMessage(reply_to=reply_to) as answer) if reply_to and reply_to == self.message_id:
+                return json_response(self._response(item, answer))
+        return None
+
+    def _response(self, recorded: RecordedEvent, answer: AssistantMessage) -> MessageResponse:
+        error = self.completed.error if self.completed is not None else None
+        return MessageResponse(
+            message_id=answer.message_id,
+            session_id=self.session_id,
+            role="assistant",
+            content=answer.content,
+            tool_call_id=None,
+            agent_name=answer.agent_name,
+            created_at=recorded.recorded_at.isoformat(),
+            error_struct=error,
+            fallback_status=None if error is None else "emergency",
+        )

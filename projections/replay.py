@@ -1,0 +1,132 @@
+"""Replay for operators: boards and session outlines read from the event log alone.
+
+Only the database is needed (no NATS, no LLM): `agentbus replay` and the
+gateway's `GET /boards/{id}` both call these.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+from schemas import tag_of
+from schemas.events import TurnStarted
+
+from .boards import BoardStatus, BoardView, apply, board_stream, fold
+from .eventlog import EventLog
+
+TurnStatus = Literal["running", "completed", "failed", "cancelled"]
+
+_TURN_ENDS: dict[str, TurnStatus] = {
+    "turn_completed": "completed",
+    "turn_failed": "failed",
+    "turn_cancelled": "cancelled",
+}
+
+
+async def load_board(log: EventLog, board_id: str, *, at: int | None = None) -> BoardView | None:
+    """Rebuild a board from its stream (as it stood at position `at`, if given); None if it has no events."""
+    events = [recorded async for recorded in log.iter_stream(board_stream(board_id))]
+    if not events:
+        return None
+    return fold(board_id, events, at=at)
+
+
+class BoardOutline(msgspec.Struct, frozen=True, kw_only=True):
+    board_id: str
+    status: BoardStatus
+    topic: str
+    rounds: int
+    speeches: int
+    first_position: int
+
+
+class TurnOutline(msgspec.Struct, frozen=True, kw_only=True):
+    turn_id: str
+    status: TurnStatus
+    user_message_id: str | None
+    events: int
+    first_position: int
+
+
+class SessionOutline(msgspec.Struct, frozen=True, kw_only=True):
+    """The boards and turns of one session, each in the order it started."""
+
+    session_id: str
+    boards: list[BoardOutline]
+    turns: list[TurnOutline]
+
+
+class _Turn(msgspec.Struct, kw_only=True):
+    first_position: int
+    events: int = 0
+    status: TurnStatus = "running"
+    user_message_id: str | None = None
+
+
+async def session_outline(log: EventLog, session_id: str) -> SessionOutline:
+    """List the session's boards and turns from its events (one pass, one page in memory at a time)."""
+    boards: dict[str, tuple[int, BoardView]] = {}
+    turns: dict[str, _Turn] = {}
+    async for recorded in log.iter_session(session_id):
+        kind, _, actor_id = recorded.stream.partition("-")
+        if kind == "board":
+            _, view = boards.setdefault(actor_id, (recorded.position, BoardView(board_id=actor_id)))
+            apply(view, recorded)
+        elif kind == "turn":
+            turn = turns.setdefault(actor_id, _Turn(first_position=recorded.position))
+            turn.events += 1
+            turn.status = _TURN_ENDS.get(tag_of(type(recorded.event)), turn.status)
+            if isinstance(recorded.event, TurnStarted):
+                turn.user_message_id = recorded.event.user_message_id
+    return SessionOutline(
+        session_id=session_id,
+        boards=[
+            BoardOutline(
+                board_id=board_id,
+                status=view.status,
+                topic=view.topic,
+                rounds=len(view.rounds),
+                speeches=sum(len(r.speeches) for r in view.rounds),
+                first_position=first,
+            )
+            for board_id, (first, view) in boards.items()
+        ],
+        turns=[
+            TurnOutline(
+                turn_id=turn_id,
+                status=turn.status,
+                user_message_id=turn.user_message_id,
+                events=turn.events,
+                first_position=turn.first_position,
+            )
+            for turn_id, turn in turns.items()
+        ],
+    )
+
+
+def board_markdown(view: BoardView) -> str:
+    """Render a board as Markdown: topic, experts, each round's speeches, interventions and summary, the conclusion."""
+    lines = [f"# Board meeting {view.board_id}", "", f"**Topic:** {view.topic or '(not started)'}"]
+    lines += [f"**Status:** {view.status} · up to position {view.position} · max rounds {view.max_rounds}", "", "## Experts", ""]
+    for expert in view.experts:
+        role = " (moderator)" if expert.is_moderator else ""
+        avatar = f"{expert.avatar} " if expert.avatar else ""
+        lines.append(f"- {avatar}**{expert.name}**{role}: {expert.persona}")
+    for round_ in view.rounds:
+        lines += ["", f"## Round {round_.round}"]
+        said = [(s.position, f"### {s.expert_name}\n\n{s.content}") for s in round_.speeches]
+        said += [(i.position, f"> **User intervention:** {i.content}") for i in round_.interventions]
+        said += [(s.position, f"### Summary ({s.moderator_name}){' — consensus' if s.consensus else ''}\n\n{s.content}") for s in round_.summaries]
+        for _, text in sorted(said):
+            lines += ["", text]
+    if view.conclusion is not None:
+        c = view.conclusion
+        lines += ["", "## Conclusion", "", c.summary, "", "### Decision advice", "", c.decision_advice or "(none)"]
+        lines += ["", "### Consensus", "", *(f"- {p}" for p in c.consensus_points or ["(none)"])]
+        lines += ["", "### Dissent", "", *(f"- {p}" for p in c.dissent_points or ["(none)"])]
+        lines += ["", f"_{c.total_rounds} round{'s' if c.total_rounds != 1 else ''} of discussion_"]
+    if view.failure is not None:
+        lines += ["", f"**Ended without a conclusion ({view.status}):** {view.failure}"]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,250 @@
+"""The agent turn's ReAct decisions as pure functions: no services, time passed in."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from actors.config import load_config
+from actors.llm import ToolCall
+from actors.llm.fallback import ModelOutput
+from actors.phases import PhasePolicy
+from actors.tools import BUILTIN_TOOLS, ToolError, evaluate
+from actors.turn_logic import (
+    CallModel,
+    Done,
+    Record,
+    RunTool,
+    Wait,
+    conversation,
+    decide_cancel,
+    decide_confirmation,
+    decide_output,
+    decide_reply,
+    decide_start,
+    next_action,
+)
+from actors.turn_setup import SetupRefused, TurnSetup, resolve_setup
+from actors.turn_state import TurnState, evolve
+from schemas.events import (
+    ConfirmationRequested,
+    ConfirmationResolved,
+    HumanAsked,
+    PhaseChanged,
+    PhaseViolation,
+    SkillMatched,
+    ToolCalled,
+    ToolResult,
+    TurnCancelled,
+    TurnCompleted,
+)
+
+CONFIG = load_config()
+PHASES = PhasePolicy(CONFIG.plan_exec)
+NOW = datetime(2025, 1, 1, 12, 0, tzinfo=timezone.utc)
+T = "turn1"
+
+
+def setup(content: str = "hi", **overrides: object) -> TurnSetup:
+    resolved = resolve_setup(CONFIG, "assistant", content, **overrides)  # type: ignore[arg-type]
+    assert isinstance(resolved, TurnSetup)
+    return resolved
+
+
+def started(s: TurnSetup) -> TurnState:
+    state = TurnState()
+    for event in decide_start(s, T, T, PHASES):
+        evolve(state, event)
+    return state
+
+
+def act(state: TurnState, s: TurnSetup, now: datetime = NOW):  # noqa: ANN201
+    return next_action(state, s, BUILTIN_TOOLS, PHASES, T, now)
+
+
+def record(state: TurnState, events: list) -> TurnState:  # noqa: ANN001
+    for event in events:
+        evolve(state, event)
+    return state
+
+
+def called(state: TurnState, s: TurnSetup, tool: str, arguments: dict, step: int = 1) -> TurnState:  # noqa: ANN001
+    output = ModelOutput(text="let me see", calls=[ToolCall(call_id=f"c{step}", name=tool, arguments=json.dumps(arguments))], tier="main")
+    return record(state, decide_output(state, s, step, output, T))
+
+
+def test_calculator_evaluates_arithmetic_and_refuses_anything_else() -> None:
+    assert evaluate("17*23") == 391 and evaluate("(2+3)^2") == 25 and evaluate("-7 // 2") == -4
+    for bad in ["__import__('os').system('true')", "a+1", "2**99999", "1/0", "[1]*3", "True+1", ""]:
+        with pytest.raises(ToolError):
+            evaluate(bad)
+
+
+def test_a_fresh_turn_calls_the_model_for_step_one() -> None:
+    s = setup()
+    assert act(started(s), s) == CallModel(step=1)
+
+
+def test_a_plain_answer_completes_the_turn_with_its_tier() -> None:
+    s = setup()
+    state = started(s)
+    [completed] = decide_output(state, s, 1, ModelOutput(text="Hello", tier="recovery"), T)
+    assert completed == TurnCompleted(turn_id=T, content="Hello", tier="recovery")
+
+
+def test_a_tool_call_is_recorded_with_its_thought_then_run_then_the_model_is_asked_again() -> None:
+    s = setup()
+    state = called(started(s), s, "calculator", {"expression": "17*23"})
+    assert state.last_step is not None and state.last_step.thought == "let me see"
+    action = act(state, s)
+    assert isinstance(action, RunTool) and action.call.name == "calculator"
+    record(state, [ToolResult(turn_id=T, step=1, call_id="c1", tool="calculator", content="17*23 = 391")])
+    assert act(state, s) == CallModel(step=2)
+
+
+def test_a_replayed_turn_does_not_repeat_a_recorded_tool_call() -> None:
+    s = setup()
+    live = called(started(s), s, "calculator", {"expression": "1+1"})
+    record(live, [ToolResult(turn_id=T, step=1, call_id="c1", tool="calculator", content="1+1 = 2")])
+    events = [*decide_start(s, T, T, PHASES), *decide_output(TurnState(), s, 1, ModelOutput(text="x", calls=[ToolCall(call_id="c1", name="calculator", arguments='{"expression": "1+1"}')]), T)]
+    events.append(ToolResult(turn_id=T, step=1, call_id="c1", tool="calculator", content="1+1 = 2"))
+    replayed = record(TurnState(), events)
+    assert act(replayed, s) == act(live, s) == CallModel(step=2)
+    _, messages = conversation(replayed, s, [], PHASES)
+    assert [m.role for m in messages] == ["assistant", "tool"] and messages[1].tool_call_id == "c1"
+
+
+def test_invalid_arguments_go_back_to_the_model_as_a_tool_error() -> None:
+    s = setup()
+    state = called(started(s), s, "calculator", {"expr": "1+1"})
+    action = act(state, s)
+    assert isinstance(action, Record)
+    [result] = action.events
+    assert isinstance(result, ToolResult) and result.is_error and "invalid arguments" in result.content
+
+
+def test_an_unknown_tool_is_a_tool_error_not_a_crash() -> None:
+    s = setup()
+    action = act(called(started(s), s, "rm_rf", {}), s)
+    assert isinstance(action, Record) and action.events[0].is_error  # type: ignore[union-attr]
+
+
+def test_a_tool_needing_confirmation_asks_waits_and_runs_only_when_approved() -> None:
+    s = setup()
+    state = called(started(s), s, "delete_upload", {"filename": "a.txt"})
+    action = act(state, s)
+    assert isinstance(action, Record)
+    [requested] = action.events
+    assert isinstance(requested, ConfirmationRequested) and requested.expires_at == NOW + timedelta(seconds=300)
+    record(state, [requested])
+    assert act(state, s, NOW + timedelta(seconds=10)) == Wait(until=NOW + timedelta(seconds=300))
+    assert decide_confirmation(state, "nope", True, NOW) is None
+    approved = decide_confirmation(state, requested.confirmation_id, True, NOW)
+    assert approved == [ConfirmationResolved(turn_id=T, confirmation_id=requested.confirmation_id, approved=True)]
+    record(state, approved)
+    assert isinstance(act(state, s), RunTool)
+    assert decide_confirmation(state, requested.confirmation_id, False, NOW) == []  # answered already
+
+
+def test_a_denied_confirmation_becomes_a_result_saying_nothing_changed() -> None:
+    s = setup()
+    state = called(started(s), s, "delete_upload", {"filename": "a.txt"})
+    requested = act(state, s).events[0]  # type: ignore[union-attr]
+    record(state, [requested])
+    record(state, decide_confirmation(state, requested.confirmation_id, False, NOW) or [])
+    action = act(state, s)
+    assert isinstance(action, Record) and "Nothing was changed" in action.events[0].content  # type: ignore[union-attr]
+
+
+def test_the_confirmation_timeout_is_measured_from_the_recorded_request() -> None:
+    s = setup()
+    state = called(started(s), s, "delete_upload", {"filename": "a.txt"})
+    requested = act(state, s, NOW - timedelta(seconds=299)).events[0]  # type: ignore[union-attr]
+    record(state, [requested])  # e.g. recorded before a restart 299 s ago
+    action = act(state, s, NOW + timedelta(seconds=1))
+    assert isinstance(action, Record)
+    assert action.events == [ConfirmationResolved(turn_id=T, confirmation_id=requested.confirmation_id, approved=False, timed_out=True)]
+    late = decide_confirmation(state, requested.confirmation_id, True, NOW + timedelta(seconds=2))
+    assert late is not None and late[0].approved is False  # type: ignore[union-attr]
+
+
+def test_ask_human_records_the_question_and_the_reply_becomes_the_tool_result() -> None:
+    s = setup()
+    state = called(started(s), s, "ask_human", {"question": "Your name?"})
+    [asked] = act(state, s).events  # type: ignore[union-attr]
+    assert isinstance(asked, HumanAsked) and asked.question == "Your name?"
+    record(state, [asked])
+    assert isinstance(act(state, s), Wait)
+    record(state, decide_reply(state, asked.request_id, "Ada") or [])
+    action = act(state, s)
+    assert isinstance(action, Record) and action.events[0].content == "Ada"  # type: ignore[union-attr]
+    assert decide_reply(state, "other", "x") is None
+
+
+def test_the_step_limit_ends_a_runaway_loop_with_a_clear_message() -> None:
+    s = setup()
+    state = started(s)
+    for step in range(1, s.max_steps + 1):
+        called(state, s, "clock", {}, step)
+        record(state, [ToolResult(turn_id=T, step=step, call_id=f"c{step}", tool="clock", content="noon")])
+    action = act(state, s)
+    assert isinstance(action, Record) and "stopped after 8 steps" in action.events[0].content  # type: ignore[union-attr]
+
+
+def test_plan_exec_starts_in_the_first_phase_and_forbids_tools_there() -> None:
+    s = setup(execution_mode="plan_exec")
+    state = started(s)
+    assert state.phase == "plan" and "advance_phase" in s.tools
+    called(state, s, "calculator", {"expression": "1+1"})
+    action = act(state, s)
+    assert isinstance(action, Record) and isinstance(action.events[0], PhaseViolation)
+    assert action.events[1].is_error  # type: ignore[union-attr]
+
+
+def test_advance_phase_records_the_transition() -> None:
+    s = setup(execution_mode="plan_exec")
+    state = called(started(s), s, "advance_phase", {})
+    action = act(state, s)
+    assert isinstance(action, Record)
+    assert action.events[0] == PhaseChanged(turn_id=T, phase="execute", previous="plan")
+
+
+def test_direct_mode_offers_no_tools_and_one_call_answers() -> None:
+    s = setup(execution_mode="direct")
+    assert s.tools == []
+    output = ModelOutput(text="hi", calls=[ToolCall(call_id="x", name="clock", arguments="{}")])
+    assert isinstance(decide_output(started(s), s, 1, output, T)[0], TurnCompleted)
+
+
+def test_a_skill_prefix_chooses_the_skill_and_is_stripped_for_the_model() -> None:
+    s = setup("@skill:math 6*7")
+    assert s.skill == "math" and s.tools == ["calculator"] and s.content == "6*7"
+    assert any(isinstance(e, SkillMatched) for e in decide_start(s, T, T, PHASES))
+    refused = resolve_setup(CONFIG, "assistant", "@skill:nope hi")
+    assert isinstance(refused, SetupRefused) and refused.code == "unknown_skill"
+
+
+def test_cancel_ends_a_running_turn_once() -> None:
+    s = setup()
+    state = started(s)
+    assert decide_cancel(state, T) == [TurnCancelled(turn_id=T)]
+    record(state, [TurnCancelled(turn_id=T)])
+    assert decide_cancel(state, T) == [] and act(state, s) == Done()
+
+
+def test_emergency_output_completes_with_the_structured_error() -> None:
+    from schemas.events import FallbackError
+
+    s = setup()
+    error = FallbackError(code="llm_unavailable", message="none", failures=["main: down"])
+    [completed] = decide_output(started(s), s, 1, ModelOutput(error=error), T)
+    assert isinstance(completed, TurnCompleted) and completed.tier == "emergency" and completed.error == error
+
+
+def test_called_tool_events_carry_the_arguments_the_model_gave() -> None:
+    s = setup()
+    state = called(started(s), s, "clock", {})
+    assert isinstance(state.last_step.calls[0].call, ToolCall)  # type: ignore[union-attr]
+    assert ToolCalled(turn_id=T, step=1, call_id="c1", tool="clock", arguments="{}").arguments == "{}"
