@@ -178,7 +178,11 @@ class CommandConsumer:
         while True:
             try:
                 msgs = await psub.fetch(self._batch, timeout=1.0)
-            except nats.errors.TimeoutError:
+            except asyncio.TimeoutError:
+                # nats-py raises its own TimeoutError or, when the deadline runs out
+                # between its two pull requests, a plain asyncio one: both mean "no
+                # commands yet". Letting the plain one escape killed this partition's
+                # loop silently, and its sessions' commands were never taken again.
                 continue
             except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError, nats.js.errors.APIError) as exc:
                 log.warning("command_fetch_failed", error=str(exc))
