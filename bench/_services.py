@@ -25,7 +25,7 @@ import asyncpg
 import msgspec
 
 from bus.embedded import EmbeddedNats
-from cli import ENDPOINTS_FILE, Endpoints
+from cli.settings import ENDPOINTS_FILE, Endpoints
 from projections import ensure_database
 from projections.database import asyncpg_dsn
 from projections.embedded import EmbeddedPostgres

@@ -28,7 +28,7 @@ from actors.board_conclusion import parse_conclusion
 from actors.board_logic import final_answer
 from actors.board_prompts import llm_request, split_consensus
 from actors.llm import OfflineProvider, TextDelta
-from cli import Endpoints
+from cli.settings import Endpoints
 from projections.database import asyncpg_dsn
 from schemas import tag_of
 from schemas.events import AnyEvent, AssistantMessage, BoardStarted, ExpertProfile, ExpertSpeech, RoundSummary, UserMessage

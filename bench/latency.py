@@ -24,7 +24,7 @@ import httpx
 import nats
 from websockets.asyncio.client import connect
 
-from cli import Endpoints
+from cli.settings import Endpoints
 
 from ._services import die_with_parent, stop_process
 from ._stats import Summary

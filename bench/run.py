@@ -32,7 +32,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from cli import configure_logging
+from cli.settings import configure_logging
 
 from ._services import SUBJECT_PREFIX, Services, agentbus_up, scratch_database, services
 from ._stats import LATENCY_HEADERS, Summary, ratio, table

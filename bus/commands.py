@@ -188,6 +188,12 @@ class CommandConsumer:
                 log.warning("command_fetch_failed", error=str(exc))
                 await asyncio.sleep(0.5)
                 continue
+            except Exception:
+                # Whatever else nats-py raises, this partition must keep being
+                # served: a dead loop would strand its sessions' commands.
+                log.exception("command_fetch_crashed")
+                await asyncio.sleep(0.5)
+                continue
             for msg in msgs:
                 try:
                     session_id = Subjects.session_of(msg.subject)

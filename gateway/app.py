@@ -15,7 +15,7 @@ from projections import EventLogError
 
 from .auth import authorized
 from .context import GatewayContext
-from .rest import json_response, problem, routes as rest_routes
+from .rest import problem, routes as rest_routes
 from .send import send_message
 from .ws import chat_socket
 

@@ -79,8 +79,12 @@ class System:
             return response.json()
 
     def publish(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return self.run_cli("publish", *args)
+
+    def run_cli(self, command: str, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run another `agentbus` command against this system (found through its data dir)."""
         return subprocess.run(
-            [AGENTBUS, "publish", "--data-dir", str(self.data_dir), *args],
+            [AGENTBUS, command, "--data-dir", str(self.data_dir), *args],
             env=self.env,
             capture_output=True,
             text=True,

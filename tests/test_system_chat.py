@@ -239,3 +239,14 @@ async def test_with_an_api_key_a_socket_without_it_is_closed_with_4001(
             assert json.loads(await ws.recv())["type"] == "connected"
     finally:
         assert system.stop() == 0
+
+
+async def test_projections_rebuild_recreates_the_same_history_from_the_log(system: System, session_id: str) -> None:
+    async with websockets.connect(system.ws_base + session_id) as ws:
+        await ws.recv()
+        await ws.send(json.dumps({"type": "message", "content": "keep me"}))
+        await receive_until(ws, "final_answer")
+    before = await system.messages(session_id)
+    rebuilt = system.run_cli("projections", "rebuild")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert await system.messages(session_id) == before

@@ -1,0 +1,91 @@
+"""What every command reads: environment settings, the endpoints file of a running `agentbus up`, logging."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+import msgspec
+import structlog
+
+ENDPOINTS_FILE = "endpoints.json"
+
+
+
+class Endpoints(msgspec.Struct, frozen=True, kw_only=True):
+    """Where a running `agentbus up` can be reached (written to `<data-dir>/endpoints.json`)."""
+
+    http_url: str
+    nats_url: str
+    database_url: str
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """Environment settings shared by every command."""
+
+    nats_url: str | None
+    database_url: str | None
+    subject_prefix: str
+    api_key: str | None
+    offline_delay: float
+    ack_wait: float
+    answer_timeout: float
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        return cls(
+            nats_url=os.environ.get("AGENTBUS_NATS_URL") or None,
+            database_url=os.environ.get("AGENTBUS_DATABASE_URL") or None,
+            subject_prefix=os.environ.get("AGENTBUS_SUBJECT_PREFIX", "agentbus"),
+            api_key=os.environ.get("AGENTBUS_API_KEY") or None,
+            offline_delay=float(os.environ.get("AGENTBUS_OFFLINE_DELAY", "0")),
+            ack_wait=float(os.environ.get("AGENTBUS_ACK_WAIT", "10")),
+            answer_timeout=float(os.environ.get("AGENTBUS_ANSWER_TIMEOUT", "120")),
+        )
+
+
+def configure_logging(level: str = "info") -> None:
+    """JSON logs with the context bound at message boundaries (session_id, actor, correlation_id)."""
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso"),
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+    )
+
+
+def discover(args: argparse.Namespace, settings: Settings) -> Endpoints | None:
+    path = Path(args.data_dir) / ENDPOINTS_FILE
+    if path.exists():
+        return msgspec.json.decode(path.read_bytes(), type=Endpoints)
+    return None
+
+
+def require_urls(args: argparse.Namespace, settings: Settings) -> tuple[str, str]:
+    found = discover(args, settings)
+    nats_url = settings.nats_url or (found.nats_url if found else None)
+    database_url = settings.database_url or (found.database_url if found else None)
+    if not nats_url or not database_url:
+        raise SystemExit(
+            "no services: set AGENTBUS_NATS_URL and AGENTBUS_DATABASE_URL, or run `agentbus up` "
+            f"(it writes {Path(args.data_dir) / ENDPOINTS_FILE})"
+        )
+    return nats_url, database_url
+
+
+
+def database_url(args: argparse.Namespace, settings: Settings) -> str:
+    """The database of `$AGENTBUS_DATABASE_URL` or of a running `agentbus up`; commands that read the log need no NATS."""
+    found = discover(args, settings)
+    url = settings.database_url or (found.database_url if found else None)
+    if not url:
+        raise SystemExit("no database: set AGENTBUS_DATABASE_URL, or run `agentbus up` first")
+    return url

@@ -1,0 +1,107 @@
+"""The one-shot commands: `publish`, `migrate`, `projections rebuild`, `replay`, `bench`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+import msgspec
+
+from bus import Bus, BusError, publish_command
+from projections import EventLog, Projector, create_engine
+from projections.replay import board_markdown, load_board, session_outline
+from schemas import SendMessage, Subjects
+
+from .serve import database
+from .settings import Settings, database_url, discover
+
+def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
+    found = discover(args, settings)
+    nats_url = settings.nats_url or (found.nats_url if found else None)
+    if not nats_url:
+        raise SystemExit("no NATS: set AGENTBUS_NATS_URL or run `agentbus up` first")
+
+    async def main() -> int:
+        try:
+            bus = await Bus.connect(nats_url, name="agentbus-publish", subjects=Subjects(settings.subject_prefix))
+        except BusError as exc:
+            raise SystemExit(str(exc)) from None
+        try:
+            ack = await publish_command(
+                bus, args.session, SendMessage(content=args.text, idempotency_key=args.idempotency_key)
+            )
+        except BusError as exc:
+            raise SystemExit(str(exc)) from None
+        finally:
+            await bus.close()
+        print(json.dumps(msgspec.to_builtins(ack)))
+        return 0
+
+    return asyncio.run(main())
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    url = database_url(args, settings)
+
+    async def main() -> None:
+        async with database(url):
+            pass
+
+    asyncio.run(main())
+    print("database schema is up to date")
+    return 0
+
+
+
+def cmd_projections(args: argparse.Namespace, settings: Settings) -> int:
+    """Recreate the read models from the event log (identical to what the projector built live)."""
+    url = database_url(args, settings)
+
+    async def main() -> None:
+        async with database(url) as engine:
+            log_ = EventLog(engine)
+            try:
+                await Projector(engine, log_).rebuild()
+            finally:
+                await log_.close()
+
+    asyncio.run(main())
+    print("read models rebuilt from the event log")
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    """Rebuild a board or outline a session from the event log alone (only the database is needed)."""
+    url = database_url(args, settings)
+
+    async def main() -> str:
+        engine = create_engine(url)
+        log_ = EventLog(engine)
+        try:
+            if args.what == "session":
+                return msgspec.json.format(msgspec.json.encode(await session_outline(log_, args.id))).decode()
+            view = await load_board(log_, args.id, at=args.at)
+            if view is None:
+                raise SystemExit(f"board {args.id} not found in the event log")
+            return board_markdown(view) if args.format == "markdown" else msgspec.json.encode(view).decode()
+        finally:
+            await log_.close()
+            await engine.dispose()
+
+    print(asyncio.run(main()))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
+    # bench/ ships with the source tree, not the installed package.
+    source_tree = Path(__file__).resolve().parent.parent
+    if not (source_tree / "bench" / "run.py").exists():
+        raise SystemExit("bench/ is not next to cli.py: run `make bench` from a source checkout")
+    sys.path.insert(0, str(source_tree))
+    from bench.run import main as bench_main
+
+    return bench_main(args.turns)
+
