@@ -16,7 +16,7 @@ import uvicorn
 from actors import Worker
 from actors.config import Config, ConfigError, load_config
 from actors.llm import OfflineProvider
-from bus import Bus, EmbeddedNats, free_port
+from bus import Bus, EmbeddedNats
 from gateway import GatewayContext, create_app
 from projections import Engine, EventLog, ReadModels, create_engine, ensure_database, migrate
 from projections.embedded import EmbeddedPostgres
@@ -43,13 +43,18 @@ async def _serve_gateway(
     engine: Engine,
     host: str,
     port: int,
-    api_key: str | None,
-    on_ready: Callable[[], None] | None = None,
+    settings: Settings,
+    on_ready: Callable[[int], None] | None = None,
     worker_ready: asyncio.Event | None = None,
 ) -> None:
+    """Serve the gateway on `host:port` (0: a free port), calling `on_ready(bound port)` once it answers."""
     log_ = EventLog(engine)
     ctx = GatewayContext(
-        bus=bus, log=log_, read_models=ReadModels(engine), api_key=api_key, answer_timeout=Settings.from_env().answer_timeout
+        bus=bus,
+        log=log_,
+        read_models=ReadModels(engine),
+        api_key=settings.api_key,
+        answer_timeout=settings.answer_timeout,
     )
     config = uvicorn.Config(
         create_app(ctx),
@@ -74,7 +79,8 @@ async def _serve_gateway(
             # endpoints.json promises a system that answers (creates a session), not only a listening socket.
             await worker_ready.wait()
         if on_ready is not None:
-            on_ready()
+            # The socket uvicorn bound, so port 0 never races another process for a port.
+            on_ready(server.servers[0].sockets[0].getsockname()[1])
         await serving
     finally:
         server.should_exit = True
@@ -119,14 +125,13 @@ def _config() -> Config:
 
 async def _run_up(args: argparse.Namespace, settings: Settings, nats_url: str, database_url: str, config: Config) -> None:
     subjects = Subjects(settings.subject_prefix)
-    port = args.port or free_port(args.host)
     endpoints_path = Path(args.data_dir) / ENDPOINTS_FILE
     async with database(database_url) as engine:
         worker_bus = await Bus.connect(nats_url, name="agentbus-worker", subjects=subjects)
         gateway_bus = await Bus.connect(nats_url, name="agentbus-gateway", subjects=subjects)
-        http_url = f"http://{args.host}:{port}"
 
-        def announce() -> None:
+        def announce(port: int) -> None:
+            http_url = f"http://{args.host}:{port}"
             endpoints = Endpoints(http_url=http_url, nats_url=nats_url, database_url=database_url)
             endpoints_path.write_bytes(msgspec.json.format(msgspec.json.encode(endpoints)))
             print(f"agentbus is up: {http_url}  (chat page: {http_url}/, endpoints: {endpoints_path})", flush=True)
@@ -136,7 +141,7 @@ async def _run_up(args: argparse.Namespace, settings: Settings, nats_url: str, d
             await _until_signal(
                 asyncio.create_task(worker.run(), name="worker"),
                 asyncio.create_task(
-                    _serve_gateway(gateway_bus, engine, args.host, port, settings.api_key, announce, worker.ready), name="gateway"
+                    _serve_gateway(gateway_bus, engine, args.host, args.port, settings, announce, worker.ready), name="gateway"
                 ),
             )
         finally:
@@ -191,7 +196,7 @@ def cmd_gateway(args: argparse.Namespace, settings: Settings) -> int:
         async with database(database_url) as engine:
             bus = await Bus.connect(nats_url, name="agentbus-gateway", subjects=Subjects(settings.subject_prefix))
             try:
-                task = asyncio.create_task(_serve_gateway(bus, engine, args.host, args.port, settings.api_key))
+                task = asyncio.create_task(_serve_gateway(bus, engine, args.host, args.port, settings))
                 await _until_signal(task)
             finally:
                 await bus.close()

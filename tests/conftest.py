@@ -16,7 +16,9 @@ import asyncpg
 import pytest
 
 from bus.embedded import EmbeddedNats
+from projections import Engine, create_engine, migrate
 from projections.embedded import EmbeddedPostgres
+from tests.system import System
 
 
 @pytest.fixture(scope="session")
@@ -73,3 +75,37 @@ async def fresh_database_url(postgres_url: str) -> AsyncIterator[str]:
 def subject_prefix() -> str:
     """A subject prefix of its own, so tests sharing one nats-server never see each other."""
     return "t" + uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+async def engine(fresh_database_url: str) -> AsyncIterator[Engine]:
+    """An engine on a fresh, migrated database."""
+    engine = create_engine(fresh_database_url)
+    await migrate(engine)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def system_env(nats_url: str, fresh_database_url: str, subject_prefix: str) -> dict[str, str]:
+    """The environment of an `agentbus up` on the session's services, with a prefix and a database of its own."""
+    return {
+        "AGENTBUS_NATS_URL": nats_url,
+        "AGENTBUS_DATABASE_URL": fresh_database_url,
+        "AGENTBUS_SUBJECT_PREFIX": subject_prefix,
+    }
+
+
+@pytest.fixture
+def system(tmp_path: Path, system_env: dict[str, str]) -> Iterator[System]:
+    """A running `agentbus up` (see `system_env`), stopped with Ctrl-C after the test."""
+    system = System(tmp_path / "data", system_env).start()
+    yield system
+    if system.process is not None:
+        assert system.stop() == 0
+
+
+@pytest.fixture
+async def session_id(system: System) -> str:
+    """A new session of `system`."""
+    return await system.create_session()

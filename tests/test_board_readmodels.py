@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from projections import EventLog, NewEvent, Projector, ReadModels, create_engine, migrate
+from projections import EventLog, NewEvent, Projector, ReadModels
 from projections.database import Engine
 from projections.replay import load_board, session_outline
 from schemas.events import (
@@ -20,14 +20,6 @@ from schemas.events import (
     UserMessage,
 )
 from tests.test_readmodels import tables
-
-
-@pytest.fixture
-async def engine(fresh_database_url: str) -> AsyncIterator[Engine]:
-    engine = create_engine(fresh_database_url)
-    await migrate(engine)
-    yield engine
-    await engine.dispose()
 
 
 @pytest.fixture

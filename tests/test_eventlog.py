@@ -19,20 +19,10 @@ from projections import (
     EventLogClosedError,
     EventLogError,
     NewEvent,
-    create_engine,
-    migrate,
 )
 from projections.database import asyncpg_dsn
 from schemas.envelope import EventMeta
 from schemas.events import SessionCreated, TurnStarted, UserMessage
-
-
-@pytest.fixture
-async def engine(fresh_database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(fresh_database_url)
-    await migrate(engine)
-    yield engine
-    await engine.dispose()
 
 
 @pytest.fixture

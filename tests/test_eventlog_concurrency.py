@@ -13,18 +13,10 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 from structlog.testing import capture_logs
 
-from projections import ConcurrencyError, DatabaseError, EventLog, NewEvent, create_engine, migrate
+from projections import ConcurrencyError, DatabaseError, EventLog, NewEvent, create_engine
 from projections.database import asyncpg_dsn
 from schemas.envelope import RecordedEvent
 from schemas.events import UserMessage
-
-
-@pytest.fixture
-async def engine(fresh_database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(fresh_database_url)
-    await migrate(engine)
-    yield engine
-    await engine.dispose()
 
 
 @pytest.fixture

@@ -13,21 +13,13 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 from structlog.testing import capture_logs
 
-from projections import EventLog, NewEvent, create_engine, migrate
+from projections import EventLog, NewEvent, create_engine
 from projections._wakeup import APPLICATION_NAME
 from projections.database import asyncpg_dsn
 from schemas.envelope import RecordedEvent
 from schemas.events import UserMessage
 
 NEVER = 3600.0  # a poll interval that never fires during a test
-
-
-@pytest.fixture
-async def engine(fresh_database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(fresh_database_url)
-    await migrate(engine)
-    yield engine
-    await engine.dispose()
 
 
 @pytest.fixture

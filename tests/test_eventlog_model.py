@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -11,17 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from projections import ConcurrencyError, DuplicateEventError, EventLog, NewEvent, create_engine, migrate
+from projections import ConcurrencyError, DuplicateEventError, EventLog, NewEvent
 from schemas.envelope import RecordedEvent
 from schemas.events import UserMessage
-
-
-@pytest.fixture
-async def engine(fresh_database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(fresh_database_url)
-    await migrate(engine)
-    yield engine
-    await engine.dispose()
 
 
 @dataclass

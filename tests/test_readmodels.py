@@ -23,19 +23,10 @@ from projections import (
     ReadModels,
     SessionView,
     create_engine,
-    migrate,
 )
 from projections.database import asyncpg_dsn
 from projections.tables import rm_messages, rm_sessions
 from schemas.events import AssistantMessage, SessionClosed, SessionCreated, TurnStarted, UserMessage
-
-
-@pytest.fixture
-async def engine(fresh_database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(fresh_database_url)
-    await migrate(engine)
-    yield engine
-    await engine.dispose()
 
 
 @pytest.fixture

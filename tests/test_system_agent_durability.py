@@ -12,15 +12,13 @@ from tests.system import System, receive_until
 
 
 async def test_a_confirmation_pending_at_kill_9_completes_the_turn_once_after_restart(
-    tmp_path: Path, nats_url: str, fresh_database_url: str, subject_prefix: str
+    tmp_path: Path, system_env: dict[str, str]
 ) -> None:
     uploads = tmp_path / "uploads"
     uploads.mkdir()
     (uploads / "crash.txt").write_text("x")
     env = {
-        "AGENTBUS_NATS_URL": nats_url,
-        "AGENTBUS_DATABASE_URL": fresh_database_url,
-        "AGENTBUS_SUBJECT_PREFIX": subject_prefix,
+        **system_env,
         "AGENTBUS_ACK_WAIT": "2",
         "AGENTBUS_UPLOAD_DIR": str(uploads),
     }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+
 from pathlib import Path
 
 import pytest
@@ -15,24 +15,6 @@ from tests.system import AGENTBUS, System, receive_quiet, receive_until
 
 TOPIC = "Should we move our monolith to microservices?"
 DEFAULT_SPEAKERS = ["pragmatist", "skeptic", "visionary"]
-
-
-@pytest.fixture
-def system(tmp_path: Path, nats_url: str, fresh_database_url: str, subject_prefix: str) -> Iterator[System]:
-    env = {
-        "AGENTBUS_NATS_URL": nats_url,
-        "AGENTBUS_DATABASE_URL": fresh_database_url,
-        "AGENTBUS_SUBJECT_PREFIX": subject_prefix,
-    }
-    system = System(tmp_path / "data", env).start()
-    yield system
-    if system.process is not None:
-        assert system.stop() == 0
-
-
-@pytest.fixture
-async def session_id(system: System) -> AsyncIterator[str]:
-    yield await system.create_session()
 
 
 def milestones(frames: list[dict]) -> list[tuple]:
@@ -113,11 +95,9 @@ async def test_history_redraws_the_meeting_and_the_answer_is_the_boards(system: 
     assert (messages[-1]["agent_name"], messages[-1]["content"]) == ("board_meeting", final["content"])
 
 
-async def test_an_intervention_is_acknowledged_and_heard_by_the_next_speaker(tmp_path: Path, nats_url: str, fresh_database_url: str, subject_prefix: str) -> None:
+async def test_an_intervention_is_acknowledged_and_heard_by_the_next_speaker(tmp_path: Path, system_env: dict[str, str]) -> None:
     env = {
-        "AGENTBUS_NATS_URL": nats_url,
-        "AGENTBUS_DATABASE_URL": fresh_database_url,
-        "AGENTBUS_SUBJECT_PREFIX": subject_prefix,
+        **system_env,
         "AGENTBUS_OFFLINE_DELAY": "0.01",
     }
     system = System(tmp_path / "data", env).start()
@@ -146,11 +126,9 @@ async def test_an_intervention_is_acknowledged_and_heard_by_the_next_speaker(tmp
         assert system.stop() == 0
 
 
-async def test_cancel_ends_the_board_with_board_failed_and_an_error_frame(tmp_path: Path, nats_url: str, fresh_database_url: str, subject_prefix: str) -> None:
+async def test_cancel_ends_the_board_with_board_failed_and_an_error_frame(tmp_path: Path, system_env: dict[str, str]) -> None:
     env = {
-        "AGENTBUS_NATS_URL": nats_url,
-        "AGENTBUS_DATABASE_URL": fresh_database_url,
-        "AGENTBUS_SUBJECT_PREFIX": subject_prefix,
+        **system_env,
         "AGENTBUS_OFFLINE_DELAY": "0.02",
     }
     system = System(tmp_path / "data", env).start()

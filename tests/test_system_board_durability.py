@@ -15,12 +15,10 @@ SPEAKERS = ["pragmatist", "skeptic", "visionary"]
 
 
 async def test_a_board_killed_in_round_2_resumes_with_the_next_speaker_and_records_each_speech_once(
-    tmp_path: Path, nats_url: str, fresh_database_url: str, subject_prefix: str
+    tmp_path: Path, system_env: dict[str, str]
 ) -> None:
     env = {
-        "AGENTBUS_NATS_URL": nats_url,
-        "AGENTBUS_DATABASE_URL": fresh_database_url,
-        "AGENTBUS_SUBJECT_PREFIX": subject_prefix,
+        **system_env,
         "AGENTBUS_OFFLINE_DELAY": "0.01",
         "AGENTBUS_ACK_WAIT": "2",
     }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
+
 from pathlib import Path
 
 import httpx
@@ -15,25 +15,6 @@ import websockets
 from bus import Bus
 from schemas import CommandRefused, Subjects, codec
 from tests.system import System, receive_quiet, receive_until
-
-
-@pytest.fixture
-def system(tmp_path: Path, nats_url: str, fresh_database_url: str, subject_prefix: str) -> Iterator[System]:
-    """`agentbus up` on the session's services, with a prefix and a database of its own."""
-    env = {
-        "AGENTBUS_NATS_URL": nats_url,
-        "AGENTBUS_DATABASE_URL": fresh_database_url,
-        "AGENTBUS_SUBJECT_PREFIX": subject_prefix,
-    }
-    system = System(tmp_path / "data", env).start()
-    yield system
-    if system.process is not None:
-        assert system.stop() == 0
-
-
-@pytest.fixture
-async def session_id(system: System) -> AsyncIterator[str]:
-    yield await system.create_session()
 
 
 async def test_a_message_streams_tokens_then_the_final_answer(system: System, session_id: str) -> None:
@@ -216,12 +197,10 @@ async def test_health_endpoints_answer(system: System) -> None:
 
 
 async def test_with_an_api_key_a_socket_without_it_is_closed_with_4001(
-    tmp_path: Path, nats_url: str, fresh_database_url: str, subject_prefix: str
+    tmp_path: Path, system_env: dict[str, str]
 ) -> None:
     env = {
-        "AGENTBUS_NATS_URL": nats_url,
-        "AGENTBUS_DATABASE_URL": fresh_database_url,
-        "AGENTBUS_SUBJECT_PREFIX": subject_prefix,
+        **system_env,
         "AGENTBUS_API_KEY": "s3cret",
     }
     system = System(tmp_path / "keyed", env).start()

@@ -41,12 +41,10 @@ async def test_a_second_up_on_the_same_data_dir_keeps_all_history(tmp_path: Path
 
 
 async def test_a_turn_interrupted_by_kill_9_completes_once_after_restart(
-    tmp_path: Path, nats_url: str, fresh_database_url: str, subject_prefix: str
+    tmp_path: Path, system_env: dict[str, str]
 ) -> None:
     env = {
-        "AGENTBUS_NATS_URL": nats_url,
-        "AGENTBUS_DATABASE_URL": fresh_database_url,
-        "AGENTBUS_SUBJECT_PREFIX": subject_prefix,
+        **system_env,
         "AGENTBUS_OFFLINE_DELAY": "0.1",
         "AGENTBUS_ACK_WAIT": "2",
     }

@@ -53,11 +53,9 @@ llm = "limited"
 
 
 @pytest.fixture
-async def system(tmp_path: Path, nats_url: str, fresh_database_url: str, subject_prefix: str, server: OpenAIServer) -> AsyncIterator[System]:
+async def system(tmp_path: Path, system_env: dict[str, str], server: OpenAIServer) -> AsyncIterator[System]:
     env = {
-        "AGENTBUS_NATS_URL": nats_url,
-        "AGENTBUS_DATABASE_URL": fresh_database_url,
-        "AGENTBUS_SUBJECT_PREFIX": subject_prefix,
+        **system_env,
         "AGENTBUS_CONFIG": str(write_config(tmp_path / "agents.toml", server)),
     }
     system = System(tmp_path / "data", env).start()
