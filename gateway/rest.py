@@ -59,6 +59,19 @@ async def _session_id(request: Request) -> str | Response:
         return problem(400, str(exc), "invalid_session_id")
 
 
+async def existing_session(request: Request) -> SessionView | Response:
+    """The session named in the path, read after the projector caught up; else the 400/404 to answer."""
+    ctx = _ctx(request)
+    session_id = await _session_id(request)
+    if isinstance(session_id, Response):
+        return session_id
+    await ctx.read_models.wait_caught_up(ctx.log)
+    view = await ctx.read_models.get_session(session_id)
+    if view is None:
+        return problem(404, f"Session '{session_id}' not found", "unknown_session")
+    return view
+
+
 async def list_sessions(request: Request) -> Response:
     ctx = _ctx(request)
     await ctx.read_models.wait_caught_up(ctx.log)
@@ -98,25 +111,16 @@ async def _wait_for_session(ctx: GatewayContext, session_id: str, timeout: float
 
 
 async def get_session(request: Request) -> Response:
-    ctx = _ctx(request)
-    session_id = await _session_id(request)
-    if isinstance(session_id, Response):
-        return session_id
-    await ctx.read_models.wait_caught_up(ctx.log)
-    view = await ctx.read_models.get_session(session_id)
-    if view is None:
-        return problem(404, f"Session '{session_id}' not found", "unknown_session")
-    return json_response(view)
+    view = await existing_session(request)
+    return view if isinstance(view, Response) else json_response(view)
 
 
 async def close_session(request: Request) -> Response:
     ctx = _ctx(request)
-    session_id = await _session_id(request)
-    if isinstance(session_id, Response):
-        return session_id
-    await ctx.read_models.wait_caught_up(ctx.log)
-    if await ctx.read_models.get_session(session_id) is None:
-        return problem(404, f"Session '{session_id}' not found", "unknown_session")
+    view = await existing_session(request)
+    if isinstance(view, Response):
+        return view
+    session_id = view.session_id
     try:
         await publish_command(ctx.bus, session_id, CloseSession())
     except BusError as exc:
@@ -143,18 +147,15 @@ def _int_param(request: Request, name: str, default: int | None, minimum: int = 
 
 async def list_messages(request: Request) -> Response:
     ctx = _ctx(request)
-    session_id = await _session_id(request)
-    if isinstance(session_id, Response):
-        return session_id
     try:
         limit = _int_param(request, "limit", None, minimum=1)
         offset = _int_param(request, "offset", 0) or 0
     except ValueError as exc:
         return problem(400, f"invalid query: {exc}", "invalid_query")
-    await ctx.read_models.wait_caught_up(ctx.log)
-    if await ctx.read_models.get_session(session_id) is None:
-        return problem(404, f"Session '{session_id}' not found", "unknown_session")
-    return json_response(await ctx.read_models.list_messages(session_id, limit=limit, offset=offset))
+    view = await existing_session(request)
+    if isinstance(view, Response):
+        return view
+    return json_response(await ctx.read_models.list_messages(view.session_id, limit=limit, offset=offset))
 
 
 async def get_board(request: Request) -> Response:

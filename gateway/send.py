@@ -16,11 +16,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from bus import BusError, TypedSubscription, publish_command
-from schemas import CommandRefused, ExecutionMode, FeedItem, InvalidId, RecordedEvent, SendMessage, codec, validate_id
+from schemas import CommandRefused, ExecutionMode, FeedItem, RecordedEvent, SendMessage, codec
 from schemas.events import AssistantMessage, FallbackError, TurnCancelled, TurnCompleted, TurnFailed, UserMessage
 
 from .context import GatewayContext
-from .rest import json_response, problem
+from .rest import existing_session, json_response, problem
 
 
 class SendBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -52,19 +52,15 @@ _REFUSED_STATUS = {"unknown_session": 404, "session_closed": 400, "too_many_turn
 async def send_message(request: Request) -> Response:
     ctx: GatewayContext = request.app.state.ctx
     try:
-        session_id = validate_id(request.path_params["session_id"])
-    except InvalidId as exc:
-        return problem(400, str(exc), "invalid_session_id")
-    try:
         body = msgspec.json.decode(await request.body() or b"{}", type=SendBody)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         return problem(422, f"invalid body: {exc}", "invalid_body")
     if body.role != "user":
         return problem(422, "only user messages can be sent", "invalid_body")
-    await ctx.read_models.wait_caught_up(ctx.log)
-    session = await ctx.read_models.get_session(session_id)
-    if session is None:
-        return problem(404, f"Session '{session_id}' not found", "unknown_session")
+    session = await existing_session(request)
+    if isinstance(session, Response):
+        return session
+    session_id = session.session_id
     if session.status == "closed":
         return problem(400, f"Session '{session_id}' is closed", "session_closed")
     key = body.idempotency_key or uuid.uuid4().hex
