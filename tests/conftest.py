@@ -6,6 +6,7 @@ services instead of the embedded ones.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -18,7 +19,7 @@ import pytest
 from bus.embedded import EmbeddedNats
 from projections import Engine, create_engine, migrate
 from projections.embedded import EmbeddedPostgres
-from tests.system import System
+from tests.system import System, delete_command_stream
 
 
 @pytest.fixture(scope="session")
@@ -57,24 +58,39 @@ def plain_dsn(url: str) -> str:
 @pytest.fixture
 async def fresh_database_url(postgres_url: str) -> AsyncIterator[str]:
     """A new, empty database on the session's server, dropped after the test."""
+    async with new_database(postgres_url) as url:
+        yield url
+
+
+@contextlib.asynccontextmanager
+async def new_database(postgres_url: str) -> AsyncIterator[str]:
+    """Create an empty database on the server of `postgres_url`; drop it on exit."""
     name = "agentbus_test_" + uuid.uuid4().hex[:12]
     admin = await asyncpg.connect(plain_dsn(postgres_url))
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
         await admin.close()
-    yield with_database(postgres_url, name)
-    admin = await asyncpg.connect(plain_dsn(postgres_url))
     try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        yield with_database(postgres_url, name)
     finally:
-        await admin.close()
+        admin = await asyncpg.connect(plain_dsn(postgres_url))
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
 
 
 @pytest.fixture
-def subject_prefix() -> str:
-    """A subject prefix of its own, so tests sharing one nats-server never see each other."""
-    return "t" + uuid.uuid4().hex[:10]
+async def subject_prefix(nats_url: str) -> AsyncIterator[str]:
+    """A subject prefix of its own, so tests sharing one nats-server never see each other.
+
+    Its command stream is deleted afterwards, so a run against an external
+    NATS leaves nothing behind.
+    """
+    prefix = "t" + uuid.uuid4().hex[:10]
+    yield prefix
+    await delete_command_stream(nats_url, prefix)
 
 
 @pytest.fixture

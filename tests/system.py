@@ -13,7 +13,11 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import httpx
+import nats
+import nats.js.errors
 import websockets
+
+from schemas import Subjects
 
 AGENTBUS = str(Path(sys.executable).parent / "agentbus")
 
@@ -90,6 +94,17 @@ class System:
             text=True,
             timeout=30,
         )
+
+
+async def delete_command_stream(nats_url: str, prefix: str) -> None:
+    """Delete the command stream of a test's subject prefix, so runs on an external NATS leave nothing behind."""
+    nc = await nats.connect(nats_url)
+    try:
+        await nc.jetstream().delete_stream(Subjects(prefix).cmd_stream)
+    except nats.js.errors.NotFoundError:
+        pass
+    finally:
+        await nc.close()
 
 
 async def receive_until(ws: websockets.ClientConnection, frame_type: str, timeout: float = 20.0) -> list[dict]:

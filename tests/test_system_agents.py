@@ -4,28 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import websockets
 
-from tests.conftest import plain_dsn, with_database
-from tests.system import System, receive_quiet, receive_until
+from tests.conftest import new_database
+from tests.system import System, delete_command_stream, receive_quiet, receive_until
 
 
 @pytest.fixture(scope="module")
 async def database_url(postgres_url: str) -> AsyncIterator[str]:
-    import asyncpg
-
-    name = "agentbus_agents_" + __import__("uuid").uuid4().hex[:8]
-    admin = await asyncpg.connect(plain_dsn(postgres_url))
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    yield with_database(postgres_url, name)
-    admin = await asyncpg.connect(plain_dsn(postgres_url))
-    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await admin.close()
+    """One database for this module's `agentbus up`."""
+    async with new_database(postgres_url) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -34,12 +28,15 @@ def uploads(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def system(tmp_path_factory: pytest.TempPathFactory, nats_url: str, database_url: str, uploads: Path) -> Iterator[System]:
+async def system(
+    tmp_path_factory: pytest.TempPathFactory, nats_url: str, database_url: str, uploads: Path
+) -> AsyncIterator[System]:
     """One `agentbus up` for this module; each test works in a session of its own."""
+    prefix = "agents" + uuid.uuid4().hex[:8]
     env = {
         "AGENTBUS_NATS_URL": nats_url,
         "AGENTBUS_DATABASE_URL": database_url,
-        "AGENTBUS_SUBJECT_PREFIX": "agents" + __import__("uuid").uuid4().hex[:8],
+        "AGENTBUS_SUBJECT_PREFIX": prefix,
         "AGENTBUS_OFFLINE_DELAY": "0.03",
         "AGENTBUS_UPLOAD_DIR": str(uploads),
         "AGENTBUS_ANSWER_TIMEOUT": "5",
@@ -47,6 +44,7 @@ def system(tmp_path_factory: pytest.TempPathFactory, nats_url: str, database_url
     system = System(tmp_path_factory.mktemp("agents") / "data", env).start()
     yield system
     assert system.stop() == 0
+    await delete_command_stream(nats_url, prefix)
 
 
 @pytest.fixture
