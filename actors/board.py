@@ -186,12 +186,15 @@ class BoardActor(Actor):
             case logic.ConcludeStep(total_rounds=round_):
                 kind, who = Conclude, self.state.moderator
         template = self.ctx.config.experts.get(who.name)
+        llm = template.llm if template else "default"
+        endpoint = self.ctx.config.llm.get(llm)
         return kind(
             expert_id=expert_id(self.id, who.name),
             board_id=self.id,
             session_id=self.session_id,
             expert=who,
-            model=(template.model if template else None) or self.ctx.default_model,
+            model=(template.model if template else None) or (endpoint.model if endpoint else self.ctx.default_model),
+            llm=llm,
             topic=started.topic,
             round=round_,
             max_rounds=started.max_rounds,

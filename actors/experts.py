@@ -55,7 +55,8 @@ class ExpertActor(Actor):
         feed = self.ctx.bus.subjects.session_evt(request.session_id)
         parts: list[str] = []
         try:
-            async for delta in self.ctx.provider.stream(llm_request(request)):
+            provider = self.ctx.providers.get(request.llm, self.ctx.provider)
+            async for delta in provider.stream(llm_request(request)):
                 if isinstance(delta, TextDelta):
                     parts.append(delta.text)
                     if isinstance(request, Speak):

@@ -34,6 +34,8 @@ class ExpertAsk(Message, frozen=True, kw_only=True):
     session_id: str
     expert: ExpertProfile
     model: str
+    llm: str = "default"
+    """The configured LLM endpoint the expert answers with."""
     topic: str
     round: int
     max_rounds: int

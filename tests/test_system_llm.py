@@ -47,6 +47,20 @@ fallback = ["default"]
 
 [agents.fragile]
 llm = "limited"
+
+[experts.chair]
+is_moderator = true
+persona = "Chairs the meeting."
+
+[experts.optimist]
+persona = "Sees the upside."
+
+[experts.pessimist]
+persona = "Sees the risks."
+
+[board]
+max_rounds = 1
+default_experts = ["chair", "optimist", "pessimist"]
 """
     )
     return path
@@ -122,3 +136,17 @@ async def test_an_unknown_agent_is_a_404_and_a_bad_config_stops_the_start(system
         timeout=30,
     )
     assert started.returncode != 0 and "teleport" in started.stderr
+
+
+async def test_board_experts_speak_through_their_configured_endpoint(system: System, server: OpenAIServer) -> None:
+    session_id = await session(system, "assistant")
+    async with websockets.connect(system.ws_base + session_id) as ws:
+        await ws.recv()
+        await ws.send(json.dumps({"type": "message", "content": "@board Is the test model any good?"}))
+        frames = await receive_until(ws, "final_answer", timeout=60)
+    speeches = [f["data"] for f in frames if f["type"] == "expert_speech"]
+    assert [s["expert_name"] for s in speeches] == ["optimist", "pessimist"]
+    assert all(s["content"] == "Hello from the test model." for s in speeches)
+    prompts = [m["content"] for body in server.requests for m in body["messages"] if m["role"] == "user"]
+    assert any("Topic: Is the test model any good?" in p and "Expert: optimist" in p for p in prompts)
+    assert all(body["model"] == "scripted" for body in server.requests)
