@@ -15,12 +15,13 @@ from projections import EventLogError
 
 from .auth import authorized
 from .context import GatewayContext
+from .metrics import metrics
 from .rest import problem, routes as rest_routes
 from .send import send_message
 from .ws import chat_socket
 
 _STATIC = Path(__file__).parent / "static"
-_OPEN_PATHS = frozenset({"/", "/healthz", "/readyz"})
+_OPEN_PATHS = frozenset({"/", "/healthz", "/readyz", "/metrics"})
 
 
 class ApiKeyMiddleware:
@@ -65,6 +66,7 @@ def create_app(ctx: GatewayContext) -> Starlette:
             Route("/", index),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            Route("/metrics", metrics),
             Mount(
                 "/api/v1/chat",
                 routes=[

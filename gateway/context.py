@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import msgspec
 
 from bus import Bus
 from projections import EventLog, ReadModels
+
+
+@dataclass(slots=True)
+class GatewayMetrics:
+    """Counters of one gateway process (mutable: the handlers bump them; `/metrics` reads them)."""
+
+    ws_open: int = 0
+    ws_accepted_total: int = 0
+    ws_frames_sent_total: int = 0
+    commands_published_total: int = 0
+    commands_failed_total: int = 0
 
 
 class GatewayContext(msgspec.Struct, frozen=True, kw_only=True):
@@ -19,3 +32,4 @@ class GatewayContext(msgspec.Struct, frozen=True, kw_only=True):
     answer_timeout: float = 120.0
     """How long `POST …/messages` waits for the turn's answer before a 504."""
     max_frame_bytes: int = 64 * 1024
+    metrics: GatewayMetrics = msgspec.field(default_factory=GatewayMetrics)

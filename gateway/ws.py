@@ -51,6 +51,7 @@ class _Connection:
     async def send(self, frame: ServerFrame) -> None:
         async with self._send_lock:
             await self.ws.send_text(encode_frame(frame))
+        self.ctx.metrics.ws_frames_sent_total += 1
 
     async def deliver(self, item: FeedItem) -> None:
         if isinstance(item, RecordedEvent):
@@ -100,7 +101,9 @@ class _Connection:
     async def _command(self, command: SendMessage | Cancel | HumanReply | ConfirmationReply) -> None:
         try:
             await publish_command(self.ctx.bus, self.session_id, command)
+            self.ctx.metrics.commands_published_total += 1
         except BusError as exc:
+            self.ctx.metrics.commands_failed_total += 1
             await self.send(error_frame(f"command not accepted: {exc}", "bus_unavailable"))
 
 
@@ -140,6 +143,8 @@ async def chat_socket(websocket: WebSocket) -> None:
     # Subscribe before reading the log, so nothing committed meanwhile is missed.
     live = await ctx.bus.subscribe(ctx.bus.subjects.session_evt(session_id), codec.feed)
     pump: asyncio.Task[None] | None = None
+    ctx.metrics.ws_accepted_total += 1
+    ctx.metrics.ws_open += 1
     try:
         await conn.send(ServerFrame(type="connected", session_id=session_id, position=None))
         if after is not None:
@@ -157,6 +162,7 @@ async def chat_socket(websocket: WebSocket) -> None:
     except WebSocketDisconnect:
         pass
     finally:
+        ctx.metrics.ws_open -= 1
         if pump is not None:
             pump.cancel()
             await asyncio.gather(pump, return_exceptions=True)

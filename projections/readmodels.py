@@ -73,6 +73,11 @@ class ReadModels:
         )
         return [_message(row) for row in await self._rows(query, "list messages")]
 
+    async def checkpoint(self, name: str = "read_models") -> int:
+        """The last log position projector `name` has applied (0 before its first event)."""
+        rows = await self._rows(select(checkpoints.c.position).where(checkpoints.c.name == name), "read checkpoint")
+        return rows[0].position if rows else 0
+
     async def wait_caught_up(self, log: EventLog, timeout: float = 2.0, name: str = "read_models") -> bool:
         """Wait until projector `name` has applied the log up to its last position at call time.
 

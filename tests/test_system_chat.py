@@ -229,3 +229,18 @@ async def test_projections_rebuild_recreates_the_same_history_from_the_log(syste
     rebuilt = system.run_cli("projections", "rebuild")
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert await system.messages(session_id) == before
+
+
+async def test_metrics_count_sockets_frames_and_commands_and_show_the_log_head(system: System, session_id: str) -> None:
+    async with websockets.connect(system.ws_base + session_id) as ws:
+        await ws.recv()
+        await ws.send(json.dumps({"type": "message", "content": "count me"}))
+        frames = await receive_until(ws, "final_answer")
+        async with httpx.AsyncClient(base_url=system.http_url) as client:
+            text = (await client.get("/metrics")).text
+    values = {line.split()[0]: int(line.split()[1]) for line in text.splitlines() if line and not line.startswith("#")}
+    assert values["agentbus_ws_open"] == 1 and values["agentbus_ws_accepted_total"] == 1
+    assert values["agentbus_commands_published_total"] == 1 and values["agentbus_commands_failed_total"] == 0
+    assert values["agentbus_ws_frames_sent_total"] >= len(frames)
+    assert values["agentbus_log_position"] >= max(f["position"] for f in frames if "position" in f)
+    assert values["agentbus_read_models_lag"] >= 0
