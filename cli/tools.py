@@ -99,7 +99,7 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     # bench/ ships with the source tree, not the installed package.
     source_tree = Path(__file__).resolve().parent.parent
     if not (source_tree / "bench" / "run.py").exists():
-        raise SystemExit("bench/ is not next to cli.py: run `make bench` from a source checkout")
+        raise SystemExit("bench/ ships with the source tree only: run `make bench` from a checkout")
     sys.path.insert(0, str(source_tree))
     from bench.run import main as bench_main
 
