@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 import structlog
 
 from bus import Bus, CommandConsumer, CommandDelivery, ensure_command_stream
-from projections import Checkpoints, Engine, EventLog, EventLogError, Projector
+from projections import Checkpoints, Engine, EventLog, EventLogError, PartitionLeases, Projector
 from schemas import CommandRefused, CreateSession, DecodeError, ErrorReply, InvalidId, SessionReady, codec, validate_id
 from schemas.experts import expert_requests
 
@@ -27,6 +27,9 @@ from .session import SessionActor
 from .turn import TurnActor
 
 log = structlog.get_logger("agentbus.worker")
+
+LEASE_INTERVAL = 1.0
+"""Seconds between attempts to take free partitions (e.g. those of a worker that died)."""
 
 
 class Worker:
@@ -60,6 +63,8 @@ class Worker:
         self.host.register(TurnActor.kind, lambda actor_id, host: TurnActor(actor_id, host, self.ctx, self.relay.wait_for))
         self._partitions = partitions
         self._ack_wait = ack_wait
+        self._leases = PartitionLeases(engine, bus.subjects.prefix)
+        self._consumers: dict[int, tuple[CommandConsumer, asyncio.Task[None]]] = {}
         self.relay = Relay(self.log, Checkpoints(engine), bus)
         self.host.register(BoardActor.kind, lambda actor_id, host: BoardActor(actor_id, host, self.ctx, self.relay.wait_for))
         self.host.register(ExpertActor.kind, lambda actor_id, host: ExpertActor(actor_id, host, self.ctx))
@@ -71,9 +76,8 @@ class Worker:
     async def run(self) -> None:
         """Run until cancelled; then stop taking work and let JetStream redeliver the rest."""
         available = await ensure_command_stream(self.bus)
-        partitions = None if available == 0 else self._partitions or list(range(available))
-        consumer = CommandConsumer(self.bus, partitions, ack_wait=self._ack_wait)
-        await consumer.start()
+        # An unpartitioned stream (NATS < 2.10) is leased as one partition, 0.
+        wanted = self._partitions or list(range(available)) or [0]
         creates = await self.bus.serve(
             self.bus.subjects.sessions_create, codec.create_session, self._create, queue="workers"
         )
@@ -88,23 +92,51 @@ class Worker:
             asyncio.create_task(_supervised("relay", self.relay.run), name="relay"),
             asyncio.create_task(_supervised("projector", self.projector.run), name="projector"),
         ]
-        log.info("worker_started", partitions=partitions)
+        await self._rebalance(wanted, partitioned=available > 0)
+        log.info("worker_started", partitions=sorted(self._consumers))
         self.ready.set()
         try:
-            async for delivery in consumer:
-                task = asyncio.create_task(self._process(delivery), name=f"command-{delivery.sequence}")
-                self._in_flight.add(task)
-                task.add_done_callback(self._in_flight.discard)
+            while True:
+                await asyncio.sleep(LEASE_INTERVAL)
+                await self._rebalance(wanted, partitioned=available > 0)
         finally:
             await creates.unsubscribe()
             await experts.unsubscribe()
-            await consumer.stop()
+            for partition in list(self._consumers):
+                await self._release(partition)
+            await self._leases.close()
             for task in [*background, *self._in_flight]:
                 task.cancel()
             await asyncio.gather(*background, *self._in_flight, return_exceptions=True)
             await self.host.stop()
             await close_providers(self.ctx.providers)
             await self.log.close()
+
+    async def _rebalance(self, wanted: list[int], *, partitioned: bool) -> None:
+        """Consume exactly the partitions whose lease this worker holds (taking free ones over)."""
+        held = await self._leases.claim(wanted)
+        changed = held != set(self._consumers)
+        for partition in sorted(held - set(self._consumers)):
+            consumer = CommandConsumer(self.bus, [partition] if partitioned else None, ack_wait=self._ack_wait)
+            await consumer.start()
+            pump = asyncio.create_task(self._take(consumer), name=f"partition-{partition}")
+            self._consumers[partition] = (consumer, pump)
+        for partition in sorted(set(self._consumers) - held):
+            await self._release(partition)
+        if changed:
+            log.info("partitions_owned", partitions=sorted(held))
+
+    async def _take(self, consumer: CommandConsumer) -> None:
+        async for delivery in consumer:
+            task = asyncio.create_task(self._process(delivery), name=f"command-{delivery.sequence}")
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
+
+    async def _release(self, partition: int) -> None:
+        consumer, pump = self._consumers.pop(partition)
+        pump.cancel()
+        await asyncio.gather(pump, return_exceptions=True)
+        await consumer.stop()
 
     async def _create(self, request: CreateSession) -> SessionReady | ErrorReply:
         session_id = request.session_id or uuid.uuid4().hex

@@ -14,6 +14,7 @@ from .errors import (
     EventLogError,
 )
 from .eventlog import EventLog, NewEvent
+from .leases import PartitionLeases
 from .migrations import migrate
 from .readmodels import MessageView, Projector, ReadModels, SessionView
 
@@ -29,6 +30,7 @@ __all__ = [
     "EventLogError",
     "MessageView",
     "NewEvent",
+    "PartitionLeases",
     "Projector",
     "ReadModels",
     "SessionView",

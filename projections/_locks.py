@@ -13,3 +13,6 @@ PROJECTOR_CLASS = 0x61676E74
 
 The two-int form of the advisory lock functions never collides with the bigint form above.
 """
+
+PARTITION_CLASS = 0x61676E75
+"""First half of a command partition's session lock; the second half is `hashtext('<prefix>/<partition>')`."""
