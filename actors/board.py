@@ -32,7 +32,7 @@ from .board_routing import BoardRefused
 from .context import WorkerContext
 from .errors import ActorError
 from .experts import expert_id
-from .runtime import Actor, ActorHost
+from .runtime import ActorHost, DrivenActor
 
 log = structlog.get_logger("agentbus.board")
 
@@ -40,7 +40,7 @@ Relayed = Callable[[int], Awaitable[object]]
 """Wait until the log is published live up to a position (so no expert's chunks overtake it)."""
 
 
-class BoardActor(Actor):
+class BoardActor(DrivenActor):
     """One board meeting; its id is the id of the user message that asked for it."""
 
     kind = "board"
@@ -52,18 +52,11 @@ class BoardActor(Actor):
         self.stream = board_stream(actor_id)
         self.session_id: str | None = None
         self._relayed = relayed
-        self._driver: asyncio.Task[None] | None = None
 
     async def on_activate(self) -> None:
         async for recorded in self.ctx.log.iter_stream(self.stream):
             self.session_id = recorded.session_id
             logic.evolve(self.state, recorded.event)
-
-    def busy(self) -> bool:
-        return self._driver is not None and not self._driver.done()
-
-    async def on_passivate(self) -> None:
-        await self._stop_driver()
 
     async def handle(self, message: Any) -> Any:
         match message:
@@ -106,7 +99,7 @@ class BoardActor(Actor):
                 return
             started = BoardStarted(board_id=self.id, topic=plan.topic, experts=plan.experts, max_rounds=plan.max_rounds)
             await self._relayed(await self._record([started]))
-        self._driver = asyncio.create_task(self._drive(), name=f"board-{self.id}")
+        self._start_driver(self._drive(), f"board-{self.id}")
 
     async def _intervene(self, content: str, key: str | None) -> bool:
         if not self.state.running:
@@ -136,11 +129,6 @@ class BoardActor(Actor):
         self._report()
         return True
 
-    async def _stop_driver(self) -> None:
-        driver, self._driver = self._driver, None
-        if driver is not None and driver is not asyncio.current_task():
-            driver.cancel()
-            await asyncio.gather(driver, return_exceptions=True)
 
     def _report(self) -> None:
         outcome = self.state.outcome

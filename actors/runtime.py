@@ -10,7 +10,7 @@ whatever its recorded events say, never a half-applied mutation.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, ClassVar
 
 import structlog
@@ -45,6 +45,33 @@ class Actor:
 
     async def on_passivate(self) -> None:
         """Release resources; runs after the last message, before the actor is forgotten."""
+
+
+class DrivenActor(Actor):
+    """An actor whose long work (a turn's loop, a meeting) runs in one owned child task, its driver.
+
+    The mailbox stays free meanwhile (for cancel, replies, interventions); the
+    actor is busy, so never passivated, while the driver runs, and passivation
+    or a stop cancels it.
+    """
+
+    _driver: asyncio.Task[None] | None = None
+
+    def busy(self) -> bool:
+        return self._driver is not None and not self._driver.done()
+
+    async def on_passivate(self) -> None:
+        await self._stop_driver()
+
+    def _start_driver(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        self._driver = asyncio.create_task(work, name=name)
+
+    async def _stop_driver(self) -> None:
+        """Cancel the driver and wait for it (a no-op when called from the driver itself)."""
+        driver, self._driver = self._driver, None
+        if driver is not None and driver is not asyncio.current_task():
+            driver.cancel()
+            await asyncio.gather(driver, return_exceptions=True)
 
 
 class _Letter:

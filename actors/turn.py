@@ -25,7 +25,7 @@ from .llm import ChatMessage
 from .messages import StartTurn, TurnFinished
 from .phases import PhasePolicy
 from .react import ReactDriver, utcnow
-from .runtime import Actor, ActorHost
+from .runtime import ActorHost, DrivenActor
 from .turn_logic import decide_cancel, decide_confirmation, decide_reply, decide_start
 from .turn_messages import AnswerQuestion, CancelTurn, Propose, ResolveConfirmation
 from .turn_setup import SetupRefused, TurnSetup, resolve_setup
@@ -41,7 +41,7 @@ def turn_stream(turn_id: str) -> str:
     return f"turn-{turn_id}"
 
 
-class TurnActor(Actor):
+class TurnActor(DrivenActor):
     """One agent turn; its id is the id of the user message it answers."""
 
     kind = "turn"
@@ -53,7 +53,6 @@ class TurnActor(Actor):
         self.stream = turn_stream(actor_id)
         self.session_id: str | None = None
         self._request: StartTurn | None = None
-        self._driver: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
         self._relayed = relayed
         self._position = 0
@@ -63,12 +62,6 @@ class TurnActor(Actor):
             self.session_id = recorded.session_id
             self._position = recorded.position
             evolve(self.state, recorded.event)
-
-    def busy(self) -> bool:
-        return self._driver is not None and not self._driver.done()
-
-    async def on_passivate(self) -> None:
-        await self._stop_driver()
 
     async def handle(self, message: Any) -> Any:
         match message:
@@ -132,7 +125,7 @@ class TurnActor(Actor):
             return
         if self.state.started is None:
             await self._record(decide_start(setup, self.id, request.user_message_id, PhasePolicy(self.ctx.config.plan_exec)))
-        self._driver = asyncio.create_task(self._driver_for(setup, request.history).run(), name=f"turn-{self.id}")
+        self._start_driver(self._driver_for(setup, request.history).run(), f"turn-{self.id}")
 
     def _driver_for(self, setup: TurnSetup, history: list[ChatMessage]) -> ReactDriver:
         async def propose(events: list[AnyEvent], based_on: int) -> bool:
@@ -154,10 +147,6 @@ class TurnActor(Actor):
             relayed=relayed,
         )
 
-    async def _stop_driver(self) -> None:
-        if self._driver is not None and self._driver is not asyncio.current_task():
-            self._driver.cancel()
-            await asyncio.gather(self._driver, return_exceptions=True)
 
     def _report(self) -> None:
         # The turn's id is the id of the user message it answers.

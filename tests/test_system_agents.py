@@ -122,7 +122,8 @@ async def test_cancel_stops_the_stream_and_the_next_message_works(ws: websockets
 
 async def test_a_fifth_concurrent_turn_gets_an_error(ws: websockets.ClientConnection) -> None:
     for i in range(5):
-        await ws.send(json.dumps({"type": "message", "content": f"number {i} " + "word " * 40}))
+        # Long enough (150 words at 30 ms a token) that no turn ends before the fifth arrives.
+        await ws.send(json.dumps({"type": "message", "content": f"number {i} " + "word " * 150}))
     frames = await receive_until(ws, "error")
     assert frames[-1]["data"]["code"] == "too_many_turns"
     await ws.send(json.dumps({"type": "cancel"}))
