@@ -8,6 +8,7 @@ position order; subscribers drop what they have seen by `position`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import structlog
 
@@ -69,7 +70,10 @@ class Relay:
         finally:
             saver.cancel()
             await asyncio.gather(saver, return_exceptions=True)
-            await asyncio.shield(self._save())
+            # Bounded: with NATS unreachable the flush would wait for ever, and an
+            # unsaved checkpoint only means a few events are published again.
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._save()), 2.0)
 
     async def _save_periodically(self) -> None:
         while True:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Generic, TypeVar
 
@@ -50,8 +51,8 @@ class TypedSubscription(Generic[T]):
         """Stop receiving; safe to call twice or after the connection closed."""
         try:
             await self._sub.unsubscribe()
-        except (nats.errors.ConnectionClosedError, nats.errors.BadSubscriptionError):
-            pass
+        except (nats.errors.Error, asyncio.TimeoutError):
+            pass  # closed or reconnecting: the server forgets the subscription with the connection
 
 
 class Bus:
@@ -167,10 +168,12 @@ class Bus:
         return await self.nc.subscribe(subject, queue=queue, cb=in_task if concurrent else on_request)
 
     async def close(self) -> None:
-        """Flush what was published and close the connection."""
+        """Flush what was published and close the connection (at once if NATS is unreachable)."""
         if self.nc.is_closed:
             return
         try:
             await self.nc.drain()
-        except (nats.errors.ConnectionClosedError, asyncio.TimeoutError):
-            await self.nc.close()
+        except (nats.errors.Error, asyncio.TimeoutError, OSError):
+            # The transport is gone: closing may still report the lost socket.
+            with contextlib.suppress(OSError):
+                await self.nc.close()

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
+import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -88,11 +90,18 @@ async def _serve_gateway(
         await log_.close()
 
 
+def _exit_now() -> None:
+    log.error("shutdown_timed_out")
+    os._exit(1)
+
+
 async def _until_signal(*tasks: asyncio.Task[None], grace: float = 20.0) -> None:
     """Run `tasks` until SIGINT/SIGTERM or until one of them ends; then stop them all.
 
     A part that does not stop within `grace` seconds is logged with its stack
-    and abandoned, so Ctrl-C always ends the process.
+    and abandoned; and if the process has still not ended `grace` seconds
+    later, a watchdog ends it. Ctrl-C always ends the process, and nothing
+    accepted is lost by that: commands wait in JetStream, facts are in the log.
     """
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -101,6 +110,9 @@ async def _until_signal(*tasks: asyncio.Task[None], grace: float = 20.0) -> None
     stopper = asyncio.create_task(stop.wait(), name="signals")
     done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
     log.info("stopping", reason="signal" if stopper in done else "a part ended")
+    watchdog = threading.Timer(2 * grace, _exit_now)
+    watchdog.daemon = True
+    watchdog.start()
     for task in [*tasks, stopper]:
         task.cancel()
     _, stuck = await asyncio.wait(tasks, timeout=grace)
