@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 from pathlib import Path
 
@@ -71,3 +72,13 @@ async def test_a_turn_interrupted_by_kill_9_completes_once_after_restart(
         assert types.count("turn_started") == 1 and types.count("turn_completed") == 1
     finally:
         assert system.stop() == 0
+
+
+async def test_ctrl_c_stops_cleanly_even_after_nats_died(tmp_path: Path) -> None:
+    env = {"AGENTBUS_NATS_URL": "", "AGENTBUS_DATABASE_URL": ""}
+    system = System(tmp_path / "agentbus", env).start(timeout=120)
+    nats_pid = int((tmp_path / "agentbus" / "nats" / "nats-server.pid").read_text())
+    os.kill(nats_pid, signal.SIGKILL)
+    await asyncio.sleep(1)
+    assert system.stop(signal.SIGINT, timeout=30) == 0
+    assert "agentbus stopped" in system.log_path.read_text()
