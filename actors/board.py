@@ -18,9 +18,8 @@ from typing import Any
 import structlog
 
 from bus import RequestFailed
-from projections import NewEvent
 from projections.boards import board_stream
-from schemas import ErrorReply, EventMeta, TeamInterventionAck
+from schemas import ErrorReply, TeamInterventionAck
 from schemas.events import AnyEvent, BoardConcluded, BoardFailed, BoardStarted, ExpertSpeech, RoundSummary
 from schemas.experts import Conclude, ExpertAnswer, ExpertRequest, Speak, SummarizeRound, expert_replies
 
@@ -32,6 +31,7 @@ from .board_routing import BoardRefused
 from .context import WorkerContext
 from .errors import ActorError
 from .experts import expert_id
+from .recording import record
 from .runtime import ActorHost, DrivenActor
 
 log = structlog.get_logger("agentbus.board")
@@ -75,11 +75,8 @@ class BoardActor(DrivenActor):
 
     async def _record(self, events: list[AnyEvent]) -> int:
         assert self.session_id is not None, "a board records events once it knows its session"
-        meta = EventMeta(causation_id=self.id, correlation_id=self.id, actor=f"board:{self.id}")
-        recorded = await self.ctx.log.append(
-            self.stream,
-            [NewEvent(event=event, session_id=self.session_id, meta=meta) for event in events],
-            expected_version=self.state.version,
+        recorded = await record(
+            self.ctx.log, f"board:{self.id}", self.stream, self.session_id, events, version=self.state.version, cause=self.id
         )
         for item in recorded:
             logic.evolve(self.state, item.event)

@@ -8,7 +8,7 @@ from typing import Any
 
 import structlog
 
-from projections import EventLog, NewEvent
+from projections import EventLog
 from projections.boards import BOARD_AGENT
 from schemas import (
     Cancel,
@@ -17,7 +17,6 @@ from schemas import (
     ConfirmationReply,
     CreateSession,
     ErrorReply,
-    EventMeta,
     HumanReply,
     SendMessage,
     SessionReady,
@@ -28,6 +27,7 @@ from .board_messages import BoardFinished, CancelBoard, Intervene, StartBoard
 from .board_routing import BoardRefused, is_board_message, plan_board
 from .context import WorkerContext
 from .messages import Deliver, StartTurn, TurnFinished
+from .recording import record
 from .runtime import Actor, ActorHost
 from .session_state import Accepted, AlreadyDone, Refused, SessionState, decide_close, decide_create, decide_send, evolve
 from .turn_routing import MAX_RUNNING_TURNS, route_to_turn
@@ -106,11 +106,8 @@ class SessionActor(Actor):
         raise TypeError(f"session actor cannot handle {type(message).__name__}")
 
     async def _record(self, events: list[AnyEvent], *, causation_id: str | None = None) -> int:
-        meta = EventMeta(causation_id=causation_id, correlation_id=causation_id, actor=f"session:{self.id}")
-        recorded = await self.log.append(
-            self.stream,
-            [NewEvent(event=event, session_id=self.id, meta=meta) for event in events],
-            expected_version=self.state.version,
+        recorded = await record(
+            self.log, f"session:{self.id}", self.stream, self.id, events, version=self.state.version, cause=causation_id
         )
         for item in recorded:
             evolve(self.state, item.event)

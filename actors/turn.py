@@ -16,8 +16,6 @@ from typing import Any
 
 import structlog
 
-from projections import NewEvent
-from schemas import EventMeta
 from schemas.events import AnyEvent, TurnCancelled, TurnCompleted, TurnFailed
 
 from .context import WorkerContext
@@ -25,6 +23,7 @@ from .llm import ChatMessage
 from .messages import StartTurn, TurnFinished
 from .phases import PhasePolicy
 from .react import ReactDriver, utcnow
+from .recording import record
 from .runtime import ActorHost, DrivenActor
 from .turn_logic import decide_cancel, decide_confirmation, decide_reply, decide_start
 from .turn_messages import AnswerQuestion, CancelTurn, Propose, ResolveConfirmation
@@ -95,11 +94,8 @@ class TurnActor(DrivenActor):
 
     async def _record(self, events: list[AnyEvent]) -> None:
         assert self.session_id is not None, "a turn records events once it knows its session"
-        meta = EventMeta(causation_id=self.id, correlation_id=self.id, actor=f"turn:{self.id}")
-        recorded = await self.ctx.log.append(
-            self.stream,
-            [NewEvent(event=event, session_id=self.session_id, meta=meta) for event in events],
-            expected_version=self.state.version,
+        recorded = await record(
+            self.ctx.log, f"turn:{self.id}", self.stream, self.session_id, events, version=self.state.version, cause=self.id
         )
         for item in recorded:
             evolve(self.state, item.event)

@@ -18,6 +18,7 @@ import pytest
 
 from bus.embedded import EmbeddedNats
 from projections import Engine, create_engine, migrate
+from projections.database import asyncpg_dsn
 from projections.embedded import EmbeddedPostgres
 from tests.system import System, delete_command_stream
 
@@ -51,10 +52,6 @@ def with_database(url: str, database: str) -> str:
     return urlunsplit(parts._replace(path="/" + database))
 
 
-def plain_dsn(url: str) -> str:
-    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
-
-
 @pytest.fixture
 async def fresh_database_url(postgres_url: str) -> AsyncIterator[str]:
     """A new, empty database on the session's server, dropped after the test."""
@@ -66,7 +63,7 @@ async def fresh_database_url(postgres_url: str) -> AsyncIterator[str]:
 async def new_database(postgres_url: str) -> AsyncIterator[str]:
     """Create an empty database on the server of `postgres_url`; drop it on exit."""
     name = "agentbus_test_" + uuid.uuid4().hex[:12]
-    admin = await asyncpg.connect(plain_dsn(postgres_url))
+    admin = await asyncpg.connect(asyncpg_dsn(postgres_url))
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
@@ -74,7 +71,7 @@ async def new_database(postgres_url: str) -> AsyncIterator[str]:
     try:
         yield with_database(postgres_url, name)
     finally:
-        admin = await asyncpg.connect(plain_dsn(postgres_url))
+        admin = await asyncpg.connect(asyncpg_dsn(postgres_url))
         try:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
@@ -125,3 +122,17 @@ def system(tmp_path: Path, system_env: dict[str, str]) -> Iterator[System]:
 async def session_id(system: System) -> str:
     """A new session of `system`."""
     return await system.create_session()
+
+
+@contextlib.asynccontextmanager
+async def outage(postgres_url: str, database_url: str) -> AsyncIterator[None]:
+    """Make the test's database refuse connections and drop the ones it has, for the block's duration."""
+    name = urlsplit(database_url).path.lstrip("/")
+    admin = await asyncpg.connect(asyncpg_dsn(postgres_url))
+    try:
+        await admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
+        await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name)
+        yield
+    finally:
+        await admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true')
+        await admin.close()

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
@@ -20,6 +18,7 @@ from schemas.envelope import RecordedEvent
 from schemas.events import UserMessage
 
 NEVER = 3600.0  # a poll interval that never fires during a test
+from tests.conftest import outage
 
 
 @pytest.fixture
@@ -162,20 +161,6 @@ async def test_a_follower_on_another_engine_sees_appends_of_this_one(log: EventL
         await follower.aclose()
         await other.close()
         await engine.dispose()
-
-
-@asynccontextmanager
-async def outage(postgres_url: str, database_url: str) -> AsyncIterator[None]:
-    """Make the test's database refuse connections and drop the ones it has, for the block's duration."""
-    name = urlsplit(database_url).path.lstrip("/")
-    admin = await asyncpg.connect(asyncpg_dsn(postgres_url))
-    try:
-        await admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
-        await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name)
-        yield
-    finally:
-        await admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true')
-        await admin.close()
 
 
 async def test_follow_keeps_going_through_a_database_outage(

@@ -5,10 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from urllib.parse import urlsplit
 
-import asyncpg
 import pytest
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -24,9 +21,9 @@ from projections import (
     SessionView,
     create_engine,
 )
-from projections.database import asyncpg_dsn
 from projections.tables import rm_messages, rm_sessions
 from schemas.events import AssistantMessage, SessionClosed, SessionCreated, TurnStarted, UserMessage
+from tests.conftest import outage
 
 
 @pytest.fixture
@@ -197,20 +194,6 @@ async def eventually(read, wanted: int, timeout: float = 3.0) -> bool:  # type: 
     except TimeoutError:
         return False
     return True
-
-
-@asynccontextmanager
-async def outage(postgres_url: str, database_url: str) -> AsyncIterator[None]:
-    """Make the test's database refuse connections and drop the ones it has, for the block's duration."""
-    name = urlsplit(database_url).path.lstrip("/")
-    admin = await asyncpg.connect(asyncpg_dsn(postgres_url))
-    try:
-        await admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
-        await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name)
-        yield
-    finally:
-        await admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true')
-        await admin.close()
 
 
 async def test_the_projector_carries_on_after_losing_the_database(
