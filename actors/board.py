@@ -76,7 +76,13 @@ class BoardActor(DrivenActor):
     async def _record(self, events: list[AnyEvent]) -> int:
         assert self.session_id is not None, "a board records events once it knows its session"
         recorded = await record(
-            self.ctx.log, f"board:{self.id}", self.stream, self.session_id, events, version=self.state.version, cause=self.id
+            self.ctx.log,
+            f"board:{self.id}",
+            self.stream,
+            self.session_id,
+            events,
+            version=self.state.version,
+            cause=self.id,
         )
         for item in recorded:
             logic.evolve(self.state, item.event)
@@ -125,7 +131,6 @@ class BoardActor(DrivenActor):
         await self._stop_driver()
         self._report()
         return True
-
 
     def _report(self) -> None:
         outcome = self.state.outcome

@@ -44,7 +44,9 @@ def llm_request(request: ExpertRequest) -> LLMRequest:
             )
         case Conclude():
             purpose = "board_conclusion"
-            body.append(f"As moderator, conclude the meeting. Reply with one JSON object only, no prose: {CONCLUSION_KEYS}")
+            body.append(
+                f"As moderator, conclude the meeting. Reply with one JSON object only, no prose: {CONCLUSION_KEYS}"
+            )
     system = f"You are {expert.name}, a member of a board of advisers. {expert.persona}".strip()
     return LLMRequest(
         model=request.model,

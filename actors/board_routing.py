@@ -52,7 +52,9 @@ def plan_board(content: str, config: Config) -> BoardPlan | BoardRefused | None:
     if rounds is not None:
         text = rounds["n"]
         if not text.isdigit() or not 1 <= int(text) <= MAX_ROUNDS_LIMIT:
-            return BoardRefused(code="invalid_rounds", message=f"rounds must be a number from 1 to {MAX_ROUNDS_LIMIT}, got {text!r}")
+            return BoardRefused(
+                code="invalid_rounds", message=f"rounds must be a number from 1 to {MAX_ROUNDS_LIMIT}, got {text!r}"
+            )
         max_rounds = int(text)
         rest = rest[rounds.end() :]
     topic = rest.strip()
@@ -79,11 +81,17 @@ def _members(names: list[str], config: Config) -> list[ExpertProfile] | BoardRef
         moderators = [default_moderator] if default_moderator else []
     speakers = [name for name in chosen if not experts[name].is_moderator]
     if not speakers:
-        return BoardRefused(code="no_experts", message="a board meeting needs at least one expert who is not the moderator")
+        return BoardRefused(
+            code="no_experts", message="a board meeting needs at least one expert who is not the moderator"
+        )
     return [_profile(name, experts[name]) for name in [*moderators[:1], *speakers]]
 
 
 def _profile(name: str, template: ExpertTemplate) -> ExpertProfile:
     return ExpertProfile(
-        name=name, avatar=template.avatar, color=template.color, persona=template.persona, is_moderator=template.is_moderator
+        name=name,
+        avatar=template.avatar,
+        color=template.color,
+        persona=template.persona,
+        is_moderator=template.is_moderator,
     )

@@ -143,7 +143,9 @@ def _check_references(config: Config, path: Path) -> None:
                 raise ConfigError(f"config {path}: {kind}.{name}.llm names unknown endpoint {entry.llm!r}")
     unsafe = [name for name in config.experts if not _SAFE_NAME.fullmatch(name)]
     if unsafe:
-        raise ConfigError(f"config {path}: expert names must be A-Z a-z 0-9 _ - (they are NATS subject tokens): {unsafe}")
+        raise ConfigError(
+            f"config {path}: expert names must be A-Z a-z 0-9 _ - (they are NATS subject tokens): {unsafe}"
+        )
     unknown = [name for name in config.board.default_experts if name not in config.experts]
     if unknown:
         raise ConfigError(f"config {path}: board.default_experts names unknown experts {unknown}")
@@ -166,7 +168,9 @@ def _check_agents(config: Config, path: Path) -> None:
     for kind, name, tools in tables:
         unknown = [tool for tool in tools if tool not in known_tools]
         if unknown:
-            raise ConfigError(f"config {path}: {kind}.{name}.tools names unknown tools {unknown}; known: {sorted(known_tools - {'*'})}")
+            raise ConfigError(
+                f"config {path}: {kind}.{name}.tools names unknown tools {unknown}; known: {sorted(known_tools - {'*'})}"
+            )
     for name, agent in config.agents.items():
         missing = [endpoint for endpoint in agent.fallback if endpoint not in endpoints]
         if missing:

@@ -61,7 +61,10 @@ class ExpertActor(Actor):
                     parts.append(delta.text)
                     if isinstance(request, Speak):
                         chunk = ExpertSpeechChunk(
-                            board_id=request.board_id, round=request.round, expert_name=request.expert.name, content=delta.text
+                            board_id=request.board_id,
+                            round=request.round,
+                            expert_name=request.expert.name,
+                            content=delta.text,
                         )
                         await self.ctx.bus.publish(feed, chunk)
         except ProviderError as exc:

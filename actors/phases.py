@@ -39,5 +39,9 @@ class PhasePolicy:
         rule = self._by_name[phase]
         allowed = "all your tools" if "*" in rule.tools else ", ".join([*rule.tools, *sorted(ALWAYS_ALLOWED)])
         following = self.next(phase)
-        then = f"call advance_phase to move to '{following}'" if following else "this is the last phase: give the final answer"
+        then = (
+            f"call advance_phase to move to '{following}'"
+            if following
+            else "this is the last phase: give the final answer"
+        )
         return f"Execution mode plan_exec. Current phase: {phase}. {rule.instructions} Allowed now: {allowed}; {then}."

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import structlog
 
@@ -36,7 +36,7 @@ Propose = Callable[[list[AnyEvent], int], Awaitable[bool]]
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class ReactDriver:
@@ -77,7 +77,9 @@ class ReactDriver:
             log.exception("turn_driver_crashed")
             state = self._state_of()
             if state.outcome is None:
-                failed = TurnFailed(turn_id=self.turn_id, message=f"internal error: {type(exc).__name__}", code="internal_error")
+                failed = TurnFailed(
+                    turn_id=self.turn_id, message=f"internal error: {type(exc).__name__}", code="internal_error"
+                )
                 await self._propose([failed], state.version)
 
     async def _loop(self) -> None:
@@ -100,7 +102,7 @@ class ReactDriver:
                     remaining = (until - utcnow()).total_seconds()
                     try:
                         await asyncio.wait_for(self._changed.wait(), max(remaining, 0.0))
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         pass  # the next decision records the timeout
 
     async def _call_model(self, step: int) -> None:

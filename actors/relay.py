@@ -46,7 +46,7 @@ class Relay:
         try:
             await asyncio.wait_for(waiter, timeout)
             return True
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
         finally:
             if entry in self._waiters:

@@ -144,7 +144,7 @@ class ActorHost:
             while True:
                 try:
                     letter = await asyncio.wait_for(cell.mailbox.get(), self._idle_seconds)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     if actor.busy():
                         continue
                     break

@@ -29,7 +29,16 @@ from .context import WorkerContext
 from .messages import Deliver, StartTurn, TurnFinished
 from .recording import record
 from .runtime import Actor, ActorHost
-from .session_state import Accepted, AlreadyDone, Refused, SessionState, decide_close, decide_create, decide_send, evolve
+from .session_state import (
+    Accepted,
+    AlreadyDone,
+    Refused,
+    SessionState,
+    decide_close,
+    decide_create,
+    decide_send,
+    evolve,
+)
 from .turn_routing import MAX_RUNNING_TURNS, route_to_turn
 
 log = structlog.get_logger("agentbus.session")
@@ -203,7 +212,9 @@ class SessionActor(Actor):
     def _open_board(self) -> str | None:
         """The board that may be running: the latest unanswered `@board` message not known to have ended."""
         for message_id in reversed(self.state.unanswered):
-            if message_id not in self._ended_boards and is_board_message(self.state.unanswered[message_id].message.content):
+            if message_id not in self._ended_boards and is_board_message(
+                self.state.unanswered[message_id].message.content
+            ):
                 return message_id
         return None
 
@@ -217,7 +228,9 @@ class SessionActor(Actor):
         match command:
             case _ if board_id is None:
                 return False
-            case SendMessage(content=content, idempotency_key=key) if content.strip() and (key or "") not in self.state.keys:
+            case SendMessage(content=content, idempotency_key=key) if (
+                content.strip() and (key or "") not in self.state.keys
+            ):
                 taken = await self.host.ask("board", board_id, Intervene(content=content, idempotency_key=key))
             case Cancel(turn_id=turn_id) if turn_id in (None, board_id):
                 taken = await self.host.ask("board", board_id, CancelBoard())

@@ -81,7 +81,9 @@ def decide_create(state: SessionState, command: CreateSession) -> Decision:
     if state.created:
         if command.agent_name == state.agent_name:
             return AlreadyDone()
-        return Refused(code="session_exists", message=f"session {state.session_id} exists with agent {state.agent_name!r}")
+        return Refused(
+            code="session_exists", message=f"session {state.session_id} exists with agent {state.agent_name!r}"
+        )
     return Accepted(
         events=[SessionCreated(session_id=state.session_id, agent_name=command.agent_name, metadata=command.metadata)]
     )

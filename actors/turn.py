@@ -95,7 +95,13 @@ class TurnActor(DrivenActor):
     async def _record(self, events: list[AnyEvent]) -> None:
         assert self.session_id is not None, "a turn records events once it knows its session"
         recorded = await record(
-            self.ctx.log, f"turn:{self.id}", self.stream, self.session_id, events, version=self.state.version, cause=self.id
+            self.ctx.log,
+            f"turn:{self.id}",
+            self.stream,
+            self.session_id,
+            events,
+            version=self.state.version,
+            cause=self.id,
         )
         for item in recorded:
             evolve(self.state, item.event)
@@ -120,7 +126,9 @@ class TurnActor(DrivenActor):
             await self._record([TurnFailed(turn_id=self.id, message=setup.message, code=setup.code)])
             return
         if self.state.started is None:
-            await self._record(decide_start(setup, self.id, request.user_message_id, PhasePolicy(self.ctx.config.plan_exec)))
+            await self._record(
+                decide_start(setup, self.id, request.user_message_id, PhasePolicy(self.ctx.config.plan_exec))
+            )
         self._start_driver(self._driver_for(setup, request.history).run(), f"turn-{self.id}")
 
     def _driver_for(self, setup: TurnSetup, history: list[ChatMessage]) -> ReactDriver:
@@ -142,7 +150,6 @@ class TurnActor(DrivenActor):
             changed=self._changed,
             relayed=relayed,
         )
-
 
     def _report(self) -> None:
         # The turn's id is the id of the user message it answers.

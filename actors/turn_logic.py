@@ -124,11 +124,15 @@ def _next_for_call(
     index = step.calls.index(pending)
 
     def result(content: str, is_error: bool = False) -> ToolResult:
-        return ToolResult(turn_id=turn_id, step=step.number, call_id=call.call_id, tool=call.name, content=content, is_error=is_error)
+        return ToolResult(
+            turn_id=turn_id, step=step.number, call_id=call.call_id, tool=call.name, content=content, is_error=is_error
+        )
 
     tool = tools.get(call.name) if call.name in setup.tools else None
     if tool is None:
-        return Record(events=[result(f"unknown tool {call.name!r}; available: {', '.join(setup.tools) or 'none'}", True)])
+        return Record(
+            events=[result(f"unknown tool {call.name!r}; available: {', '.join(setup.tools) or 'none'}", True)]
+        )
     if setup.execution_mode == "plan_exec" and not phases.allows(state.phase, call.name):
         message = f"{call.name} is not allowed in phase '{state.phase}'; call advance_phase first"
         violation = PhaseViolation(turn_id=turn_id, phase=state.phase or "", tool=call.name, message=message)
@@ -148,7 +152,11 @@ def _next_for_call(
             if pending.asked is None:
                 request_id = f"{turn_id}-h{step.number}-{index}"
                 asked = HumanAsked(
-                    turn_id=turn_id, request_id=request_id, question=arguments.question, call_id=call.call_id, expires_at=now + HUMAN_TIMEOUT
+                    turn_id=turn_id,
+                    request_id=request_id,
+                    question=arguments.question,
+                    call_id=call.call_id,
+                    expires_at=now + HUMAN_TIMEOUT,
                 )
                 return Record(events=[asked])
             if pending.replied is not None:
@@ -207,13 +215,17 @@ def decide_output(state: TurnState, setup: TurnSetup, step: int, output: ModelOu
     return events
 
 
-def tool_result(state: TurnState, step: int, call: ToolCall, content: str, is_error: bool, turn_id: str) -> list[AnyEvent]:
+def tool_result(
+    state: TurnState, step: int, call: ToolCall, content: str, is_error: bool, turn_id: str
+) -> list[AnyEvent]:
     """Record a function tool's outcome, unless the turn ended meanwhile or it is recorded already."""
     last = state.last_step
     pending = last.pending() if last is not None else None
     if state.outcome is not None or pending is None or pending.call.call_id != call.call_id:
         return []
-    return [ToolResult(turn_id=turn_id, step=step, call_id=call.call_id, tool=call.name, content=content, is_error=is_error)]
+    return [
+        ToolResult(turn_id=turn_id, step=step, call_id=call.call_id, tool=call.name, content=content, is_error=is_error)
+    ]
 
 
 def decide_cancel(state: TurnState, turn_id: str) -> list[AnyEvent]:
@@ -237,7 +249,10 @@ def decide_confirmation(state: TurnState, confirmation_id: str, approved: bool, 
     timed_out = expires_at is not None and now >= expires_at
     return [
         ConfirmationResolved(
-            turn_id=call.confirmation.turn_id, confirmation_id=confirmation_id, approved=approved and not timed_out, timed_out=timed_out
+            turn_id=call.confirmation.turn_id,
+            confirmation_id=confirmation_id,
+            approved=approved and not timed_out,
+            timed_out=timed_out,
         )
     ]
 
@@ -252,7 +267,9 @@ def decide_reply(state: TurnState, request_id: str, content: str) -> list[AnyEve
     return [HumanReplied(turn_id=call.asked.turn_id, request_id=request_id, content=content)]
 
 
-def conversation(state: TurnState, setup: TurnSetup, history: list[ChatMessage], phases: PhasePolicy) -> tuple[str, list[ChatMessage]]:
+def conversation(
+    state: TurnState, setup: TurnSetup, history: list[ChatMessage], phases: PhasePolicy
+) -> tuple[str, list[ChatMessage]]:
     """The system prompt and messages for the next model call: the history, then every recorded step."""
     system = setup.system_prompt
     if setup.execution_mode == "plan_exec" and state.phase is not None:

@@ -16,7 +16,9 @@ MAX_RUNNING_TURNS = 4
 TurnCommand = Cancel | HumanReply | ConfirmationReply
 
 
-async def route_to_turn(host: ActorHost, command: TurnCommand, running: Collection[str], unanswered: Collection[str]) -> Refused | None:
+async def route_to_turn(
+    host: ActorHost, command: TurnCommand, running: Collection[str], unanswered: Collection[str]
+) -> Refused | None:
     """Deliver `command` to the turn it concerns; a refusal says why no turn took it.
 
     A cancel without `turn_id` cancels every running turn. Replies find their
@@ -26,11 +28,15 @@ async def route_to_turn(host: ActorHost, command: TurnCommand, running: Collecti
     match command:
         case Cancel(turn_id=turn_id):
             targets = [turn_id] if turn_id else list(running)
-            taken = [target for target in targets if target in unanswered and await host.ask("turn", target, CancelTurn())]
+            taken = [
+                target for target in targets if target in unanswered and await host.ask("turn", target, CancelTurn())
+            ]
             return None if taken else Refused(code="nothing_to_cancel", message="no turn is running")
         case HumanReply(request_id=request_id, content=content):
             turn_id = turn_of(request_id)
-            if turn_id in unanswered and await host.ask("turn", turn_id, AnswerQuestion(request_id=request_id, content=content)):
+            if turn_id in unanswered and await host.ask(
+                "turn", turn_id, AnswerQuestion(request_id=request_id, content=content)
+            ):
                 return None
             return Refused(code="unknown_request", message=f"no question {request_id!r} is waiting for an answer")
         case ConfirmationReply(confirmation_id=confirmation_id, approved=approved):

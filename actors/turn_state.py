@@ -65,7 +65,11 @@ class TurnState(msgspec.Struct, kw_only=True):
         """The call waiting on a confirmation or a question with this id."""
         for step in self.steps:
             for call in step.calls:
-                if confirmation_id is not None and call.confirmation and call.confirmation.confirmation_id == confirmation_id:
+                if (
+                    confirmation_id is not None
+                    and call.confirmation
+                    and call.confirmation.confirmation_id == confirmation_id
+                ):
                     return call
                 if request_id is not None and call.asked and call.asked.request_id == request_id:
                     return call

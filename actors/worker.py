@@ -17,7 +17,8 @@ from .board import BoardActor
 from .config import DEFAULT_CONFIG, Config, load_config
 from .context import WorkerContext
 from .errors import ActorError
-from .experts import QUEUE as EXPERTS_QUEUE, ExpertActor, answer_experts
+from .experts import QUEUE as EXPERTS_QUEUE
+from .experts import ExpertActor, answer_experts
 from .llm import Provider
 from .llm.registry import build_providers, close_providers
 from .messages import Deliver
@@ -60,13 +61,17 @@ class Worker:
         )
         self.host = ActorHost(idle_seconds=idle_seconds)
         self.host.register(SessionActor.kind, lambda actor_id, host: SessionActor(actor_id, host, self.ctx))
-        self.host.register(TurnActor.kind, lambda actor_id, host: TurnActor(actor_id, host, self.ctx, self.relay.wait_for))
+        self.host.register(
+            TurnActor.kind, lambda actor_id, host: TurnActor(actor_id, host, self.ctx, self.relay.wait_for)
+        )
         self._partitions = partitions
         self._ack_wait = ack_wait
         self._leases = PartitionLeases(engine, bus.subjects.prefix)
         self._consumers: dict[int, tuple[CommandConsumer, asyncio.Task[None]]] = {}
         self.relay = Relay(self.log, Checkpoints(engine), bus)
-        self.host.register(BoardActor.kind, lambda actor_id, host: BoardActor(actor_id, host, self.ctx, self.relay.wait_for))
+        self.host.register(
+            BoardActor.kind, lambda actor_id, host: BoardActor(actor_id, host, self.ctx, self.relay.wait_for)
+        )
         self.host.register(ExpertActor.kind, lambda actor_id, host: ExpertActor(actor_id, host, self.ctx))
         self.projector = Projector(engine, self.log)
         self._in_flight: set[asyncio.Task[None]] = set()
@@ -186,7 +191,7 @@ class Worker:
             try:
                 await asyncio.wait_for(asyncio.shield(outcome), self._ack_wait / 3)
                 return
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 await delivery.in_progress()
 
 

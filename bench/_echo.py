@@ -16,7 +16,7 @@ import nats
 async def serve(url: str, subject: str) -> None:
     nc = await nats.connect(url, name="bench-echo")
 
-    async def echo(msg) -> None:  # noqa: ANN001
+    async def echo(msg) -> None:
         await msg.respond(msg.data)
 
     await nc.subscribe(subject, cb=echo)

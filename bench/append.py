@@ -111,7 +111,9 @@ def _raw_row(stream: str, version: int) -> tuple[object, ...]:
     )
 
 
-async def _timed_writers(writers: int, appends: int, write: Callable[[int, int], Awaitable[None]]) -> tuple[float, list[float]]:
+async def _timed_writers(
+    writers: int, appends: int, write: Callable[[int, int], Awaitable[None]]
+) -> tuple[float, list[float]]:
     """Run `writers` tasks, each calling `write(writer, i)` `appends` times in sequence."""
     latencies: list[float] = []
 

@@ -31,7 +31,15 @@ from actors.llm import OfflineProvider, TextDelta
 from cli.settings import Endpoints
 from projections.database import asyncpg_dsn
 from schemas import tag_of
-from schemas.events import AnyEvent, AssistantMessage, BoardStarted, ExpertProfile, ExpertSpeech, RoundSummary, UserMessage
+from schemas.events import (
+    AnyEvent,
+    AssistantMessage,
+    BoardStarted,
+    ExpertProfile,
+    ExpertSpeech,
+    RoundSummary,
+    UserMessage,
+)
 from schemas.experts import Conclude, ExpertRequest, Speak, SummarizeRound, TranscriptEntry
 
 from .append import _RAW_DDL, _RAW_INSERT, RAW_TABLE
@@ -71,7 +79,7 @@ async def measure_boards(endpoints: Endpoints, boards: int, *, warmup: int = 1) 
     return runs
 
 
-async def _board(ws) -> BoardRun:  # noqa: ANN001
+async def _board(ws) -> BoardRun:
     sent = time.perf_counter()
     await ws.send(json.dumps({"type": "message", "content": f"@board:{','.join(EXPERTS)} rounds={ROUNDS} {TOPIC}"}))
     speeches: list[float] = []
@@ -104,7 +112,9 @@ async def measure_raw(database_url: str, boards: int) -> list[float]:
             for event in await _meeting(provider):
                 version += 1
                 data = msgspec.json.encode(event).decode()
-                await conn.execute(_RAW_INSERT, stream, version, "bench", tag_of(type(event)), 1, data, "{}", uuid.uuid4())
+                await conn.execute(
+                    _RAW_INSERT, stream, version, "bench", tag_of(type(event)), 1, data, "{}", uuid.uuid4()
+                )
             walls.append(time.perf_counter() - started)
         await conn.execute(f"DROP TABLE {RAW_TABLE}")
         return walls
@@ -129,7 +139,9 @@ async def _meeting(provider: OfflineProvider) -> list[AnyEvent]:
             events.append(ExpertSpeech(board_id="b", round=round_, expert_name=expert.name, content=text))
         text, consensus = split_consensus(await _generate(provider, SummarizeRound, moderator, round_, transcript))
         transcript.append(TranscriptEntry(kind="summary", round=round_, speaker="moderator", content=text))
-        events.append(RoundSummary(board_id="b", round=round_, moderator_name="moderator", content=text, consensus=consensus))
+        events.append(
+            RoundSummary(board_id="b", round=round_, moderator_name="moderator", content=text, consensus=consensus)
+        )
     summaries = [entry.content for entry in transcript if entry.kind == "summary"]
     answer = await _generate(provider, Conclude, moderator, ROUNDS, transcript)
     concluded = parse_conclusion(answer, board_id="b", total_rounds=ROUNDS, summaries=summaries)
@@ -138,7 +150,11 @@ async def _meeting(provider: OfflineProvider) -> list[AnyEvent]:
 
 
 async def _generate(
-    provider: OfflineProvider, kind: type[ExpertRequest], expert: ExpertProfile, round_: int, transcript: list[TranscriptEntry]
+    provider: OfflineProvider,
+    kind: type[ExpertRequest],
+    expert: ExpertProfile,
+    round_: int,
+    transcript: list[TranscriptEntry],
 ) -> str:
     request = kind(
         expert_id="x", board_id="b", session_id="s", expert=expert, model="offline", topic=TOPIC, round=round_,

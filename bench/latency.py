@@ -79,7 +79,7 @@ async def measure_turns(
     return TurnResults(first_token, final_answer, elapsed, warmup, session_id, server, client)
 
 
-async def _turn(ws, content: str) -> tuple[float, float]:  # noqa: ANN001
+async def _turn(ws, content: str) -> tuple[float, float]:
     """Send one message; return seconds to its first token and to its final answer."""
     sent = time.perf_counter()
     await ws.send(json.dumps({"type": "message", "content": content}))

@@ -75,7 +75,10 @@ def _latency(svc: Services, workdir: Path, turns: int) -> None:
     subject = f"{SUBJECT_PREFIX}.bench.echo.{uuid.uuid4().hex}"
     with echo_responder(svc.nats_url, subject):
         raw = asyncio.run(measure_request_reply(svc.nats_url, subject, turns))
-    with scratch_database(svc.database_url, "up") as database_url, agentbus_up(workdir, svc.nats_url, database_url) as system:
+    with (
+        scratch_database(svc.database_url, "up") as database_url,
+        agentbus_up(workdir, svc.nats_url, database_url) as system,
+    ):
         print(f"\n[1] system under test: {system.command}")
         print(f"    up (endpoints.json written) after {system.started_in:.2f} s; gateway {system.endpoints.http_url}")
         result = asyncio.run(measure_turns(system.endpoints, turns, system.cpu_seconds))
@@ -134,7 +137,9 @@ def _appends(svc: Services) -> None:
                     f"{measured.events_per_second:,.0f}",
                     f"{measured.latency.p50:.3f}",
                     f"{measured.latency.p99:.3f}",
-                    ratio(case.eventlog.events_per_second, case.raw.events_per_second) if measured is case.eventlog else "",
+                    ratio(case.eventlog.events_per_second, case.raw.events_per_second)
+                    if measured is case.eventlog
+                    else "",
                 ]
             )
     print()
@@ -207,7 +212,9 @@ def _sigterm_as_interrupt() -> Callable[[], None]:
 
 
 def _parse(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--turns", type=int, default=1000, help="measured WebSocket turns (default 1000)")
     parser.add_argument("--boards", type=int, default=5, help="measured board meetings (default 5)")
     parser.add_argument("--only", choices=["board"], help="run only this benchmark")

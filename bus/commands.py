@@ -178,13 +178,17 @@ class CommandConsumer:
         while True:
             try:
                 msgs = await psub.fetch(self._batch, timeout=1.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 # nats-py raises its own TimeoutError or, when the deadline runs out
                 # between its two pull requests, a plain asyncio one: both mean "no
                 # commands yet". Letting the plain one escape killed this partition's
                 # loop silently, and its sessions' commands were never taken again.
                 continue
-            except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError, nats.js.errors.APIError) as exc:
+            except (
+                nats.errors.ConnectionClosedError,
+                nats.errors.ConnectionReconnectingError,
+                nats.js.errors.APIError,
+            ) as exc:
                 log.warning("command_fetch_failed", error=str(exc))
                 await asyncio.sleep(0.5)
                 continue

@@ -51,7 +51,7 @@ class TypedSubscription(Generic[T]):
         """Stop receiving; safe to call twice or after the connection closed."""
         try:
             await self._sub.unsubscribe()
-        except (nats.errors.Error, asyncio.TimeoutError):
+        except (TimeoutError, nats.errors.Error):
             pass  # closed or reconnecting: the server forgets the subscription with the connection
 
 
@@ -92,7 +92,7 @@ class Bus:
                 disconnected_cb=on_disconnect,
                 reconnected_cb=on_reconnect,
             )
-        except (OSError, nats.errors.Error, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError, nats.errors.Error) as exc:
             raise BusError(f"cannot connect to NATS at {url}: {exc or type(exc).__name__}") from exc
         connection.append(nc)
         return cls(nc, subjects or Subjects())
@@ -173,7 +173,7 @@ class Bus:
             return
         try:
             await self.nc.drain()
-        except (nats.errors.Error, asyncio.TimeoutError, OSError):
+        except (TimeoutError, nats.errors.Error, OSError):
             # The transport is gone: closing may still report the lost socket.
             with contextlib.suppress(OSError):
                 await self.nc.close()

@@ -64,10 +64,14 @@ class EmbeddedNats:
             [
                 nats_server_binary(),
                 "-js",
-                "-sd", str(self.store_dir),
-                "-a", self.host,
-                "-p", str(self.port),
-                "-P", str(self._pid_file),
+                "-sd",
+                str(self.store_dir),
+                "-a",
+                self.host,
+                "-p",
+                str(self.port),
+                "-P",
+                str(self._pid_file),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -77,7 +81,9 @@ class EmbeddedNats:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                raise BusError(f"nats-server exited with {self._process.returncode}; see {self.store_dir / 'nats-server.log'}")
+                raise BusError(
+                    f"nats-server exited with {self._process.returncode}; see {self.store_dir / 'nats-server.log'}"
+                )
             try:
                 with socket.create_connection((self.host, self.port), timeout=0.2):
                     return

@@ -1,13 +1,13 @@
 """The `agentbus` command: composes schemas, bus, projections, actors and gateway.
 
-    agentbus up        embedded nats-server + PostgreSQL, the worker and the gateway
-    agentbus worker    actors only (external services)
-    agentbus gateway   HTTP/WebSocket only (external services)
-    agentbus publish   put a chat message on the bus, as another service would
-    agentbus migrate   create or upgrade the database schema
-    agentbus projections rebuild   recreate the read models from the log
-    agentbus replay    rebuild a board meeting or outline a session from the log
-    agentbus bench     measure latency and throughput against raw baselines
+agentbus up        embedded nats-server + PostgreSQL, the worker and the gateway
+agentbus worker    actors only (external services)
+agentbus gateway   HTTP/WebSocket only (external services)
+agentbus publish   put a chat message on the bus, as another service would
+agentbus migrate   create or upgrade the database schema
+agentbus projections rebuild   recreate the read models from the log
+agentbus replay    rebuild a board meeting or outline a session from the log
+agentbus bench     measure latency and throughput against raw baselines
 """
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ from .tools import cmd_bench, cmd_migrate, cmd_projections, cmd_publish, cmd_rep
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="agentbus", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="agentbus", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--log-level", default=os.environ.get("AGENTBUS_LOG_LEVEL", "info"))
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -58,7 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     replay = with_data_dir(sub.add_parser("replay", help="rebuild a board or outline a session from the event log"))
     replay.add_argument("what", choices=["board", "session"])
     replay.add_argument("id", help="the board id (= the id of the message that started it) or the session id")
-    replay.add_argument("--format", choices=["markdown", "json"], default="markdown", help="board output (default markdown)")
+    replay.add_argument(
+        "--format", choices=["markdown", "json"], default="markdown", help="board output (default markdown)"
+    )
     replay.add_argument("--at", type=int, help="show the board as it stood at this log position")
     replay.set_defaults(func=cmd_replay)
 
@@ -72,4 +76,3 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.log_level)
     return int(args.func(args, Settings.from_env()) or 0)
-

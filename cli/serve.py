@@ -135,7 +135,9 @@ def _config() -> Config:
         raise SystemExit(f"agentbus: {exc}") from None
 
 
-async def _run_up(args: argparse.Namespace, settings: Settings, nats_url: str, database_url: str, config: Config) -> None:
+async def _run_up(
+    args: argparse.Namespace, settings: Settings, nats_url: str, database_url: str, config: Config
+) -> None:
     subjects = Subjects(settings.subject_prefix)
     endpoints_path = Path(args.data_dir) / ENDPOINTS_FILE
     async with database(database_url) as engine:
@@ -153,7 +155,8 @@ async def _run_up(args: argparse.Namespace, settings: Settings, nats_url: str, d
             await _until_signal(
                 asyncio.create_task(worker.run(), name="worker"),
                 asyncio.create_task(
-                    _serve_gateway(gateway_bus, engine, args.host, args.port, settings, announce, worker.ready), name="gateway"
+                    _serve_gateway(gateway_bus, engine, args.host, args.port, settings, announce, worker.ready),
+                    name="gateway",
                 ),
             )
         finally:
@@ -215,4 +218,3 @@ def cmd_gateway(args: argparse.Namespace, settings: Settings) -> int:
 
     asyncio.run(main())
     return 0
-

@@ -14,7 +14,6 @@ import structlog
 ENDPOINTS_FILE = "endpoints.json"
 
 
-
 class Endpoints(msgspec.Struct, frozen=True, kw_only=True):
     """Where a running `agentbus up` can be reached (written to `<data-dir>/endpoints.json`)."""
 
@@ -79,7 +78,6 @@ def require_urls(args: argparse.Namespace, settings: Settings) -> tuple[str, str
             f"(it writes {Path(args.data_dir) / ENDPOINTS_FILE})"
         )
     return nats_url, database_url
-
 
 
 def database_url(args: argparse.Namespace, settings: Settings) -> str:

@@ -18,6 +18,7 @@ from schemas import SendMessage, Subjects
 from .serve import database
 from .settings import Settings, database_url, discover
 
+
 def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
     found = discover(args, settings)
     nats_url = settings.nats_url or (found.nats_url if found else None)
@@ -53,7 +54,6 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     asyncio.run(main())
     print("database schema is up to date")
     return 0
-
 
 
 def cmd_projections(args: argparse.Namespace, settings: Settings) -> int:
@@ -104,4 +104,3 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     from bench.run import main as bench_main
 
     return bench_main(args.turns)
-

@@ -16,7 +16,8 @@ from projections import EventLogError
 from .auth import authorized
 from .context import GatewayContext
 from .metrics import metrics
-from .rest import problem, routes as rest_routes
+from .rest import problem
+from .rest import routes as rest_routes
 from .send import send_message
 from .ws import chat_socket
 

@@ -8,9 +8,7 @@ from schemas.events import AssistantMessage, BoardFailed, Thinking, TurnCancelle
 from .protocol import ErrorData, ResultData, ServerFrame, StepData, error_frame, raw
 
 # Turn events that the seed shows as a ReAct `step`; the others keep their own name.
-_STEP_EVENTS = frozenset(
-    {"turn_started", "tool_called", "tool_result", "turn_completed", "human_replied"}
-)
+_STEP_EVENTS = frozenset({"turn_started", "tool_called", "tool_result", "turn_completed", "human_replied"})
 _SEED_NAMES = {
     "skill_matched": "skill_match",
     "human_asked": "ask_human",
@@ -40,20 +38,38 @@ def _render_event(recorded: RecordedEvent) -> ServerFrame:
     position = recorded.position
     match event:
         case AssistantMessage(content=content, turn_id=turn_id):
-            return ServerFrame(type="final_answer", position=position, content=content, is_final=True, turn_id=turn_id, data=raw(event))
+            return ServerFrame(
+                type="final_answer", position=position, content=content, is_final=True, turn_id=turn_id, data=raw(event)
+            )
         case TurnFailed(message=message, code=code):
-            return ServerFrame(type="error", position=position, turn_id=event.turn_id, data=raw(ErrorData(message=message, code=code)))
+            return ServerFrame(
+                type="error", position=position, turn_id=event.turn_id, data=raw(ErrorData(message=message, code=code))
+            )
         case TurnCompleted(error=error) if error is not None:
             # The emergency tier answered: the apology follows as final_answer, the error comes first.
             message = "; ".join([error.message, *error.failures])
-            return ServerFrame(type="error", position=position, turn_id=event.turn_id, data=raw(ErrorData(message=message, code=error.code)))
+            return ServerFrame(
+                type="error",
+                position=position,
+                turn_id=event.turn_id,
+                data=raw(ErrorData(message=message, code=error.code)),
+            )
         case TurnCancelled(turn_id=turn_id):
-            return ServerFrame(type="result", position=position, turn_id=turn_id, data=raw(ResultData(status="cancelled", turn_id=turn_id)))
+            return ServerFrame(
+                type="result",
+                position=position,
+                turn_id=turn_id,
+                data=raw(ResultData(status="cancelled", turn_id=turn_id)),
+            )
         case Thinking(turn_id=turn_id, content=content):
             return ServerFrame(type="thinking", position=position, content=content, turn_id=turn_id, data=raw(event))
         case BoardFailed(reason=reason, cancelled=cancelled):
             code = "board_cancelled" if cancelled else "board_failed"
-            return ServerFrame(type="error", position=position, data=raw(ErrorData(message=f"board meeting ended: {reason}", code=code)))
+            return ServerFrame(
+                type="error",
+                position=position,
+                data=raw(ErrorData(message=f"board meeting ended: {reason}", code=code)),
+            )
     if name in _STEP_EVENTS:
         step = getattr(event, "step", 0)
         data = StepData(event_type=name, step=step, data=raw(event))

@@ -64,7 +64,9 @@ async def send_message(request: Request) -> Response:
     if session.status == "closed":
         return problem(400, f"Session '{session_id}' is closed", "session_closed")
     key = body.idempotency_key or uuid.uuid4().hex
-    command = SendMessage(content=body.content, model=body.model, execution_mode=body.execution_mode, idempotency_key=key)
+    command = SendMessage(
+        content=body.content, model=body.model, execution_mode=body.execution_mode, idempotency_key=key
+    )
     live = await ctx.bus.subscribe(ctx.bus.subjects.session_evt(session_id), codec.feed)
     try:
         try:
@@ -80,7 +82,9 @@ async def send_message(request: Request) -> Response:
             async with asyncio.timeout(ctx.answer_timeout):
                 return await waiter.wait(live)
         except TimeoutError:
-            return problem(504, f"no answer within {ctx.answer_timeout:.0f} s; it will appear in the history", "timeout")
+            return problem(
+                504, f"no answer within {ctx.answer_timeout:.0f} s; it will appear in the history", "timeout"
+            )
     finally:
         await live.close()
 
@@ -109,11 +113,15 @@ class _Waiter:
                 self.message_id = message_id
             case RecordedEvent(event=TurnCompleted(turn_id=turn_id) as completed) if turn_id == self.message_id:
                 self.completed = completed
-            case RecordedEvent(event=TurnFailed(turn_id=turn_id, message=message, code=code)) if turn_id == self.message_id:
+            case RecordedEvent(event=TurnFailed(turn_id=turn_id, message=message, code=code)) if (
+                turn_id == self.message_id
+            ):
                 return problem(500, message, code)
             case RecordedEvent(event=TurnCancelled(turn_id=turn_id)) if turn_id == self.message_id:
                 return problem(409, "the turn was cancelled", "turn_cancelled")
-            case RecordedEvent(event=AssistantMessage(reply_to=reply_to) as answer) if reply_to and reply_to == self.message_id:
+            case RecordedEvent(event=AssistantMessage(reply_to=reply_to) as answer) if (
+                reply_to and reply_to == self.message_id
+            ):
                 return json_response(self._response(item, answer))
         return None
 

@@ -15,7 +15,17 @@ import structlog
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from bus import BusError, TypedSubscription, publish_command
-from schemas import Cancel, ConfirmationReply, FeedItem, HumanReply, InvalidId, RecordedEvent, SendMessage, codec, validate_id
+from schemas import (
+    Cancel,
+    ConfirmationReply,
+    FeedItem,
+    HumanReply,
+    InvalidId,
+    RecordedEvent,
+    SendMessage,
+    codec,
+    validate_id,
+)
 
 from .auth import authorized
 from .context import GatewayContext

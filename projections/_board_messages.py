@@ -34,7 +34,9 @@ def board_message(event: AnyEvent) -> BoardMessage | None:
                 "experts": msgspec.to_builtins(event.experts),
                 "max_rounds": event.max_rounds,
             }
-            return _assistant(f"Board meeting started: {event.topic}", {"message_type": "board_started", "board_started": started})
+            return _assistant(
+                f"Board meeting started: {event.topic}", {"message_type": "board_started", "board_started": started}
+            )
         case ExpertSpeech():
             return _assistant(
                 event.content,

@@ -136,7 +136,10 @@ def apply(view: BoardView, recorded: RecordedEvent) -> BoardView:
             round_number = event.round
             _round(view, event.round).summaries.append(
                 SummaryView(
-                    position=position, moderator_name=event.moderator_name, content=event.content, consensus=event.consensus
+                    position=position,
+                    moderator_name=event.moderator_name,
+                    content=event.content,
+                    consensus=event.consensus,
                 )
             )
         case UserIntervention():

@@ -41,7 +41,9 @@ class PartitionLeases:
             await self._conn.fetchval("SELECT 1")
             for partition in partitions:
                 if partition not in self._held and await self._conn.fetchval(
-                    "SELECT pg_try_advisory_lock($1, hashtext($2))", _locks.PARTITION_CLASS, f"{self._prefix}/{partition}"
+                    "SELECT pg_try_advisory_lock($1, hashtext($2))",
+                    _locks.PARTITION_CLASS,
+                    f"{self._prefix}/{partition}",
                 ):
                     self._held.add(partition)
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:

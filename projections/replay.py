@@ -109,7 +109,12 @@ async def session_outline(log: EventLog, session_id: str) -> SessionOutline:
 def board_markdown(view: BoardView) -> str:
     """Render a board as Markdown: topic, experts, each round's speeches, interventions and summary, the conclusion."""
     lines = [f"# Board meeting {view.board_id}", "", f"**Topic:** {view.topic or '(not started)'}"]
-    lines += [f"**Status:** {view.status} · up to position {view.position} · max rounds {view.max_rounds}", "", "## Experts", ""]
+    lines += [
+        f"**Status:** {view.status} · up to position {view.position} · max rounds {view.max_rounds}",
+        "",
+        "## Experts",
+        "",
+    ]
     for expert in view.experts:
         role = " (moderator)" if expert.is_moderator else ""
         avatar = f"{expert.avatar} " if expert.avatar else ""
@@ -118,7 +123,10 @@ def board_markdown(view: BoardView) -> str:
         lines += ["", f"## Round {round_.round}"]
         said = [(s.position, f"### {s.expert_name}\n\n{s.content}") for s in round_.speeches]
         said += [(i.position, f"> **User intervention:** {i.content}") for i in round_.interventions]
-        said += [(s.position, f"### Summary ({s.moderator_name}){' — consensus' if s.consensus else ''}\n\n{s.content}") for s in round_.summaries]
+        said += [
+            (s.position, f"### Summary ({s.moderator_name}){' — consensus' if s.consensus else ''}\n\n{s.content}")
+            for s in round_.summaries
+        ]
         for _, text in sorted(said):
             lines += ["", text]
     if view.conclusion is not None:

@@ -14,9 +14,11 @@ from .commands import (
     CreateSession,
     ExecutionMode,
     Metadata,
-    Reply as HumanReply,
     SendMessage,
     SessionCommand,
+)
+from .commands import (
+    Reply as HumanReply,
 )
 from .envelope import EventMeta, FeedItem, RecordedEvent
 from .frames import (
@@ -31,3 +33,43 @@ from .frames import (
 )
 from .replies import CreateSessionReply, ErrorReply, SessionReady
 from .subjects import InvalidId, Subjects, validate_id
+
+__all__ = [
+    "AnyFrame",
+    "Cancel",
+    "CloseSession",
+    "Command",
+    "CommandRefused",
+    "ConfirmationReply",
+    "CreateSession",
+    "CreateSessionReply",
+    "DecodeError",
+    "Decoder",
+    "ErrorReply",
+    "Event",
+    "EventMeta",
+    "ExecutionMode",
+    "ExpertResultChunk",
+    "ExpertResultChunkReset",
+    "ExpertSpeechChunk",
+    "FeedItem",
+    "Frame",
+    "HumanReply",
+    "InvalidId",
+    "Message",
+    "Metadata",
+    "RecordedEvent",
+    "Reply",
+    "SendMessage",
+    "SessionCommand",
+    "SessionReady",
+    "Subjects",
+    "TeamInterventionAck",
+    "TeamSynthesisChunk",
+    "Token",
+    "codec",
+    "encode",
+    "events",
+    "tag_of",
+    "validate_id",
+]

@@ -48,7 +48,12 @@ async def _scripted(body: dict[str, Any]) -> AsyncIterator[str]:
             yield _chunk({"content": word})
     elif "calculator" in tools and (found := _ARITHMETIC.search(last["content"])):
         yield _chunk({"role": "assistant", "content": "Let me compute."})
-        call = {"index": 0, "id": "call_test_1", "type": "function", "function": {"name": "calculator", "arguments": ""}}
+        call = {
+            "index": 0,
+            "id": "call_test_1",
+            "type": "function",
+            "function": {"name": "calculator", "arguments": ""},
+        }
         yield _chunk({"tool_calls": [call]})
         arguments = json.dumps({"expression": found.group(0)})
         half = len(arguments) // 2
@@ -79,7 +84,9 @@ class OpenAIServer:
         self.port = _free_port()
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         app = Starlette(routes=[Route("/v1/chat/completions", self._complete, methods=["POST"])])
-        self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"))
+        self._server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
+        )
         self._task: asyncio.Task[None] | None = None
 
     async def _complete(self, request: Request) -> Response:

@@ -47,7 +47,9 @@ class System:
         deadline = time.monotonic() + timeout
         while not endpoints.exists():
             if self.process.poll() is not None:
-                raise RuntimeError(f"agentbus up exited with {self.process.returncode}:\n{self.log_path.read_text()[-3000:]}")
+                raise RuntimeError(
+                    f"agentbus up exited with {self.process.returncode}:\n{self.log_path.read_text()[-3000:]}"
+                )
             if time.monotonic() > deadline:
                 raise RuntimeError(f"agentbus up did not start:\n{self.log_path.read_text()[-3000:]}")
             time.sleep(0.05)
@@ -124,5 +126,5 @@ async def receive_quiet(ws: websockets.ClientConnection, quiet: float = 0.5) -> 
     while True:
         try:
             frames.append(json.loads(await asyncio.wait_for(ws.recv(), quiet)))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return frames

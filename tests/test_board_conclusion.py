@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from actors.board_conclusion import parse_conclusion
 
 GOOD = '{"summary": "S", "decision_advice": "D", "consensus_points": ["c1"], "dissent_points": ["d1", "d2"]}'
 
 
-def parse(text: str):  # noqa: ANN201
+def parse(text: str):
     return parse_conclusion(text, board_id="b", total_rounds=2, summaries=["first summary", "last summary"])
 
 
@@ -27,7 +28,11 @@ def test_json_in_a_code_fence_with_prose_around_it_is_repaired() -> None:
 
 def test_other_key_spellings_and_a_string_for_a_list_are_repaired() -> None:
     concluded = parse('{"Summary": "S", "recommendation": "go", "consensus": "- one\\n- two", "dissent": [3]}')
-    assert (concluded.decision_advice, concluded.consensus_points, concluded.dissent_points) == ("go", ["one", "two"], ["3"])
+    assert (concluded.decision_advice, concluded.consensus_points, concluded.dissent_points) == (
+        "go",
+        ["one", "two"],
+        ["3"],
+    )
 
 
 def test_prose_without_json_falls_back_to_the_last_round_summary() -> None:

@@ -15,14 +15,24 @@ from actors.board_logic import (
     next_step,
     step_done_by,
 )
-from schemas.events import BoardConcluded, BoardFailed, BoardStarted, ExpertProfile, ExpertSpeech, RoundSummary, UserIntervention
+from schemas.events import (
+    BoardConcluded,
+    BoardFailed,
+    BoardStarted,
+    ExpertProfile,
+    ExpertSpeech,
+    RoundSummary,
+    UserIntervention,
+)
 
 MODERATOR = ExpertProfile(name="chair", is_moderator=True)
 EXPERTS = [MODERATOR, ExpertProfile(name="a"), ExpertProfile(name="b")]
 
 
 def started(max_rounds: int = 2) -> BoardState:
-    return evolve(BoardState(board_id="b1"), BoardStarted(board_id="b1", topic="T", experts=EXPERTS, max_rounds=max_rounds))
+    return evolve(
+        BoardState(board_id="b1"), BoardStarted(board_id="b1", topic="T", experts=EXPERTS, max_rounds=max_rounds)
+    )
 
 
 def speech(round_: int, name: str) -> ExpertSpeech:
@@ -30,7 +40,9 @@ def speech(round_: int, name: str) -> ExpertSpeech:
 
 
 def summary(round_: int, consensus: bool = False) -> RoundSummary:
-    return RoundSummary(board_id="b1", round=round_, moderator_name="chair", content=f"round {round_}", consensus=consensus)
+    return RoundSummary(
+        board_id="b1", round=round_, moderator_name="chair", content=f"round {round_}", consensus=consensus
+    )
 
 
 def run(state: BoardState, *events: object) -> BoardState:
@@ -94,7 +106,9 @@ def test_cancel_ends_a_running_board_once() -> None:
 
 def test_the_final_answer_has_every_section_and_the_round_count() -> None:
     text = final_answer(
-        BoardConcluded(board_id="b1", summary="S", decision_advice="D", consensus_points=["c"], dissent_points=[], total_rounds=1)
+        BoardConcluded(
+            board_id="b1", summary="S", decision_advice="D", consensus_points=["c"], dissent_points=[], total_rounds=1
+        )
     )
     assert text.split("\n\n") == [
         "## Summary", "S", "## Decision advice", "D", "## Consensus", "- c", "## Dissent", "- (none)", "_1 round of discussion_",

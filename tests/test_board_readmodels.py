@@ -30,7 +30,9 @@ async def log(engine: Engine) -> AsyncIterator[EventLog]:
 
 
 async def meeting(log: EventLog) -> None:
-    await log.append("session-s1", [NewEvent(event=SessionCreated(session_id="s1", agent_name="assistant"), session_id="s1")], 0)
+    await log.append(
+        "session-s1", [NewEvent(event=SessionCreated(session_id="s1", agent_name="assistant"), session_id="s1")], 0
+    )
     ask = UserMessage(message_id="b1", content="@board rounds=1 T", idempotency_key="k")
     await log.append("session-s1", [NewEvent(event=ask, session_id="s1")], 1)
     board = [
@@ -47,7 +49,9 @@ async def meeting(log: EventLog) -> None:
         await log.append("board-b1", [NewEvent(event=event, session_id="s1")], version)
 
 
-async def test_board_messages_carry_the_metadata_a_client_redraws_the_meeting_from(engine: Engine, log: EventLog) -> None:
+async def test_board_messages_carry_the_metadata_a_client_redraws_the_meeting_from(
+    engine: Engine, log: EventLog
+) -> None:
     await meeting(log)
     await Projector(engine, log).rebuild()
     messages = await ReadModels(engine).list_messages("s1")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from projections.boards import BoardView, fold
 from projections.replay import board_markdown
@@ -34,7 +35,9 @@ board_events = st.one_of(
         max_rounds=rounds,
     ),
     st.builds(ExpertSpeech, board_id=st.just("b1"), round=rounds, expert_name=names, content=texts),
-    st.builds(RoundSummary, board_id=st.just("b1"), round=rounds, moderator_name=names, content=texts, consensus=st.booleans()),
+    st.builds(
+        RoundSummary, board_id=st.just("b1"), round=rounds, moderator_name=names, content=texts, consensus=st.booleans()
+    ),
     st.builds(UserIntervention, target_id=st.just("b1"), content=texts),
     st.builds(
         BoardConcluded,
@@ -58,8 +61,15 @@ def logs(draw: st.DrawFn) -> list[RecordedEvent]:
         position += gap
         recorded.append(
             RecordedEvent(
-                position=position, stream="board-b1", version=version, session_id="s1", event_id=str(version),
-                schema=1, recorded_at=datetime(2026, 1, 1, tzinfo=timezone.utc), meta=EventMeta(), event=event,
+                position=position,
+                stream="board-b1",
+                version=version,
+                session_id="s1",
+                event_id=str(version),
+                schema=1,
+                recorded_at=datetime(2026, 1, 1, tzinfo=UTC),
+                meta=EventMeta(),
+                event=event,
             )  # fmt: skip
         )
     return recorded
@@ -116,7 +126,7 @@ def test_a_whole_meeting_reads_as_rounds_with_speeches_interventions_summary_and
     ]
     log = [
         RecordedEvent(position=10 + i, stream="board-b1", version=i + 1, session_id="s1", event_id=str(i), schema=1,
-                      recorded_at=datetime(2026, 1, 1, tzinfo=timezone.utc), meta=EventMeta(), event=e)
+                      recorded_at=datetime(2026, 1, 1, tzinfo=UTC), meta=EventMeta(), event=e)
         for i, e in enumerate(events)
     ]  # fmt: skip
     view: BoardView = fold("b1", log)

@@ -18,7 +18,7 @@ async def bus(nats_url: str, subject_prefix: str) -> AsyncIterator[Bus]:
     await bus.close()
 
 
-async def next_delivery(consumer: CommandConsumer, timeout: float = 5.0):  # noqa: ANN201
+async def next_delivery(consumer: CommandConsumer, timeout: float = 5.0):
     iterator = consumer.__aiter__()
     return await asyncio.wait_for(iterator.__anext__(), timeout)
 
@@ -96,7 +96,7 @@ async def test_commands_of_one_session_arrive_in_order_on_exactly_one_partition(
                 assert isinstance(delivery.command, SendMessage)
                 seen.setdefault(index, []).append(delivery.command.content)
                 await delivery.ack()
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         finally:
             await consumer.stop()

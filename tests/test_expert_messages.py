@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from schemas import DecodeError, ErrorReply, Subjects, encode
 from schemas.experts import Conclude, ExpertAnswer, Speak, SummarizeRound, expert_replies, expert_requests

@@ -12,13 +12,17 @@ TOOLS = [tool.spec() for tool in BUILTIN_TOOLS.select(["calculator", "clock", "a
 
 
 def first_call(content: str) -> ToolCall:
-    move = offline_tool_move(LLMRequest(model="offline", messages=[ChatMessage(role="user", content=content)], tools=TOOLS))
+    move = offline_tool_move(
+        LLMRequest(model="offline", messages=[ChatMessage(role="user", content=content)], tools=TOOLS)
+    )
     assert move is not None and move.text and len(move.calls) == 1
     return move.calls[0]
 
 
 def test_each_kind_of_message_calls_its_tool() -> None:
-    assert first_call("what is 17*23?") == ToolCall(call_id="call_1_0", name="calculator", arguments=json.dumps({"expression": "17*23"}))
+    assert first_call("what is 17*23?") == ToolCall(
+        call_id="call_1_0", name="calculator", arguments=json.dumps({"expression": "17*23"})
+    )
     assert first_call("What time is it?").name == "clock"
     assert json.loads(first_call("please delete notes.txt").arguments) == {"filename": "notes.txt"}
     assert json.loads(first_call("ask me for my name").arguments) == {"question": "What is your name?"}

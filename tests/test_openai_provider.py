@@ -30,7 +30,9 @@ async def provider(server: OpenAIServer) -> AsyncIterator[OpenAIProvider]:
 
 def ask(content: str, model: str = "scripted", with_tools: bool = True) -> LLMRequest:
     tools = [BUILTIN_TOOLS.get("calculator").spec()] if with_tools else []  # type: ignore[union-attr]
-    return LLMRequest(model=model, messages=[ChatMessage(role="user", content=content)], system_prompt="Be brief.", tools=tools)
+    return LLMRequest(
+        model=model, messages=[ChatMessage(role="user", content=content)], system_prompt="Be brief.", tools=tools
+    )
 
 
 async def ignore(_: str) -> None:
@@ -63,7 +65,11 @@ async def test_tool_results_go_back_with_their_call_id(provider: OpenAIProvider,
     text, calls, _ = await collect(provider, LLMRequest(model="scripted", messages=messages), ignore)
     assert text == "The result is 391." and calls == []
     assert server.requests[-1]["messages"][1]["tool_calls"][0]["id"] == "call_test_1"
-    assert server.requests[-1]["messages"][2] == {"role": "tool", "content": "17*23 = 391", "tool_call_id": "call_test_1"}
+    assert server.requests[-1]["messages"][2] == {
+        "role": "tool",
+        "content": "17*23 = 391",
+        "tool_call_id": "call_test_1",
+    }
 
 
 @pytest.mark.parametrize("model", ["broken", "truncated"])
@@ -92,13 +98,21 @@ async def test_an_unreachable_server_is_a_provider_error() -> None:
 
 
 async def test_the_chain_falls_through_to_the_recovery_tier(provider: OpenAIProvider) -> None:
-    chain = [Tier(name="main", provider=provider, model="error"), Tier(name="recovery", provider=provider, model="scripted")]
+    chain = [
+        Tier(name="main", provider=provider, model="error"),
+        Tier(name="recovery", provider=provider, model="scripted"),
+    ]
     output = await generate(chain, ask("hello"), ignore)
     assert output.tier == "recovery" and output.text == "Hello from the test model." and output.error is None
 
 
-async def test_when_every_tier_fails_the_emergency_tier_answers_with_a_structured_error(provider: OpenAIProvider) -> None:
-    chain = [Tier(name="main", provider=provider, model="rate-limited"), Tier(name="recovery", provider=provider, model="broken")]
+async def test_when_every_tier_fails_the_emergency_tier_answers_with_a_structured_error(
+    provider: OpenAIProvider,
+) -> None:
+    chain = [
+        Tier(name="main", provider=provider, model="rate-limited"),
+        Tier(name="recovery", provider=provider, model="broken"),
+    ]
     output = await generate(chain, ask("hello"), ignore)
     assert output.tier == "emergency" and output.error is not None
     assert output.error.code == "llm_unavailable"

@@ -15,7 +15,9 @@ from schemas.events import UserMessage
 
 
 @pytest.fixture
-async def parts(nats_url: str, fresh_database_url: str, subject_prefix: str) -> AsyncIterator[tuple[EventLog, Checkpoints, Bus]]:
+async def parts(
+    nats_url: str, fresh_database_url: str, subject_prefix: str
+) -> AsyncIterator[tuple[EventLog, Checkpoints, Bus]]:
     engine = create_engine(fresh_database_url)
     await migrate(engine)
     bus = await Bus.connect(nats_url, name="relay-test", subjects=Subjects(subject_prefix))
@@ -41,7 +43,7 @@ async def collect(feed: AsyncIterator[FeedItem], count: int) -> list[int]:
     return positions
 
 
-async def test_events_committed_while_no_relay_ran_are_published_when_it_starts(parts) -> None:  # noqa: ANN001
+async def test_events_committed_while_no_relay_ran_are_published_when_it_starts(parts) -> None:
     log, checkpoints, bus = parts
     committed = await log.append("session-s1", [message(i) for i in range(3)], expected_version=0)
     feed = await bus.subscribe(bus.subjects.session_evt("s1"), codec.feed)
@@ -54,7 +56,7 @@ async def test_events_committed_while_no_relay_ran_are_published_when_it_starts(
         await feed.close()
 
 
-async def test_a_restarted_relay_resumes_from_its_checkpoint_without_skipping(parts) -> None:  # noqa: ANN001
+async def test_a_restarted_relay_resumes_from_its_checkpoint_without_skipping(parts) -> None:
     log, checkpoints, bus = parts
     feed = await bus.subscribe(bus.subjects.session_evt("s1"), codec.feed)
     first = await log.append("session-s1", [message(0)], expected_version=0)

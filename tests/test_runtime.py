@@ -38,7 +38,7 @@ class Recorder(Actor):
 
 
 @pytest.fixture
-async def host():  # noqa: ANN201
+async def host():
     Recorder.activations, Recorder.passivations = [], []
     host = ActorHost(idle_seconds=0.2, mailbox_size=8)
     host.register(Recorder.kind, Recorder)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import types
-from datetime import datetime, timezone
 import typing
+from datetime import UTC, datetime
 
 import msgspec
 import pytest
@@ -83,7 +83,13 @@ def test_the_design_vocabulary_is_complete() -> None:
         "team_synthesis", "team_dissolved",
     }  # fmt: skip
     assert named == {tag_of(t) for t in EVENT_TYPES}
-    frames = {"token", "expert_speech_chunk", "expert_result_chunk", "expert_result_chunk_reset", "team_synthesis_chunk"}
+    frames = {
+        "token",
+        "expert_speech_chunk",
+        "expert_result_chunk",
+        "expert_result_chunk_reset",
+        "team_synthesis_chunk",
+    }
     assert frames <= {tag_of(t) for t in FEED_TYPES}
 
 
@@ -121,7 +127,7 @@ def test_recorded_events_round_trip_through_the_feed_decoder(event: Event, posit
         session_id="s1",
         event_id="00000000-0000-0000-0000-000000000001",
         schema=1,
-        recorded_at=datetime(2026, 1, 1, tzinfo=timezone.utc),
+        recorded_at=datetime(2026, 1, 1, tzinfo=UTC),
         meta=EventMeta(actor="session:s1"),
         event=event,
     )
@@ -175,4 +181,6 @@ def test_subjects_follow_the_design() -> None:
 
 def test_a_send_message_needs_content() -> None:
     with pytest.raises(DecodeError, match="content"):
-        codec.session_commands.decode(encode(SendMessage(content="x"))[:-1].replace(b'"content":"x"', b'"model":null') + b"}")
+        codec.session_commands.decode(
+            encode(SendMessage(content="x"))[:-1].replace(b'"content":"x"', b'"model":null') + b"}"
+        )

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import itertools
 
-from actors.session_state import Accepted, AlreadyDone, Refused, SessionState, decide_close, decide_create, decide_send, evolve
+from actors.session_state import (
+    Accepted,
+    AlreadyDone,
+    Refused,
+    SessionState,
+    decide_close,
+    decide_create,
+    decide_send,
+    evolve,
+)
 from schemas import CloseSession, CreateSession, SendMessage
 from schemas.events import AssistantMessage, SessionClosed, SessionCreated, UserMessage
 
 
-def ids():  # noqa: ANN201
+def ids():
     counter = itertools.count(1)
     return lambda: f"id{next(counter)}"
 

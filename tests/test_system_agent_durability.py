@@ -34,7 +34,11 @@ async def test_a_confirmation_pending_at_kill_9_completes_the_turn_once_after_re
     try:
         async with websockets.connect(system.ws_base + session_id + f"?after={request['position']}") as ws:
             await ws.recv()
-            reply = {"type": "confirmation_reply", "confirmation_id": request["data"]["confirmation_id"], "approved": True}
+            reply = {
+                "type": "confirmation_reply",
+                "confirmation_id": request["data"]["confirmation_id"],
+                "approved": True,
+            }
             await ws.send(json.dumps(reply))
             frames = await receive_until(ws, "final_answer", timeout=30)
         assert [f["data"]["approved"] for f in frames if f["type"] == "confirmation_result"] == [True]
@@ -43,7 +47,14 @@ async def test_a_confirmation_pending_at_kill_9_completes_the_turn_once_after_re
         assert [m["role"] for m in messages] == ["user", "assistant"]
         async with system.http() as client:
             types = [e["event"]["type"] for e in (await client.get(f"/sessions/{session_id}/events")).json()]
-        for once in ("turn_started", "tool_called", "confirmation_requested", "confirmation_resolved", "tool_result", "turn_completed"):
+        for once in (
+            "turn_started",
+            "tool_called",
+            "confirmation_requested",
+            "confirmation_resolved",
+            "tool_result",
+            "turn_completed",
+        ):
             assert types.count(once) == 1, (once, types)
     finally:
         assert system.stop() == 0

@@ -56,7 +56,9 @@ async def ws(system: System) -> AsyncIterator[websockets.ClientConnection]:
         yield socket
 
 
-async def say(ws: websockets.ClientConnection, content: str, until: str = "final_answer", **extra: object) -> list[dict]:
+async def say(
+    ws: websockets.ClientConnection, content: str, until: str = "final_answer", **extra: object
+) -> list[dict]:
     await ws.send(json.dumps({"type": "message", "content": content, **extra}))
     return await receive_until(ws, until)
 
@@ -80,7 +82,9 @@ async def test_a_denied_confirmation_ends_the_turn_politely(ws: websockets.Clien
     (uploads / "keep.txt").write_text("precious")
     request = (await say(ws, "please delete keep.txt", until="confirmation_request"))[-1]["data"]
     assert request["command"].startswith("delete_upload") and request["confirmation_id"]
-    await ws.send(json.dumps({"type": "confirmation_reply", "confirmation_id": request["confirmation_id"], "approved": False}))
+    await ws.send(
+        json.dumps({"type": "confirmation_reply", "confirmation_id": request["confirmation_id"], "approved": False})
+    )
     frames = await receive_until(ws, "final_answer")
     [result] = [f for f in frames if f["type"] == "confirmation_result"]
     assert result["data"]["approved"] is False
@@ -90,7 +94,9 @@ async def test_a_denied_confirmation_ends_the_turn_politely(ws: websockets.Clien
 async def test_an_approved_confirmation_runs_the_tool(ws: websockets.ClientConnection, uploads: Path) -> None:
     (uploads / "old.txt").write_text("bye")
     request = (await say(ws, "delete old.txt", until="confirmation_request"))[-1]["data"]
-    await ws.send(json.dumps({"type": "confirmation_reply", "confirmation_id": request["confirmation_id"], "approved": True}))
+    await ws.send(
+        json.dumps({"type": "confirmation_reply", "confirmation_id": request["confirmation_id"], "approved": True})
+    )
     frames = await receive_until(ws, "final_answer")
     assert [f["data"]["approved"] for f in frames if f["type"] == "confirmation_result"] == [True]
     assert steps(frames, "tool_result")[0]["content"] == "Deleted the upload old.txt."
@@ -158,7 +164,9 @@ async def test_direct_mode_and_a_model_override_answer_without_tools(ws: websock
     assert frames[-1]["content"].startswith('You said: "what is 2*3?"')
 
 
-async def test_an_unknown_confirmation_or_question_gets_an_error_and_ping_a_pong(ws: websockets.ClientConnection) -> None:
+async def test_an_unknown_confirmation_or_question_gets_an_error_and_ping_a_pong(
+    ws: websockets.ClientConnection,
+) -> None:
     await ws.send(json.dumps({"type": "confirmation_reply", "confirmation_id": "nope-c1-0", "approved": True}))
     assert (await receive_until(ws, "error"))[-1]["data"]["code"] == "unknown_confirmation"
     await ws.send(json.dumps({"type": "reply", "request_id": "nope-h1-0", "content": "x"}))
@@ -170,17 +178,25 @@ async def test_an_unknown_confirmation_or_question_gets_an_error_and_ping_a_pong
 async def test_rest_send_runs_a_whole_turn_and_returns_the_answer(system: System) -> None:
     session_id = await system.create_session()
     async with system.http() as client:
-        reply = await client.post(f"/sessions/{session_id}/messages", json={"content": "what is 17*23?", "idempotency_key": "k1"})
+        reply = await client.post(
+            f"/sessions/{session_id}/messages", json={"content": "what is 17*23?", "idempotency_key": "k1"}
+        )
         assert reply.status_code == 200, reply.text
         body = reply.json()
         assert "391" in body["content"] and body["role"] == "assistant" and body["session_id"] == session_id
         assert set(body) == {"message_id", "session_id", "role", "content", "tool_call_id", "agent_name", "created_at"}
-        again = await client.post(f"/sessions/{session_id}/messages", json={"content": "what is 17*23?", "idempotency_key": "k1"})
+        again = await client.post(
+            f"/sessions/{session_id}/messages", json={"content": "what is 17*23?", "idempotency_key": "k1"}
+        )
         assert again.json() == body  # a retry with the same key answers from the log
-        planned = await client.post(f"/sessions/{session_id}/messages", json={"content": "what is 2*21?", "execution_mode": "plan_exec"})
+        planned = await client.post(
+            f"/sessions/{session_id}/messages", json={"content": "what is 2*21?", "execution_mode": "plan_exec"}
+        )
         assert "42" in planned.json()["content"]
         assert (await client.post("/sessions/nope/messages", json={"content": "hi"})).status_code == 404
-        assert (await client.post(f"/sessions/{session_id}/messages", json={"content": "hi", "execution_mode": "x"})).status_code == 422
+        assert (
+            await client.post(f"/sessions/{session_id}/messages", json={"content": "hi", "execution_mode": "x"})
+        ).status_code == 422
         slow = await client.post(f"/sessions/{session_id}/messages", json={"content": "delete nothing.txt"})
         assert slow.status_code == 504  # waits for a confirmation nobody gives
         await client.delete(f"/sessions/{session_id}")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-
 from pathlib import Path
 
 import pytest
@@ -86,7 +85,11 @@ async def test_history_redraws_the_meeting_and_the_answer_is_the_boards(system: 
         ("assistant", None),
     ]
     started = messages[1]["metadata"]["board_started"]
-    assert started["topic"] == TOPIC and [e["name"] for e in started["experts"]] == ["moderator", "skeptic", "economist"]
+    assert started["topic"] == TOPIC and [e["name"] for e in started["experts"]] == [
+        "moderator",
+        "skeptic",
+        "economist",
+    ]
     speech = messages[2]["metadata"]
     assert (speech["expert_name"], speech["board_round"], speech["board_role"]) == ("skeptic", 1, "expert")
     assert speech["expert_avatar"] and speech["expert_color"]
@@ -95,7 +98,9 @@ async def test_history_redraws_the_meeting_and_the_answer_is_the_boards(system: 
     assert (messages[-1]["agent_name"], messages[-1]["content"]) == ("board_meeting", final["content"])
 
 
-async def test_an_intervention_is_acknowledged_and_heard_by_the_next_speaker(tmp_path: Path, system_env: dict[str, str]) -> None:
+async def test_an_intervention_is_acknowledged_and_heard_by_the_next_speaker(
+    tmp_path: Path, system_env: dict[str, str]
+) -> None:
     env = {
         **system_env,
         "AGENTBUS_OFFLINE_DELAY": "0.01",
@@ -107,7 +112,9 @@ async def test_an_intervention_is_acknowledged_and_heard_by_the_next_speaker(tmp
             await ws.recv()
             await ws.send(json.dumps({"type": "message", "content": f"@board rounds=3 {TOPIC}"}))
             await receive_until(ws, "expert_speech", timeout=30)
-            await ws.send(json.dumps({"type": "message", "content": "Our team is five people; reach consensus quickly"}))
+            await ws.send(
+                json.dumps({"type": "message", "content": "Our team is five people; reach consensus quickly"})
+            )
             frames = await receive_until(ws, "final_answer", timeout=60)
         ack = next(f for f in frames if f["type"] == "team_intervention_ack")
         assert ack["data"]["content"] == "Our team is five people; reach consensus quickly"
@@ -126,7 +133,9 @@ async def test_an_intervention_is_acknowledged_and_heard_by_the_next_speaker(tmp
         assert system.stop() == 0
 
 
-async def test_cancel_ends_the_board_with_board_failed_and_an_error_frame(tmp_path: Path, system_env: dict[str, str]) -> None:
+async def test_cancel_ends_the_board_with_board_failed_and_an_error_frame(
+    tmp_path: Path, system_env: dict[str, str]
+) -> None:
     env = {
         **system_env,
         "AGENTBUS_OFFLINE_DELAY": "0.02",
@@ -176,7 +185,9 @@ async def test_a_board_without_topic_or_with_unknown_experts_is_refused_and_noth
     assert [e["event"]["type"] for e in log] == ["session_created"]
 
 
-async def test_replay_board_json_equals_the_rest_view_and_replay_session_lists_it(system: System, session_id: str) -> None:
+async def test_replay_board_json_equals_the_rest_view_and_replay_session_lists_it(
+    system: System, session_id: str
+) -> None:
     async with websockets.connect(system.ws_base + session_id) as ws:
         await ws.recv()
         await ws.send(json.dumps({"type": "message", "content": "hello"}))
@@ -186,20 +197,30 @@ async def test_replay_board_json_equals_the_rest_view_and_replay_session_lists_i
     board_id = next(f for f in frames if f["type"] == "board_started")["data"]["board_id"]
     async with system.http() as client:
         rest = (await client.get(f"/boards/{board_id}")).json()
-        earlier = (await client.get(f"/boards/{board_id}", params={"at": rest["rounds"][0]["speeches"][0]["position"]})).json()
+        earlier = (
+            await client.get(f"/boards/{board_id}", params={"at": rest["rounds"][0]["speeches"][0]["position"]})
+        ).json()
         missing = await client.get("/boards/nope")
 
     def replay(*args: str) -> subprocess.CompletedProcess[str]:
         # Only the database: no NATS URL in the environment, no endpoints.json to find one in.
         env = {**system.env, "AGENTBUS_NATS_URL": ""}
-        return subprocess.run([AGENTBUS, "replay", "--data-dir", "/nonexistent", *args], env=env, capture_output=True, text=True, timeout=30)
+        return subprocess.run(
+            [AGENTBUS, "replay", "--data-dir", "/nonexistent", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
 
     cli = replay("board", board_id, "--format", "json")
     assert cli.returncode == 0, cli.stderr
     assert json.loads(cli.stdout) == rest
     assert rest["status"] == "concluded" and rest["topic"] == TOPIC and len(rest["rounds"][0]["speeches"]) == 3
     assert json.loads(replay("board", board_id, "--format", "json", "--at", str(earlier["position"])).stdout) == earlier
-    assert earlier["status"] == "running" and len(earlier["rounds"][0]["speeches"]) == 1 and earlier["conclusion"] is None
+    assert (
+        earlier["status"] == "running" and len(earlier["rounds"][0]["speeches"]) == 1 and earlier["conclusion"] is None
+    )
     markdown = replay("board", board_id).stdout
     assert f"**Topic:** {TOPIC}" in markdown and "## Round 1" in markdown and "## Conclusion" in markdown
     assert missing.status_code == 404

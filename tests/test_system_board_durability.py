@@ -39,7 +39,11 @@ async def test_a_board_killed_in_round_2_resumes_with_the_next_speaker_and_recor
     system.start()
     try:
         async with asyncio.timeout(60):
-            while not (messages := await system.messages(session_id)) or messages[-1]["agent_name"] != "board_meeting" or messages[-1]["metadata"]:
+            while (
+                not (messages := await system.messages(session_id))
+                or messages[-1]["agent_name"] != "board_meeting"
+                or messages[-1]["metadata"]
+            ):
                 await asyncio.sleep(0.2)
         await asyncio.sleep(3)  # longer than the ack wait: a second board or answer would show up now
         async with system.http() as client:
@@ -50,7 +54,9 @@ async def test_a_board_killed_in_round_2_resumes_with_the_next_speaker_and_recor
         assert [e["round"] for e in log if e["type"] == "round_summary"] == [1, 2, 3]
         for once in ("user_message", "board_started", "board_concluded", "assistant_message"):
             assert types.count(once) == 1, once
-        answers = [m for m in await system.messages(session_id) if m["agent_name"] == "board_meeting" and not m["metadata"]]
+        answers = [
+            m for m in await system.messages(session_id) if m["agent_name"] == "board_meeting" and not m["metadata"]
+        ]
         assert len(answers) == 1 and "_3 rounds of discussion_" in answers[0]["content"]
     finally:
         assert system.stop() == 0

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-
 from pathlib import Path
 
 import httpx
@@ -31,7 +30,9 @@ async def test_a_message_streams_tokens_then_the_final_answer(system: System, se
     assert all("position" not in t for t in tokens)
 
 
-async def test_every_persisted_event_reaches_the_socket_with_its_position_in_order(system: System, session_id: str) -> None:
+async def test_every_persisted_event_reaches_the_socket_with_its_position_in_order(
+    system: System, session_id: str
+) -> None:
     async with websockets.connect(system.ws_base + session_id) as ws:
         await ws.recv()
         await ws.send(json.dumps({"type": "message", "content": "hello"}))
@@ -55,7 +56,16 @@ async def test_the_history_holds_both_messages(system: System, session_id: str) 
     messages = await system.messages(session_id)
     assert [(m["role"], m["content"]) for m in messages] == [("user", "hello"), ("assistant", final["content"])]
     assert messages[1]["agent_name"] == "assistant"
-    assert set(messages[0]) == {"message_id", "session_id", "role", "content", "tool_call_id", "agent_name", "created_at", "metadata"}
+    assert set(messages[0]) == {
+        "message_id",
+        "session_id",
+        "role",
+        "content",
+        "tool_call_id",
+        "agent_name",
+        "created_at",
+        "metadata",
+    }
 
 
 async def test_the_agent_answers_from_the_conversation_not_a_constant(system: System, session_id: str) -> None:
@@ -84,7 +94,9 @@ async def test_reconnecting_after_a_mid_turn_position_yields_the_rest_of_the_tur
     assert replayed == [f for f in first if f["position"] > mid]
 
 
-async def test_reconnecting_with_after_zero_replays_the_whole_session_then_goes_live(system: System, session_id: str) -> None:
+async def test_reconnecting_with_after_zero_replays_the_whole_session_then_goes_live(
+    system: System, session_id: str
+) -> None:
     async with websockets.connect(system.ws_base + session_id) as ws:
         await ws.recv()
         await ws.send(json.dumps({"type": "message", "content": "one"}))

@@ -84,7 +84,9 @@ async def session(system: System, agent: str) -> str:
         return created.json()["session_id"]
 
 
-async def test_an_openai_compatible_server_streams_tokens_and_calls_tools_end_to_end(system: System, server: OpenAIServer) -> None:
+async def test_an_openai_compatible_server_streams_tokens_and_calls_tools_end_to_end(
+    system: System, server: OpenAIServer
+) -> None:
     session_id = await session(system, "assistant")
     async with websockets.connect(system.ws_base + session_id) as ws:
         await ws.recv()
@@ -95,7 +97,11 @@ async def test_an_openai_compatible_server_streams_tokens_and_calls_tools_end_to
     assert [(c["tool"], c["call_id"]) for c in calls] == [("calculator", "call_test_1")]
     tokens = "".join(f["content"] for f in frames if f["type"] == "token")
     assert tokens.endswith("The result is 391.") and frames[-1]["content"] == "The result is 391."
-    assert server.requests[-1]["messages"][-1] == {"role": "tool", "content": "17*23 = 391", "tool_call_id": "call_test_1"}
+    assert server.requests[-1]["messages"][-1] == {
+        "role": "tool",
+        "content": "17*23 = 391",
+        "tool_call_id": "call_test_1",
+    }
 
 
 async def test_a_failing_endpoint_falls_through_to_the_recovery_tier(system: System) -> None:

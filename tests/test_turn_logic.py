@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -43,7 +43,7 @@ from schemas.events import (
 
 CONFIG = load_config()
 PHASES = PhasePolicy(CONFIG.plan_exec)
-NOW = datetime(2025, 1, 1, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 T = "turn1"
 
 
@@ -60,18 +60,20 @@ def started(s: TurnSetup) -> TurnState:
     return state
 
 
-def act(state: TurnState, s: TurnSetup, now: datetime = NOW):  # noqa: ANN201
+def act(state: TurnState, s: TurnSetup, now: datetime = NOW):
     return next_action(state, s, BUILTIN_TOOLS, PHASES, T, now)
 
 
-def record(state: TurnState, events: list) -> TurnState:  # noqa: ANN001
+def record(state: TurnState, events: list) -> TurnState:
     for event in events:
         evolve(state, event)
     return state
 
 
-def called(state: TurnState, s: TurnSetup, tool: str, arguments: dict, step: int = 1) -> TurnState:  # noqa: ANN001
-    output = ModelOutput(text="let me see", calls=[ToolCall(call_id=f"c{step}", name=tool, arguments=json.dumps(arguments))], tier="main")
+def called(state: TurnState, s: TurnSetup, tool: str, arguments: dict, step: int = 1) -> TurnState:
+    output = ModelOutput(
+        text="let me see", calls=[ToolCall(call_id=f"c{step}", name=tool, arguments=json.dumps(arguments))], tier="main"
+    )
     return record(state, decide_output(state, s, step, output, T))
 
 
@@ -108,7 +110,16 @@ def test_a_replayed_turn_does_not_repeat_a_recorded_tool_call() -> None:
     s = setup()
     live = called(started(s), s, "calculator", {"expression": "1+1"})
     record(live, [ToolResult(turn_id=T, step=1, call_id="c1", tool="calculator", content="1+1 = 2")])
-    events = [*decide_start(s, T, T, PHASES), *decide_output(TurnState(), s, 1, ModelOutput(text="x", calls=[ToolCall(call_id="c1", name="calculator", arguments='{"expression": "1+1"}')]), T)]
+    events = [
+        *decide_start(s, T, T, PHASES),
+        *decide_output(
+            TurnState(),
+            s,
+            1,
+            ModelOutput(text="x", calls=[ToolCall(call_id="c1", name="calculator", arguments='{"expression": "1+1"}')]),
+            T,
+        ),
+    ]
     events.append(ToolResult(turn_id=T, step=1, call_id="c1", tool="calculator", content="1+1 = 2"))
     replayed = record(TurnState(), events)
     assert act(replayed, s) == act(live, s) == CallModel(step=2)
@@ -165,7 +176,9 @@ def test_the_confirmation_timeout_is_measured_from_the_recorded_request() -> Non
     record(state, [requested])  # e.g. recorded before a restart 299 s ago
     action = act(state, s, NOW + timedelta(seconds=1))
     assert isinstance(action, Record)
-    assert action.events == [ConfirmationResolved(turn_id=T, confirmation_id=requested.confirmation_id, approved=False, timed_out=True)]
+    assert action.events == [
+        ConfirmationResolved(turn_id=T, confirmation_id=requested.confirmation_id, approved=False, timed_out=True)
+    ]
     late = decide_confirmation(state, requested.confirmation_id, True, NOW + timedelta(seconds=2))
     assert late is not None and late[0].approved is False  # type: ignore[union-attr]
 

@@ -72,7 +72,9 @@ async def generate(tiers: list[Tier], request: LLMRequest, on_text: OnText) -> M
     failures: list[str] = []
     for tier in tiers:
         try:
-            text, calls, usage = await collect(tier.provider, msgspec.structs.replace(request, model=tier.model), on_text)
+            text, calls, usage = await collect(
+                tier.provider, msgspec.structs.replace(request, model=tier.model), on_text
+            )
         except ProviderError as exc:
             log.warning("llm_tier_failed", tier=tier.name, provider=tier.provider.name, error=str(exc))
             failures.append(f"{tier.name} ({tier.provider.name}): {exc.reason}")
@@ -84,4 +86,6 @@ async def generate(tiers: list[Tier], request: LLMRequest, on_text: OnText) -> M
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
         )
-    return ModelOutput(error=FallbackError(code="llm_unavailable", message="no language model tier could answer", failures=failures))
+    return ModelOutput(
+        error=FallbackError(code="llm_unavailable", message="no language model tier could answer", failures=failures)
+    )

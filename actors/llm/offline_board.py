@@ -16,7 +16,9 @@ import msgspec
 
 from .protocol import LLMRequest
 
-_ENTRY = re.compile(r"^\[round (?P<round>\d+)\] (?P<speaker>.+?) \((?P<kind>speech|summary|intervention)\): (?P<text>.*)$")
+_ENTRY = re.compile(
+    r"^\[round (?P<round>\d+)\] (?P<speaker>.+?) \((?P<kind>speech|summary|intervention)\): (?P<text>.*)$"
+)
 
 _STANCES = (
     "I lean in favour, provided we move in small, reversible steps",
@@ -91,7 +93,7 @@ def _conclusion(prompt: _Prompt) -> str:
     speakers = list(dict.fromkeys(e["speaker"] for e in prompt.said("speech")))
     conclusion = {
         "summary": f'The board discussed "{prompt.topic}" over {rounds} round{"s" if rounds != 1 else ""} '
-        f'with {", ".join(speakers) or "no experts"}.',
+        f"with {', '.join(speakers) or 'no experts'}.",
         "decision_advice": f'On "{prompt.topic}": start with one small, reversible step, measure it, then decide on the rest.',
         "consensus_points": ["Decide with evidence, not fashion", "Keep the first step small and reversible"],
         "dissent_points": [f"{name}: {_stance(name)}" for name in speakers],

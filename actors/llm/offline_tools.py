@@ -18,8 +18,12 @@ import msgspec
 from .protocol import ChatMessage, LLMRequest, ToolCall
 
 _ARITHMETIC = re.compile(r"[-(]*\d[\d.\s()]*(?:(?:\*\*|//|[-+*/^%×÷])[\s(]*-?\d[\d.\s()]*)+")
-_CLOCK = re.compile(r"\bwhat time\b|\btime is it\b|\bcurrent time\b|\bwhat day\b|\bwhat(?:'s| is) the date\b|\btoday'?s date\b", re.I)
-_DELETE = re.compile(r"\b(?:delete|remove)\s+(?:the\s+)?(?:upload(?:ed)?\s+)?(?:file\s+)?([A-Za-z0-9_][A-Za-z0-9._-]*)", re.I)
+_CLOCK = re.compile(
+    r"\bwhat time\b|\btime is it\b|\bcurrent time\b|\bwhat day\b|\bwhat(?:'s| is) the date\b|\btoday'?s date\b", re.I
+)
+_DELETE = re.compile(
+    r"\b(?:delete|remove)\s+(?:the\s+)?(?:upload(?:ed)?\s+)?(?:file\s+)?([A-Za-z0-9_][A-Za-z0-9._-]*)", re.I
+)
 _ASK = re.compile(r"\bask me(?:\s+(?:for|about))?\s+(?P<what>[^.?!,]+)?", re.I)
 _PHASE = re.compile(r"Current phase: (\S+?)\.")
 
@@ -101,7 +105,9 @@ def offline_tool_move(request: LLMRequest) -> OfflineMove | None:
     intent = _intent(user, tools)
     phase = _PHASE.search(request.system_prompt or "")
     if phase is not None and "advance_phase" in tools:
-        return _plan_exec_move(user, intent, results, step, phase.group(1), "this is the last phase" in (request.system_prompt or ""))
+        return _plan_exec_move(
+            user, intent, results, step, phase.group(1), "this is the last phase" in (request.system_prompt or "")
+        )
     if results:
         return OfflineMove(text=_answer(user, results))
     if intent is None:
@@ -111,11 +117,18 @@ def offline_tool_move(request: LLMRequest) -> OfflineMove | None:
 
 
 def _plan_exec_move(
-    user: str, intent: tuple[str, dict[str, str], str] | None, results: list[tuple[ToolCall, str]], step: int, phase: str, last: bool
+    user: str,
+    intent: tuple[str, dict[str, str], str] | None,
+    results: list[tuple[ToolCall, str]],
+    step: int,
+    phase: str,
+    last: bool,
 ) -> OfflineMove:
     if last:
         return OfflineMove(text=f"Verified. {_answer(user, results)}")
-    advance = OfflineMove(text=f"The {phase} phase is done.", calls=[_call(step, 0, "advance_phase", {"summary": f"{phase} done"})])
+    advance = OfflineMove(
+        text=f"The {phase} phase is done.", calls=[_call(step, 0, "advance_phase", {"summary": f"{phase} done"})]
+    )
     if results and "advance_phase first" in results[-1][1]:
         return advance
     if intent is not None:

@@ -67,7 +67,10 @@ def _message(message: ChatMessage) -> dict[str, Any]:
 
 
 def _tool(spec: ToolSpec) -> dict[str, Any]:
-    return {"type": "function", "function": {"name": spec.name, "description": spec.description, "parameters": spec.parameters}}
+    return {
+        "type": "function",
+        "function": {"name": spec.name, "description": spec.description, "parameters": spec.parameters},
+    }
 
 
 def request_body(request: LLMRequest) -> dict[str, Any]:
@@ -87,7 +90,9 @@ def request_body(request: LLMRequest) -> dict[str, Any]:
 class OpenAIProvider:
     """Streams chat completions from `base_url` (which ends in `/v1`)."""
 
-    def __init__(self, base_url: str, *, api_key: str | None = None, timeout: float = 60.0, name: str = "openai") -> None:
+    def __init__(
+        self, base_url: str, *, api_key: str | None = None, timeout: float = 60.0, name: str = "openai"
+    ) -> None:
         self.name = name
         self._url = base_url.rstrip("/") + "/chat/completions"
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
@@ -100,7 +105,9 @@ class OpenAIProvider:
     async def stream(self, request: LLMRequest) -> AsyncIterator[Delta]:
         body = _encoder.encode(request_body(request))
         try:
-            async with self._client.stream("POST", self._url, content=body, headers={"content-type": "application/json"}) as response:
+            async with self._client.stream(
+                "POST", self._url, content=body, headers={"content-type": "application/json"}
+            ) as response:
                 if response.status_code != 200:
                     detail = (await response.aread()).decode(errors="replace")[:200]
                     raise ProviderError(self.name, f"HTTP {response.status_code}: {detail}")
@@ -127,7 +134,9 @@ class OpenAIProvider:
                     yield TextDelta(text=choice.delta.content)
                 for part in choice.delta.tool_calls or []:
                     function = part.function or _FunctionPart()
-                    yield ToolCallDelta(index=part.index, call_id=part.id, name=function.name, arguments=function.arguments or "")
+                    yield ToolCallDelta(
+                        index=part.index, call_id=part.id, name=function.name, arguments=function.arguments or ""
+                    )
             if chunk.usage is not None:
                 yield Usage(prompt_tokens=chunk.usage.prompt_tokens, completion_tokens=chunk.usage.completion_tokens)
         raise ProviderError(self.name, "the stream ended before [DONE]")

@@ -16,13 +16,17 @@ def build_providers(config: Config, offline: Provider) -> dict[str, Provider]:
     for name, endpoint in config.llm.items():
         if endpoint.kind == "openai" and endpoint.base_url:
             api_key = os.environ.get(endpoint.api_key_env) if endpoint.api_key_env else None
-            providers[name] = OpenAIProvider(endpoint.base_url, api_key=api_key, timeout=endpoint.timeout, name=f"openai:{name}")
+            providers[name] = OpenAIProvider(
+                endpoint.base_url, api_key=api_key, timeout=endpoint.timeout, name=f"openai:{name}"
+            )
         else:
             providers[name] = offline
     return providers
 
 
-def tiers(config: Config, providers: dict[str, Provider], llm: str, fallback: list[str], model: str | None) -> list[Tier]:
+def tiers(
+    config: Config, providers: dict[str, Provider], llm: str, fallback: list[str], model: str | None
+) -> list[Tier]:
     """The chain for an agent: its endpoint (`model` overrides the endpoint's), then each fallback endpoint."""
 
     def endpoint_model(name: str) -> str:

@@ -4,4 +4,13 @@ from .base import InvalidArguments, Tool, ToolError, ToolKind, ToolRegistry
 from .builtin import BUILTIN_TOOLS
 from .calculator import evaluate, format_number
 
-__all__ = ["BUILTIN_TOOLS", "InvalidArguments", "Tool", "ToolError", "ToolKind", "ToolRegistry", "evaluate", "format_number"]
+__all__ = [
+    "BUILTIN_TOOLS",
+    "InvalidArguments",
+    "Tool",
+    "ToolError",
+    "ToolKind",
+    "ToolRegistry",
+    "evaluate",
+    "format_number",
+]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import msgspec
@@ -43,7 +43,7 @@ async def calculator(args: CalculatorArgs) -> str:
 async def clock(args: ClockArgs) -> str:
     if args.timezone.upper() not in ("UTC", "Z", "GMT"):
         raise ToolError(f"unknown time zone {args.timezone!r}; only UTC is available")
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     return f"It is {now:%H:%M} UTC on {now:%A, %d %B %Y} ({now.isoformat(timespec='seconds')})."
 
 
@@ -69,7 +69,12 @@ async def delete_upload(args: DeleteUploadArgs) -> str:
 
 BUILTIN_TOOLS = ToolRegistry(
     [
-        Tool(name="calculator", description="Evaluate an arithmetic expression exactly.", args=CalculatorArgs, run=calculator),
+        Tool(
+            name="calculator",
+            description="Evaluate an arithmetic expression exactly.",
+            args=CalculatorArgs,
+            run=calculator,
+        ),
         Tool(name="clock", description="Tell the current date and time (UTC).", args=ClockArgs, run=clock),
         Tool(
             name="ask_human",
