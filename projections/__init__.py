@@ -3,6 +3,7 @@
 Only this package runs SQL; the rest of the system uses these names.
 """
 
+from ._append_request import NewEvent
 from .checkpoints import Checkpoints
 from .database import Engine, create_engine, ensure_database
 from .errors import (
@@ -13,7 +14,7 @@ from .errors import (
     EventLogClosedError,
     EventLogError,
 )
-from .eventlog import EventLog, NewEvent
+from .eventlog import EventLog
 from .leases import PartitionLeases
 from .migrations import migrate
 from .readmodels import MessageView, Projector, ReadModels, SessionView

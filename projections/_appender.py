@@ -16,7 +16,8 @@ import structlog
 
 from schemas.envelope import RecordedEvent
 
-from ._batch import DEFER, AppendRequest, write_batch
+from ._append_request import AppendRequest
+from ._batch import DEFER, write_batch
 from .errors import DatabaseError, EventLogClosedError
 
 logger = structlog.get_logger(__name__)

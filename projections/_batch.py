@@ -7,22 +7,17 @@ committed one: a follower that has seen position N never finds a later commit be
 
 from __future__ import annotations
 
-import asyncio
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 import asyncpg
 
 from schemas.envelope import RecordedEvent
 
 from . import _locks
+from ._append_request import AppendRequest
 from ._rows import to_recorded, to_row
 from .errors import ConcurrencyError, DuplicateEventError, EventLogError
 from .tables import position_seq
-
-if TYPE_CHECKING:
-    from .eventlog import NewEvent
 
 CHANNEL = "agentbus_events"
 """NOTIFY channel; the payload is the largest position the transaction committed."""
@@ -31,20 +26,6 @@ SCHEMA = 1
 """The `schema` stored with new events; events carry no version of their own yet."""
 
 Outcome = list[RecordedEvent] | EventLogError
-
-
-@dataclass(eq=False, slots=True)
-class AppendRequest:
-    """One caller's `append`, waiting in the appender's queue for its outcome."""
-
-    stream: str
-    events: tuple[NewEvent, ...]
-    expected_version: int | None
-    future: asyncio.Future[list[RecordedEvent]] = field(repr=False)
-
-    @property
-    def event_ids(self) -> list[str]:
-        return [new.event_id for new in self.events]
 
 
 DEFER = object()
@@ -94,11 +75,9 @@ async def write_batch(conn: asyncpg.Connection, batch: list[AppendRequest]) -> l
     recorded_at: datetime = (await conn.fetchrow(_LOCK, _locks.APPEND))[1]
     ids = [event_id for request in batch for event_id in request.event_ids]
     streams = list({request.stream for request in batch})
-    versions: dict[str, int] = {}
-    duplicates = 0
-    for stream, version, duplicates in await conn.fetch(_VERSIONS, streams, ids):
-        if version is not None:
-            versions[stream] = version
+    version_rows = await conn.fetch(_VERSIONS, streams, ids)
+    versions: dict[str, int] = {stream: version for stream, version, _ in version_rows if version is not None}
+    duplicates = version_rows[0][2] if version_rows else 0  # every row carries the same count
     existing = {row[7]: to_recorded(row) for row in await conn.fetch(_BY_IDS, ids)} if duplicates else {}
 
     outcomes: list[Outcome | object] = []

@@ -13,11 +13,10 @@ import structlog
 from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from schemas.envelope import EventMeta, RecordedEvent
-from schemas.events import AnyEvent
+from schemas.envelope import RecordedEvent
 
+from ._append_request import AppendRequest, NewEvent
 from ._appender import GroupAppender
-from ._batch import AppendRequest
 from ._db import driver_errors
 from ._rows import select_events, to_recorded
 from ._wakeup import Wakeup
@@ -28,19 +27,6 @@ from .tables import events
 logger = structlog.get_logger(__name__)
 
 _MIN_RETRY = 0.5  # how often an unreachable database is tried again, whatever the poll interval
-
-
-def _new_event_id() -> str:
-    return str(uuid.uuid4())
-
-
-class NewEvent(msgspec.Struct, frozen=True, kw_only=True):
-    """An event to append; `event_id` (a UUID) makes a retried append a no-op."""
-
-    event: AnyEvent
-    session_id: str
-    event_id: str = msgspec.field(default_factory=_new_event_id)
-    meta: EventMeta = EventMeta()
 
 
 class EventLog:
