@@ -95,7 +95,8 @@ class Projector:
     async def _run_once(self) -> None:
         async with self._engine.connect() as conn:
             try:
-                while not await self._try_lock(conn):
+                # The lock is held by another process and Postgres signals no release: polling is the only way.
+                while not await self._try_lock(conn):  # noqa: ASYNC110
                     await asyncio.sleep(self._retry_interval)
                 logger.info("projector_active", projector=self.name)
                 async with Wakeup(self._dsn) as wakeup:

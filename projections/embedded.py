@@ -5,13 +5,13 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+from .errors import EventLogError
+
 # pgserver asks platformdirs for a runtime dir at import; without XDG_RUNTIME_DIR
 # platformdirs warns and falls back to /tmp, which is what we want anyway.
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
-import pgserver  # noqa: E402
-
-from .errors import EventLogError
+import pgserver  # noqa: E402  (after the filter above, on purpose)
 
 DATABASE = "agentbus"
 
