@@ -66,13 +66,18 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--at", type=int, help="show the board as it stood at this log position")
     replay.set_defaults(func=cmd_replay)
 
-    bench = sub.add_parser("bench", help="run the benchmarks in bench/")
-    bench.add_argument("--turns", type=int, default=1000)
+    # Every argument after `bench` goes to `python -m bench.run`, `--help` included.
+    bench = sub.add_parser("bench", help="run the benchmarks in bench/ (source tree only)", add_help=False)
     bench.set_defaults(func=cmd_bench)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "bench":
+        args.bench_args = rest
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     configure_logging(args.log_level)
     return int(args.func(args, Settings.from_env()) or 0)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -96,11 +98,26 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
-    # bench/ ships with the source tree, not the installed package.
-    source_tree = Path(__file__).resolve().parent.parent
-    if not (source_tree / "bench" / "run.py").exists():
-        raise SystemExit("bench/ ships with the source tree only: run `make bench` from a checkout")
-    sys.path.insert(0, str(source_tree))
-    from bench.run import main as bench_main
+    """Run `python -m bench.run` in the source tree, with the arguments given after `bench`.
 
-    return bench_main(args.turns)
+    The benchmarks are no part of the product: they ship with the source tree
+    only, and run in a child process so that the product never imports them.
+    """
+    source_tree = Path(__file__).resolve().parents[1]
+    if not (source_tree / "bench" / "run.py").is_file():
+        raise SystemExit(
+            f"agentbus bench needs the source tree: there is no bench/ in {source_tree} "
+            "(an installed package ships without it); run `make bench` from a checkout"
+        )
+    child = subprocess.Popen([sys.executable, "-m", "bench.run", *args.bench_args], cwd=source_tree, process_group=0)
+    # The child has its own process group: Ctrl-C and SIGTERM reach it through us, and
+    # we wait while it stops the services it started (it exits 130 when interrupted).
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: child.send_signal(signal.SIGTERM))
+    try:
+        while True:
+            try:
+                return child.wait()
+            except KeyboardInterrupt:
+                child.send_signal(signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
