@@ -132,12 +132,12 @@ def _throughput(appends: int, per_append: int, elapsed: float, latencies: list[f
     return Throughput(appends, appends * per_append, elapsed, Summary.of_seconds(latencies))
 
 
-async def _eventlog_case(log: EventLog, label: str, writers: int, appends: int, size: int) -> Throughput:
+async def _eventlog_case(event_log: EventLog, label: str, writers: int, appends: int, size: int) -> Throughput:
     versions = [0] * writers
 
     async def write(w: int, i: int) -> None:
         batch = [_new_event(versions[w] + k) for k in range(size)]
-        await log.append(f"{label}-{w}", batch, expected_version=versions[w])
+        await event_log.append(f"{label}-{w}", batch, expected_version=versions[w])
         versions[w] += size
 
     elapsed, latencies = await _timed_writers(writers, appends, write)
@@ -181,7 +181,7 @@ async def _check_written(pool: asyncpg.Pool, cases: list[Case]) -> None:
 async def measure_appends(database_url: str, counts: Counts = Counts()) -> list[Case]:
     """Run the three cases on `database_url` (a fresh database), EventLog then raw for each."""
     engine = create_engine(database_url)
-    log = EventLog(engine)
+    event_log = EventLog(engine)
     pool = await asyncpg.create_pool(asyncpg_dsn(database_url), min_size=counts.writers, max_size=counts.writers)
     try:
         await migrate(engine)
@@ -189,7 +189,7 @@ async def measure_appends(database_url: str, counts: Counts = Counts()) -> list[
             for statement in _RAW_DDL:
                 await conn.execute(statement)
         # Warm both paths (connections, prepared statements, appender task) outside the timing.
-        await _eventlog_case(log, "warmup", 4, 10, 1)
+        await _eventlog_case(event_log, "warmup", 4, 10, 1)
         await _raw_case(pool, "warmup", 4, 10, 1)
         cases = [
             ("(a) 1 event/append, 1 writer", 1, counts.single, 1),
@@ -199,12 +199,12 @@ async def measure_appends(database_url: str, counts: Counts = Counts()) -> list[
         results = []
         for index, (name, writers, appends, size) in enumerate(cases):
             label = f"case{index}"
-            eventlog = await _eventlog_case(log, label, writers, appends, size)
+            eventlog = await _eventlog_case(event_log, label, writers, appends, size)
             raw = await _raw_case(pool, label, writers, appends, size)
             results.append(Case(name, eventlog, raw))
         await _check_written(pool, results)
         return results
     finally:
-        await log.close()
+        await event_log.close()
         await pool.close()
         await engine.dispose()

@@ -31,7 +31,7 @@ from schemas import DecodeError, InvalidId, SendMessage, SessionCommand, Subject
 from .connection import Bus
 from .errors import BusError, PublishFailed
 
-log = structlog.get_logger("agentbus.bus")
+logger = structlog.get_logger("agentbus.bus")
 
 DEFAULT_PARTITIONS = 8
 DUPLICATE_WINDOW_S = 24 * 3600
@@ -69,7 +69,7 @@ async def ensure_command_stream(bus: Bus, *, partitions: int = DEFAULT_PARTITION
     except nats.js.errors.BadRequestError:
         info = await js.update_stream(config)
     if info.config.subject_transform is None:
-        log.warning("command_stream_unpartitioned", reason="the NATS server has no subject transforms (< 2.10)")
+        logger.warning("command_stream_unpartitioned", reason="the NATS server has no subject transforms (< 2.10)")
         return 0
     return partitions
 
@@ -189,20 +189,20 @@ class CommandConsumer:
                 nats.errors.ConnectionReconnectingError,
                 nats.js.errors.APIError,
             ) as exc:
-                log.warning("command_fetch_failed", error=str(exc))
+                logger.warning("command_fetch_failed", error=str(exc))
                 await asyncio.sleep(0.5)
                 continue
             except Exception:
                 # Whatever else nats-py raises, this partition must keep being
                 # served: a dead loop would strand its sessions' commands.
-                log.exception("command_fetch_crashed")
+                logger.exception("command_fetch_crashed")
                 await asyncio.sleep(0.5)
                 continue
             for msg in msgs:
                 try:
                     session_id = Subjects.session_of(msg.subject)
                 except InvalidId as exc:
-                    log.warning("command_for_invalid_session", subject=msg.subject, error=str(exc))
+                    logger.warning("command_for_invalid_session", subject=msg.subject, error=str(exc))
                     await msg.term()
                     continue
                 await self._queue.put(self._delivery(msg, session_id))

@@ -19,7 +19,7 @@ from schemas import DecodeError, Decoder, ErrorReply, Subjects, encode
 
 from .errors import BusError, RequestFailed
 
-log = structlog.get_logger("agentbus.bus")
+logger = structlog.get_logger("agentbus.bus")
 
 T = TypeVar("T")
 R = TypeVar("R", bound=msgspec.Struct)
@@ -45,7 +45,7 @@ class TypedSubscription(Generic[T]):
             try:
                 yield self._decoder.decode(msg.data)
             except DecodeError as exc:
-                log.warning("undecodable_message", subject=msg.subject, error=str(exc))
+                logger.warning("undecodable_message", subject=msg.subject, error=str(exc))
 
     async def close(self) -> None:
         """Stop receiving; safe to call twice or after the connection closed."""
@@ -67,17 +67,17 @@ class Bus:
         """Connect, reconnecting forever after a drop (commands wait in JetStream meanwhile)."""
 
         async def on_error(exc: Exception) -> None:
-            log.warning("nats_error", error=str(exc), client=name)
+            logger.warning("nats_error", error=str(exc), client=name)
 
         connection: list[Client] = []
 
         async def on_disconnect() -> None:
             if connection and (connection[0].is_closed or connection[0].is_draining):
                 return  # our own close, not a failure
-            log.warning("nats_disconnected", client=name)
+            logger.warning("nats_disconnected", client=name)
 
         async def on_reconnect() -> None:
-            log.info("nats_reconnected", client=name)
+            logger.info("nats_reconnected", client=name)
 
         try:
             nc = await nats.connect(
@@ -154,7 +154,7 @@ class Bus:
             try:
                 reply = await handler(request)
             except Exception as exc:  # a bug in one request must not kill the service
-                log.exception("request_handler_failed", subject=msg.subject)
+                logger.exception("request_handler_failed", subject=msg.subject)
                 reply = ErrorReply(code="internal", message=f"{type(exc).__name__}: {exc}")
             await msg.respond(encode(reply))
 

@@ -59,7 +59,7 @@ class EmbeddedNats:
         self.store_dir.mkdir(parents=True, exist_ok=True)
         self._stop_leftover()
         self.port = free_port(self.host)
-        log = open(self.store_dir / "nats-server.log", "ab")
+        log_file = open(self.store_dir / "nats-server.log", "ab")
         self._process = subprocess.Popen(
             [
                 nats_server_binary(),
@@ -73,11 +73,11 @@ class EmbeddedNats:
                 "-P",
                 str(self._pid_file),
             ],
-            stdout=log,
+            stdout=log_file,
             stderr=subprocess.STDOUT,
             preexec_fn=_die_with_parent,
         )
-        log.close()
+        log_file.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:

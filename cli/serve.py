@@ -26,7 +26,7 @@ from schemas import Subjects
 
 from .settings import ENDPOINTS_FILE, Endpoints, Settings, require_urls
 
-log = structlog.get_logger("agentbus")
+logger = structlog.get_logger("agentbus")
 
 
 @contextlib.asynccontextmanager
@@ -50,10 +50,10 @@ async def _serve_gateway(
     worker_ready: asyncio.Event | None = None,
 ) -> None:
     """Serve the gateway on `host:port` (0: a free port), calling `on_ready(bound port)` once it answers."""
-    log_ = EventLog(engine)
+    event_log = EventLog(engine)
     ctx = GatewayContext(
         bus=bus,
-        log=log_,
+        event_log=event_log,
         read_models=ReadModels(engine),
         api_key=settings.api_key,
         answer_timeout=settings.answer_timeout,
@@ -87,11 +87,11 @@ async def _serve_gateway(
     finally:
         server.should_exit = True
         await asyncio.gather(serving, return_exceptions=True)
-        await log_.close()
+        await event_log.close()
 
 
 def _exit_now() -> None:
-    log.error("shutdown_timed_out")
+    logger.error("shutdown_timed_out")
     os._exit(1)
 
 
@@ -109,7 +109,7 @@ async def _until_signal(*tasks: asyncio.Task[None], grace: float = 20.0) -> None
         loop.add_signal_handler(sig, stop.set)
     stopper = asyncio.create_task(stop.wait(), name="signals")
     done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
-    log.info("stopping", reason="signal" if stopper in done else "a part ended")
+    logger.info("stopping", reason="signal" if stopper in done else "a part ended")
     watchdog = threading.Timer(2 * grace, _exit_now)
     watchdog.daemon = True
     watchdog.start()
@@ -117,7 +117,7 @@ async def _until_signal(*tasks: asyncio.Task[None], grace: float = 20.0) -> None
         task.cancel()
     _, stuck = await asyncio.wait(tasks, timeout=grace)
     for task in stuck:
-        log.error("shutdown_stuck", task=task.get_name(), stack=[str(frame) for frame in task.get_stack()])
+        logger.error("shutdown_stuck", task=task.get_name(), stack=[str(frame) for frame in task.get_stack()])
     for task in done:
         if task is not stopper and not task.cancelled() and task.exception() is not None:
             raise task.exception()  # type: ignore[misc]

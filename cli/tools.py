@@ -64,11 +64,11 @@ def cmd_projections(args: argparse.Namespace, settings: Settings) -> int:
 
     async def main() -> None:
         async with database(url) as engine:
-            log_ = EventLog(engine)
+            event_log = EventLog(engine)
             try:
-                await Projector(engine, log_).rebuild()
+                await Projector(engine, event_log).rebuild()
             finally:
-                await log_.close()
+                await event_log.close()
 
     asyncio.run(main())
     print("read models rebuilt from the event log")
@@ -81,16 +81,16 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
 
     async def main() -> str:
         engine = create_engine(url)
-        log_ = EventLog(engine)
+        event_log = EventLog(engine)
         try:
             if args.what == "session":
-                return msgspec.json.format(msgspec.json.encode(await session_outline(log_, args.id))).decode()
-            view = await load_board(log_, args.id, at=args.at)
+                return msgspec.json.format(msgspec.json.encode(await session_outline(event_log, args.id))).decode()
+            view = await load_board(event_log, args.id, at=args.at)
             if view is None:
                 raise SystemExit(f"board {args.id} not found in the event log")
             return board_markdown(view) if args.format == "markdown" else msgspec.json.encode(view).decode()
         finally:
-            await log_.close()
+            await event_log.close()
             await engine.dispose()
 
     print(asyncio.run(main()))

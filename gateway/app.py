@@ -50,7 +50,7 @@ async def readyz(request: Request) -> Response:
     if not ctx.bus.nc.is_connected:
         return problem(503, "NATS is not connected", "nats_down")
     try:
-        await ctx.log.last_position()
+        await ctx.event_log.last_position()
     except EventLogError as exc:
         return problem(503, f"event log unavailable: {exc}", "database_down")
     return PlainTextResponse("ready")

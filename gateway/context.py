@@ -1,4 +1,4 @@
-"""What the gateway's handlers share: the bus, the log (read only) and the read models."""
+"""What the gateway's handlers share: the bus, the event log (read only) and the read models."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ class GatewayContext(msgspec.Struct, frozen=True, kw_only=True):
     """Handles the gateway needs; it holds no business logic of its own."""
 
     bus: Bus
-    log: EventLog
+    event_log: EventLog
     read_models: ReadModels
     api_key: str | None = None
     request_timeout: float = 10.0

@@ -26,7 +26,7 @@ async def metrics(request: Request) -> Response:
         f"agentbus_commands_failed_total {counters.commands_failed_total}",
     ]
     try:
-        head = await ctx.log.last_position()
+        head = await ctx.event_log.last_position()
         projected = await ctx.read_models.checkpoint()
     except EventLogError:
         lines += ["# the event log is unreachable: positions unknown"]

@@ -16,7 +16,9 @@ class ClientFrame(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
     """Base of client → server frames."""
 
 
-class ChatMessage(ClientFrame, frozen=True, kw_only=True, tag="message"):
+class MessageFrame(ClientFrame, frozen=True, kw_only=True, tag="message"):
+    """A chat message the client sends (wire tag `message`); not the LLM's `ChatMessage`."""
+
     content: str
     model: str | None = None
     execution_mode: ExecutionMode | None = None
@@ -41,7 +43,7 @@ class ConfirmationReplyFrame(ClientFrame, frozen=True, kw_only=True, tag="confir
     approved: bool
 
 
-ClientFrames = ChatMessage | CancelFrame | Ping | ReplyFrame | ConfirmationReplyFrame
+ClientFrames = MessageFrame | CancelFrame | Ping | ReplyFrame | ConfirmationReplyFrame
 client_frames = msgspec.json.Decoder(ClientFrames)
 
 

@@ -65,7 +65,7 @@ async def existing_session(request: Request) -> SessionView | Response:
     session_id = await _session_id(request)
     if isinstance(session_id, Response):
         return session_id
-    await ctx.read_models.wait_caught_up(ctx.log)
+    await ctx.read_models.wait_caught_up(ctx.event_log)
     view = await ctx.read_models.get_session(session_id)
     if view is None:
         return problem(404, f"Session '{session_id}' not found", "unknown_session")
@@ -74,7 +74,7 @@ async def existing_session(request: Request) -> SessionView | Response:
 
 async def list_sessions(request: Request) -> Response:
     ctx = _ctx(request)
-    await ctx.read_models.wait_caught_up(ctx.log)
+    await ctx.read_models.wait_caught_up(ctx.event_log)
     return json_response(await ctx.read_models.list_sessions())
 
 
@@ -103,7 +103,7 @@ async def create_session(request: Request) -> Response:
 async def _wait_for_session(ctx: GatewayContext, session_id: str, timeout: float = 5.0) -> SessionView | None:
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
-        await ctx.read_models.wait_caught_up(ctx.log, timeout=timeout)
+        await ctx.read_models.wait_caught_up(ctx.event_log, timeout=timeout)
         view = await ctx.read_models.get_session(session_id)
         if view is not None or asyncio.get_running_loop().time() > deadline:
             return view
@@ -127,7 +127,7 @@ async def close_session(request: Request) -> Response:
         return problem(503, str(exc), "bus_unavailable")
     deadline = asyncio.get_running_loop().time() + ctx.request_timeout
     while asyncio.get_running_loop().time() < deadline:
-        await ctx.read_models.wait_caught_up(ctx.log)
+        await ctx.read_models.wait_caught_up(ctx.event_log)
         view = await ctx.read_models.get_session(session_id)
         if view is not None and view.status == "closed":
             return json_response(Closed(status="closed", session_id=session_id))
@@ -167,7 +167,7 @@ async def get_board(request: Request) -> Response:
     except (InvalidId, ValueError) as exc:
         return problem(400, str(exc), "invalid_request")
     try:
-        view = await load_board(ctx.log, board_id, at=at)
+        view = await load_board(ctx.event_log, board_id, at=at)
     except EventLogError as exc:
         return problem(503, str(exc), "log_unavailable")
     if view is None:
@@ -186,7 +186,7 @@ async def list_events(request: Request) -> Response:
     except ValueError as exc:
         return problem(400, f"invalid query: {exc}", "invalid_query")
     try:
-        events = await ctx.log.read_session(session_id, after=after, limit=limit)
+        events = await ctx.event_log.read_session(session_id, after=after, limit=limit)
     except EventLogError as exc:
         return problem(503, str(exc), "log_unavailable")
     return json_response(events)

@@ -75,7 +75,7 @@ async def send_message(request: Request) -> Response:
             return problem(503, str(exc), "bus_unavailable")
         waiter = _Waiter(session_id, key)
         # A retried key may have been answered already (JetStream drops the duplicate): look in the log first.
-        async for recorded in ctx.log.iter_session(session_id):
+        async for recorded in ctx.event_log.iter_session(session_id):
             if (response := waiter.see(recorded)) is not None:
                 return response
         try:

@@ -31,8 +31,8 @@ from .auth import authorized
 from .context import GatewayContext
 from .protocol import (
     CancelFrame,
-    ChatMessage,
     ConfirmationReplyFrame,
+    MessageFrame,
     Ping,
     ReplyFrame,
     ServerFrame,
@@ -42,7 +42,7 @@ from .protocol import (
 )
 from .render import render
 
-log = structlog.get_logger("agentbus.gateway")
+logger = structlog.get_logger("agentbus.gateway")
 
 CLOSE_UNAUTHORIZED = 4001
 CLOSE_POLICY = 1008
@@ -72,7 +72,7 @@ class _Connection:
 
     async def catch_up(self, after: int) -> None:
         self.last_position = after
-        async for recorded in self.ctx.log.iter_session(self.session_id, after=after):
+        async for recorded in self.ctx.event_log.iter_session(self.session_id, after=after):
             await self.deliver(recorded)
 
     async def pump(self, live: TypedSubscription[FeedItem]) -> None:
@@ -92,7 +92,7 @@ class _Connection:
         match frame:
             case Ping():
                 await self.send(ServerFrame(type="pong"))
-            case ChatMessage():
+            case MessageFrame():
                 await self._command(
                     SendMessage(
                         content=frame.content,
@@ -142,7 +142,7 @@ async def chat_socket(websocket: WebSocket) -> None:
         await websocket.close(code=CLOSE_POLICY, reason="invalid request")
         return
     structlog.contextvars.bind_contextvars(session_id=session_id)
-    await ctx.read_models.wait_caught_up(ctx.log)
+    await ctx.read_models.wait_caught_up(ctx.event_log)
     session = await ctx.read_models.get_session(session_id)
     if session is None:
         await websocket.send_text(encode_frame(error_frame(f"Session '{session_id}' not found", "unknown_session")))

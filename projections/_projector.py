@@ -37,14 +37,14 @@ class Projector:
     def __init__(
         self,
         engine: AsyncEngine,
-        log: EventLog,
+        event_log: EventLog,
         name: str = "read_models",
         *,
         poll_interval: float = 1.0,
         retry_interval: float = 1.0,
     ) -> None:
         self._engine = engine
-        self._log = log
+        self._event_log = event_log
         self.name = name
         self._poll_interval = poll_interval
         self._retry_interval = retry_interval
@@ -78,7 +78,7 @@ class Projector:
                 for table in READ_MODEL_TABLES:
                     await conn.execute(delete(table))
                 await conn.execute(text("SELECT pg_notify(:channel, '0')"), {"channel": CHANNEL})
-            target = await self._log.last_position()
+            target = await self._event_log.last_position()
             async with self._engine.connect() as conn:
                 try:
                     while True:
@@ -121,7 +121,7 @@ class Projector:
         The checkpoint is read (and row-locked) in the transaction, not kept in
         memory, so a reset by `rebuild` is seen by the next step.
         """
-        page_size = self._log.page_size
+        page_size = self._event_log.page_size
         async with conn.begin():
             after = await conn.scalar(
                 select(checkpoints.c.position).where(checkpoints.c.name == self.name).with_for_update()

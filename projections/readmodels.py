@@ -78,12 +78,12 @@ class ReadModels:
         rows = await self._rows(select(checkpoints.c.position).where(checkpoints.c.name == name), "read checkpoint")
         return rows[0].position if rows else 0
 
-    async def wait_caught_up(self, log: EventLog, timeout: float = 2.0, name: str = "read_models") -> bool:
+    async def wait_caught_up(self, event_log: EventLog, timeout: float = 2.0, name: str = "read_models") -> bool:
         """Wait until projector `name` has applied the log up to its last position at call time.
 
         Returns False if that takes longer than `timeout` seconds.
         """
-        target = await log.last_position()
+        target = await event_log.last_position()
         if target == 0:
             return True
         query = select(checkpoints.c.position).where(checkpoints.c.name == name)

@@ -25,9 +25,9 @@ _TURN_ENDS: dict[str, TurnStatus] = {
 }
 
 
-async def load_board(log: EventLog, board_id: str, *, at: int | None = None) -> BoardView | None:
+async def load_board(event_log: EventLog, board_id: str, *, at: int | None = None) -> BoardView | None:
     """Rebuild a board from its stream (as it stood at position `at`, if given); None if it has no events."""
-    events = [recorded async for recorded in log.iter_stream(board_stream(board_id))]
+    events = [recorded async for recorded in event_log.iter_stream(board_stream(board_id))]
     if not events:
         return None
     return fold(board_id, events, at=at)
@@ -65,11 +65,11 @@ class _Turn(msgspec.Struct, kw_only=True):
     user_message_id: str | None = None
 
 
-async def session_outline(log: EventLog, session_id: str) -> SessionOutline:
+async def session_outline(event_log: EventLog, session_id: str) -> SessionOutline:
     """List the session's boards and turns from its events (one pass, one page in memory at a time)."""
     boards: dict[str, tuple[int, BoardView]] = {}
     turns: dict[str, _Turn] = {}
-    async for recorded in log.iter_session(session_id):
+    async for recorded in event_log.iter_session(session_id):
         kind, _, actor_id = recorded.stream.partition("-")
         if kind == "board":
             _, view = boards.setdefault(actor_id, (recorded.position, BoardView(board_id=actor_id)))
