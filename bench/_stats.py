@@ -52,7 +52,9 @@ def table(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> 
 
     def line(cells: Sequence[str]) -> str:
         first, *rest = cells
-        return "  ".join([str(first).ljust(widths[0]), *(str(c).rjust(w) for c, w in zip(rest, widths[1:]))])
+        return "  ".join(
+            [str(first).ljust(widths[0]), *(str(c).rjust(w) for c, w in zip(rest, widths[1:], strict=True))]
+        )
 
     rule = "-" * len(line(headers))
     return "\n".join([title, rule, line(headers), rule, *(line(row) for row in rows), rule])

@@ -18,6 +18,7 @@ import json
 import time
 import uuid
 from dataclasses import dataclass
+from itertools import pairwise
 
 import asyncpg
 import httpx
@@ -92,7 +93,7 @@ async def _board(ws) -> BoardRun:
             wall = time.perf_counter() - sent
             if len(speeches) != SPEECHES or f"_{ROUNDS} rounds of discussion_" not in frame.get("content", ""):
                 raise BoardError(f"expected {SPEECHES} speeches and {ROUNDS} rounds, got {len(speeches)}: {frame}")
-            gaps = [b - a for a, b in zip([sent, *speeches], speeches)]
+            gaps = [b - a for a, b in pairwise([sent, *speeches])]
             return BoardRun(wall=wall, speech_gaps=gaps)
         elif kind == "error":
             raise BoardError(f"error frame during the board: {frame}")

@@ -57,7 +57,7 @@ def logs(draw: st.DrawFn) -> list[RecordedEvent]:
     events: list[AnyEvent] = draw(st.lists(board_events, max_size=30))
     gaps = draw(st.lists(st.integers(min_value=1, max_value=5), min_size=len(events), max_size=len(events)))
     position, recorded = 0, []
-    for version, (event, gap) in enumerate(zip(events, gaps), start=1):
+    for version, (event, gap) in enumerate(zip(events, gaps, strict=True), start=1):
         position += gap
         recorded.append(
             RecordedEvent(
@@ -70,7 +70,7 @@ def logs(draw: st.DrawFn) -> list[RecordedEvent]:
                 recorded_at=datetime(2026, 1, 1, tzinfo=UTC),
                 meta=EventMeta(),
                 event=event,
-            )  # fmt: skip
+            )
         )
     return recorded
 

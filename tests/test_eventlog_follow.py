@@ -16,9 +16,9 @@ from projections._wakeup import APPLICATION_NAME
 from projections.database import asyncpg_dsn
 from schemas.envelope import RecordedEvent
 from schemas.events import UserMessage
+from tests.conftest import outage
 
 NEVER = 3600.0  # a poll interval that never fires during a test
-from tests.conftest import outage
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 from collections.abc import AsyncIterator
@@ -134,7 +135,8 @@ async def test_an_unknown_agent_is_a_404_and_a_bad_config_stops_the_start(system
     assert unknown.status_code == 404 and unknown.json()["code"] == "unknown_agent"
     bad = tmp_path / "bad.toml"
     bad.write_text('[agents.a]\ntools = ["teleport"]\n')
-    started = subprocess.run(
+    started = await asyncio.to_thread(  # off the event loop, which the session's fixtures share
+        subprocess.run,
         [AGENTBUS, "up", "--data-dir", str(tmp_path / "never")],
         env={**system.env, "AGENTBUS_CONFIG": str(bad)},
         capture_output=True,
