@@ -208,7 +208,11 @@ def _sigterm_as_interrupt() -> Callable[[], None]:
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, interrupt)
-    return lambda: signal.signal(signal.SIGTERM, previous)
+
+    def restore() -> None:
+        signal.signal(signal.SIGTERM, previous)
+
+    return restore
 
 
 def _parse(argv: list[str] | None = None) -> argparse.Namespace:

@@ -128,8 +128,8 @@ async def close_session(request: Request) -> Response:
     deadline = asyncio.get_running_loop().time() + ctx.request_timeout
     while asyncio.get_running_loop().time() < deadline:
         await ctx.read_models.wait_caught_up(ctx.event_log)
-        view = await ctx.read_models.get_session(session_id)
-        if view is not None and view.status == "closed":
+        current = await ctx.read_models.get_session(session_id)
+        if current is not None and current.status == "closed":
             return json_response(Closed(status="closed", session_id=session_id))
         await asyncio.sleep(0.02)
     return problem(504, "close was accepted but not yet recorded", "timeout")
