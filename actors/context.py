@@ -1,6 +1,8 @@
-"""What actors of one worker share: the bus, the log and the model provider."""
+"""What actors of one worker share: the bus, the event log, the model providers, the relay."""
 
 from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
 
 import msgspec
 
@@ -10,13 +12,17 @@ from projections import EventLog
 from .config import Config
 from .llm import Provider
 
+Relayed = Callable[[int], Awaitable[object]]
+"""Wait until the log is published live up to a position (so no streamed chunk overtakes a recorded event)."""
+
 
 class WorkerContext(msgspec.Struct, frozen=True, kw_only=True):
     """Handles given to every actor the worker creates."""
 
     bus: Bus
-    log: EventLog
+    event_log: EventLog
     provider: Provider
+    relayed: Relayed
     default_model: str = "offline"
     config: Config = Config()
     providers: dict[str, Provider] = {}

@@ -15,7 +15,7 @@ import structlog
 from bus import Bus
 from projections import Checkpoints, EventLog
 
-log = structlog.get_logger("agentbus.relay")
+logger = structlog.get_logger("agentbus.relay")
 
 CHECKPOINT = "nats_relay"
 
@@ -23,8 +23,8 @@ CHECKPOINT = "nats_relay"
 class Relay:
     """Follows the log from its checkpoint and publishes each event live."""
 
-    def __init__(self, log_: EventLog, checkpoints: Checkpoints, bus: Bus, *, save_every: float = 0.25) -> None:
-        self._log = log_
+    def __init__(self, event_log: EventLog, checkpoints: Checkpoints, bus: Bus, *, save_every: float = 0.25) -> None:
+        self._event_log = event_log
         self._checkpoints = checkpoints
         self._bus = bus
         self._save_every = save_every
@@ -62,7 +62,7 @@ class Relay:
         self.position = self._saved = await self._checkpoints.get(CHECKPOINT)
         saver = asyncio.create_task(self._save_periodically(), name="relay-checkpoint")
         try:
-            async for recorded in self._log.follow(self.position):
+            async for recorded in self._event_log.follow(self.position):
                 await self._bus.publish(self._bus.subjects.session_evt(recorded.session_id), recorded)
                 self.position = recorded.position
                 if self._waiters:

@@ -13,21 +13,20 @@ from projections import Checkpoints, Engine, EventLog, EventLogError, PartitionL
 from schemas import CommandRefused, CreateSession, DecodeError, ErrorReply, InvalidId, SessionReady, codec, validate_id
 from schemas.experts import expert_requests
 
-from .board import BoardActor
+from .board import BoardActor, ExpertActor
+from .board.experts import QUEUE as EXPERTS_QUEUE
+from .board.experts import answer_experts
 from .config import DEFAULT_CONFIG, Config, load_config
 from .context import WorkerContext
 from .errors import ActorError
-from .experts import QUEUE as EXPERTS_QUEUE
-from .experts import ExpertActor, answer_experts
 from .llm import Provider
 from .llm.registry import build_providers, close_providers
-from .messages import Deliver
 from .relay import Relay
 from .runtime import ActorHost
-from .session import SessionActor
+from .session import Deliver, SessionActor
 from .turn import TurnActor
 
-log = structlog.get_logger("agentbus.worker")
+logger = structlog.get_logger("agentbus.worker")
 
 LEASE_INTERVAL = 1.0
 """Seconds between attempts to take free partitions (e.g. those of a worker that died)."""
@@ -49,31 +48,29 @@ class Worker:
         config: Config | None = None,
     ) -> None:
         self.bus = bus
-        self.log = EventLog(engine)
+        self.event_log = EventLog(engine)
+        self.relay = Relay(self.event_log, Checkpoints(engine), bus)
         config = config or load_config(DEFAULT_CONFIG)
         self.ctx = WorkerContext(
             bus=bus,
-            log=self.log,
+            event_log=self.event_log,
             provider=provider,
+            relayed=self.relay.wait_for,
             default_model=default_model,
             config=config,
             providers=build_providers(config, provider),
         )
         self.host = ActorHost(idle_seconds=idle_seconds)
-        self.host.register(SessionActor.kind, lambda actor_id, host: SessionActor(actor_id, host, self.ctx))
-        self.host.register(
-            TurnActor.kind, lambda actor_id, host: TurnActor(actor_id, host, self.ctx, self.relay.wait_for)
-        )
+        ctx = self.ctx
+        self.host.register(SessionActor.kind, lambda actor_id, host: SessionActor(actor_id, host, ctx))
+        self.host.register(TurnActor.kind, lambda actor_id, host: TurnActor(actor_id, host, ctx))
+        self.host.register(BoardActor.kind, lambda actor_id, host: BoardActor(actor_id, host, ctx))
+        self.host.register(ExpertActor.kind, lambda actor_id, host: ExpertActor(actor_id, host, ctx))
         self._partitions = partitions
         self._ack_wait = ack_wait
         self._leases = PartitionLeases(engine, bus.subjects.prefix)
         self._consumers: dict[int, tuple[CommandConsumer, asyncio.Task[None]]] = {}
-        self.relay = Relay(self.log, Checkpoints(engine), bus)
-        self.host.register(
-            BoardActor.kind, lambda actor_id, host: BoardActor(actor_id, host, self.ctx, self.relay.wait_for)
-        )
-        self.host.register(ExpertActor.kind, lambda actor_id, host: ExpertActor(actor_id, host, self.ctx))
-        self.projector = Projector(engine, self.log)
+        self.projector = Projector(engine, self.event_log)
         self._in_flight: set[asyncio.Task[None]] = set()
         self.ready = asyncio.Event()
         """Set once the worker takes commands and answers creates and expert requests."""
@@ -98,7 +95,7 @@ class Worker:
             asyncio.create_task(_supervised("projector", self.projector.run), name="projector"),
         ]
         await self._rebalance(wanted, partitioned=available > 0)
-        log.info("worker_started", partitions=sorted(self._consumers))
+        logger.info("worker_started", partitions=sorted(self._consumers))
         self.ready.set()
         try:
             while True:
@@ -115,7 +112,7 @@ class Worker:
             await asyncio.gather(*background, *self._in_flight, return_exceptions=True)
             await self.host.stop()
             await close_providers(self.ctx.providers)
-            await self.log.close()
+            await self.event_log.close()
 
     async def _rebalance(self, wanted: list[int], *, partitioned: bool) -> None:
         """Consume exactly the partitions whose lease this worker holds (taking free ones over)."""
@@ -129,7 +126,7 @@ class Worker:
         for partition in sorted(set(self._consumers) - held):
             await self._release(partition)
         if changed:
-            log.info("partitions_owned", partitions=sorted(held))
+            logger.info("partitions_owned", partitions=sorted(held))
 
     async def _take(self, consumer: CommandConsumer) -> None:
         async for delivery in consumer:
@@ -161,7 +158,7 @@ class Worker:
             correlation_id=getattr(command, "idempotency_key", None) or f"cmd-{delivery.sequence}",
         )
         if isinstance(command, DecodeError):
-            log.warning("command_undecodable", error=str(command))
+            logger.warning("command_undecodable", error=str(command))
             refusal = CommandRefused(code="invalid_command", message=str(command))
             await self.bus.publish(self.bus.subjects.session_evt(delivery.session_id), refusal)
             await delivery.term()
@@ -176,11 +173,11 @@ class Worker:
             await asyncio.shield(delivery.nak(delay=1.0))
             raise
         except (ActorError, EventLogError) as exc:
-            log.warning("command_failed", error=str(exc))
+            logger.warning("command_failed", error=str(exc))
             await delivery.nak(delay=1.0)
             return
         except Exception:  # a bug in one command must not stop the others; it is redelivered
-            log.exception("command_crashed")
+            logger.exception("command_crashed")
             await delivery.nak(delay=5.0)
             return
         await delivery.ack()
@@ -201,5 +198,5 @@ async def _supervised(name: str, run: Callable[[], Awaitable[None]], backoff: fl
         try:
             await run()
         except Exception:
-            log.exception("background_task_crashed", task=name)
+            logger.exception("background_task_crashed", task=name)
         await asyncio.sleep(backoff)

@@ -25,9 +25,9 @@ import httpx
 import msgspec
 from websockets.asyncio.client import connect
 
-from actors.board_conclusion import parse_conclusion
-from actors.board_logic import final_answer
-from actors.board_prompts import llm_request, split_consensus
+from actors.board.conclusion import parse_conclusion
+from actors.board.logic import final_answer
+from actors.board.prompts import llm_request, split_consensus
 from actors.llm import OfflineProvider, TextDelta
 from cli.settings import Endpoints
 from projections.database import asyncpg_dsn

@@ -8,7 +8,7 @@ import contextlib
 import os
 import signal
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import msgspec
@@ -67,9 +67,7 @@ async def _serve_gateway(
         lifespan="off",
         timeout_graceful_shutdown=5,
     )
-    server = uvicorn.Server(config)
-    # Signals are handled by the caller, which stops every part together.
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    server = _Server(config)
     serving = asyncio.create_task(server.serve(), name="uvicorn")
     try:
         while not server.started:
@@ -88,6 +86,19 @@ async def _serve_gateway(
         server.should_exit = True
         await asyncio.gather(serving, return_exceptions=True)
         await event_log.close()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the caller stops every part together, in order.
+
+    uvicorn's `capture_signals` replaces the process's SIGINT/SIGTERM handlers
+    while serving and raises the captured signals again once it stops, which
+    would stop the gateway alone and then interrupt the orderly shutdown.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 def _exit_now() -> None:

@@ -12,8 +12,7 @@ from typing import Any, Literal
 import msgspec
 
 from schemas.events import AnyEvent, BoardConcluded, BoardStarted, ExpertSpeech, RoundSummary, UserIntervention
-
-from .boards import BOARD_AGENT
+from schemas.streams import BOARD_AGENT
 
 
 class BoardMessage(msgspec.Struct, frozen=True, kw_only=True):

@@ -28,14 +28,6 @@ from schemas.events import (
 
 BoardStatus = Literal["unknown", "running", "concluded", "failed", "cancelled"]
 
-BOARD_AGENT = "board_meeting"
-"""The agent name of a board's messages in history, and of its final answer."""
-
-
-def board_stream(board_id: str) -> str:
-    """Return the name of the stream a board actor writes."""
-    return f"board-{board_id}"
-
 
 class SpeechView(msgspec.Struct, frozen=True, kw_only=True):
     position: int

@@ -12,8 +12,9 @@ import msgspec
 
 from schemas import tag_of
 from schemas.events import TurnStarted
+from schemas.streams import board_stream
 
-from .boards import BoardStatus, BoardView, apply, board_stream, fold
+from .boards import BoardStatus, BoardView, apply, fold
 from .eventlog import EventLog
 
 TurnStatus = Literal["running", "completed", "failed", "cancelled"]

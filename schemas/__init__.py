@@ -13,12 +13,10 @@ from .commands import (
     ConfirmationReply,
     CreateSession,
     ExecutionMode,
+    HumanReply,
     Metadata,
     SendMessage,
     SessionCommand,
-)
-from .commands import (
-    Reply as HumanReply,
 )
 from .envelope import EventMeta, FeedItem, RecordedEvent
 from .frames import (
@@ -32,9 +30,11 @@ from .frames import (
     Token,
 )
 from .replies import CreateSessionReply, ErrorReply, SessionReady
+from .streams import BOARD_AGENT, board_stream, session_stream, team_stream, turn_stream
 from .subjects import InvalidId, Subjects, validate_id
 
 __all__ = [
+    "BOARD_AGENT",
     "AnyFrame",
     "Cancel",
     "CloseSession",
@@ -67,9 +67,13 @@ __all__ = [
     "TeamInterventionAck",
     "TeamSynthesisChunk",
     "Token",
+    "board_stream",
     "codec",
     "encode",
     "events",
+    "session_stream",
     "tag_of",
+    "team_stream",
+    "turn_stream",
     "validate_id",
 ]

@@ -36,8 +36,8 @@ class Cancel(Command, frozen=True, kw_only=True):
     turn_id: str | None = None
 
 
-class Reply(Command, frozen=True, kw_only=True):
-    """Answer an `ask_human` question."""
+class HumanReply(Command, frozen=True, kw_only=True, tag="reply"):
+    """Answer an `ask_human` question (wire tag `reply`, the seed's name)."""
 
     request_id: str
     content: str
@@ -54,5 +54,5 @@ class CloseSession(Command, frozen=True, kw_only=True):
     """Close a session; later messages are refused."""
 
 
-SessionCommand = SendMessage | Cancel | Reply | ConfirmationReply | CloseSession
+SessionCommand = SendMessage | Cancel | HumanReply | ConfirmationReply | CloseSession
 """Every command addressed to one session (subject `session.<sid>.cmd`)."""

@@ -51,7 +51,7 @@ class SummarizeRound(ExpertAsk, frozen=True, kw_only=True):
 
 
 class Conclude(ExpertAsk, frozen=True, kw_only=True):
-    """As moderator, conclude the meeting as JSON (see `actors.board_conclusion`)."""
+    """As moderator, conclude the meeting as JSON (see `actors.board.conclusion`)."""
 
 
 ExpertRequest = Speak | SummarizeRound | Conclude

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from actors.board_conclusion import parse_conclusion
+from actors.board.conclusion import parse_conclusion
 
 GOOD = '{"summary": "S", "decision_advice": "D", "consensus_points": ["c1"], "dissent_points": ["d1", "d2"]}'
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from actors.board_logic import (
+from actors.board.logic import (
     BoardState,
     ConcludeStep,
     Finished,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from actors.board_routing import BoardPlan, BoardRefused, plan_board
+from actors.board.plan import BoardPlan, BoardRefused, plan_board
 from actors.config import BoardConfig, Config, ExpertTemplate, load_config
 
 CONFIG = Config(

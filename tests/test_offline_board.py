@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import msgspec
 
-from actors.board_conclusion import parse_conclusion
-from actors.board_prompts import llm_request, split_consensus
-from actors.llm import ChatMessage, LLMRequest, offline_answer
+from actors.board.conclusion import parse_conclusion
+from actors.board.prompts import llm_request, split_consensus
+from actors.llm import LLMMessage, LLMRequest, offline_answer
 from schemas.events import ExpertProfile
 from schemas.experts import Conclude, Speak, SummarizeRound, TranscriptEntry
 
@@ -50,5 +50,5 @@ def test_the_conclusion_is_valid_json_about_the_topic() -> None:
 
 
 def test_chat_answers_are_unchanged() -> None:
-    request = LLMRequest(model="offline", messages=[ChatMessage(role="user", content="hello")])
+    request = LLMRequest(model="offline", messages=[LLMMessage(role="user", content="hello")])
     assert offline_answer(request).startswith('You said: "hello".')

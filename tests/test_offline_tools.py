@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from actors.llm import ChatMessage, LLMRequest, ToolCall, offline_answer
+from actors.llm import LLMMessage, LLMRequest, ToolCall, offline_answer
 from actors.llm.offline_tools import offline_tool_move
 from actors.tools import BUILTIN_TOOLS
 
@@ -13,7 +13,7 @@ TOOLS = [tool.spec() for tool in BUILTIN_TOOLS.select(["calculator", "clock", "a
 
 def first_call(content: str) -> ToolCall:
     move = offline_tool_move(
-        LLMRequest(model="offline", messages=[ChatMessage(role="user", content=content)], tools=TOOLS)
+        LLMRequest(model="offline", messages=[LLMMessage(role="user", content=content)], tools=TOOLS)
     )
     assert move is not None and move.text and len(move.calls) == 1
     return move.calls[0]
@@ -31,15 +31,15 @@ def test_each_kind_of_message_calls_its_tool() -> None:
 def test_after_the_tool_result_it_answers_from_it() -> None:
     call = first_call("what is 17*23?")
     messages = [
-        ChatMessage(role="user", content="what is 17*23?"),
-        ChatMessage(role="assistant", content="", tool_calls=[call]),
-        ChatMessage(role="tool", content="17*23 = 391", tool_call_id=call.call_id),
+        LLMMessage(role="user", content="what is 17*23?"),
+        LLMMessage(role="assistant", content="", tool_calls=[call]),
+        LLMMessage(role="tool", content="17*23 = 391", tool_call_id=call.call_id),
     ]
     move = offline_tool_move(LLMRequest(model="offline", messages=messages, tools=TOOLS))
     assert move is not None and move.calls == [] and "391" in move.text
 
 
 def test_a_plain_message_keeps_the_plain_answer() -> None:
-    request = LLMRequest(model="offline", messages=[ChatMessage(role="user", content="hello")], tools=TOOLS)
+    request = LLMRequest(model="offline", messages=[LLMMessage(role="user", content="hello")], tools=TOOLS)
     assert offline_tool_move(request) is None
     assert offline_answer(request).startswith('You said: "hello"')

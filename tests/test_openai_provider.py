@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from actors.errors import ProviderError
-from actors.llm import ChatMessage, LLMRequest, OfflineProvider, TextDelta, ToolCall, Usage
+from actors.llm import LLMMessage, LLMRequest, OfflineProvider, TextDelta, ToolCall, Usage
 from actors.llm.fallback import Tier, collect, generate
 from actors.llm.openai import OpenAIProvider
 from actors.tools import BUILTIN_TOOLS
@@ -31,7 +31,7 @@ async def provider(server: OpenAIServer) -> AsyncIterator[OpenAIProvider]:
 def ask(content: str, model: str = "scripted", with_tools: bool = True) -> LLMRequest:
     tools = [BUILTIN_TOOLS.get("calculator").spec()] if with_tools else []  # type: ignore[union-attr]
     return LLMRequest(
-        model=model, messages=[ChatMessage(role="user", content=content)], system_prompt="Be brief.", tools=tools
+        model=model, messages=[LLMMessage(role="user", content=content)], system_prompt="Be brief.", tools=tools
     )
 
 
@@ -58,9 +58,9 @@ async def test_a_tool_call_split_over_chunks_is_joined(provider: OpenAIProvider,
 async def test_tool_results_go_back_with_their_call_id(provider: OpenAIProvider, server: OpenAIServer) -> None:
     call = ToolCall(call_id="call_test_1", name="calculator", arguments='{"expression": "17*23"}')
     messages = [
-        ChatMessage(role="user", content="what is 17*23?"),
-        ChatMessage(role="assistant", content="", tool_calls=[call]),
-        ChatMessage(role="tool", content="17*23 = 391", tool_call_id="call_test_1"),
+        LLMMessage(role="user", content="what is 17*23?"),
+        LLMMessage(role="assistant", content="", tool_calls=[call]),
+        LLMMessage(role="tool", content="17*23 = 391", tool_call_id="call_test_1"),
     ]
     text, calls, _ = await collect(provider, LLMRequest(model="scripted", messages=messages), ignore)
     assert text == "The result is 391." and calls == []

@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
+import structlog
 
 from actors import Actor, ActorError, ActorHost, MailboxFull
 
@@ -78,3 +79,35 @@ async def test_a_full_mailbox_refuses_instead_of_growing(host: ActorHost) -> Non
 async def test_an_unknown_kind_is_an_error(host: ActorHost) -> None:
     with pytest.raises(ActorError, match="no actor kind"):
         host.tell("nope", "a", 1)
+
+
+class Logger(Actor):
+    kind = "logger"
+
+    async def handle(self, message: Any) -> Any:
+        structlog.get_logger("test").info("handled", message=message)
+        if message == "bind":
+            structlog.contextvars.bind_contextvars(leaked="yes")
+        return None
+
+
+async def test_each_message_logs_its_own_session_and_correlation_id_not_the_activators() -> None:
+    host = ActorHost()
+    host.register(Logger.kind, Logger)
+
+    async def send(message: str, correlation_id: str) -> None:
+        # Each sender runs in its own task, with its own log context, as the worker's deliveries do.
+        structlog.contextvars.bind_contextvars(session_id="s1", correlation_id=correlation_id)
+        await host.ask("logger", "a", message)
+
+    try:
+        with structlog.testing.capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+            await asyncio.create_task(send("first", "c1"))
+            await asyncio.create_task(send("bind", "c2"))
+            await host.ask("logger", "a", "third")  # a sender with no context at all
+    finally:
+        await host.stop()
+    handled = [(entry["message"], entry.get("correlation_id"), entry.get("leaked")) for entry in logs]
+    assert handled == [("first", "c1", None), ("bind", "c2", None), ("third", None, None)]
+    assert {entry["actor"] for entry in logs} == {"logger:a"}
+    assert [entry.get("session_id") for entry in logs] == ["s1", "s1", None]

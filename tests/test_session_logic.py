@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 
-from actors.session_state import (
+from actors.session.state import (
     Accepted,
     AlreadyDone,
     Refused,

@@ -10,9 +10,8 @@ import pytest
 from actors.config import load_config
 from actors.llm import ToolCall
 from actors.llm.fallback import ModelOutput
-from actors.phases import PhasePolicy
 from actors.tools import BUILTIN_TOOLS, ToolError, evaluate
-from actors.turn_logic import (
+from actors.turn.logic import (
     CallModel,
     Done,
     Record,
@@ -26,8 +25,9 @@ from actors.turn_logic import (
     decide_start,
     next_action,
 )
-from actors.turn_setup import SetupRefused, TurnSetup, resolve_setup
-from actors.turn_state import TurnState, evolve
+from actors.turn.phases import PhasePolicy
+from actors.turn.setup import SetupRefused, TurnSetup, resolve_setup
+from actors.turn.state import TurnState, evolve
 from schemas.events import (
     ConfirmationRequested,
     ConfirmationResolved,

@@ -1,11 +1,11 @@
 """LLM providers behind one streaming protocol."""
 
 from .offline import OfflineProvider, offline_answer
-from .protocol import ChatMessage, Delta, LLMRequest, Provider, TextDelta, ToolCall, ToolCallDelta, ToolSpec, Usage
+from .protocol import Delta, LLMMessage, LLMRequest, Provider, TextDelta, ToolCall, ToolCallDelta, ToolSpec, Usage
 
 __all__ = [
-    "ChatMessage",
     "Delta",
+    "LLMMessage",
     "LLMRequest",
     "OfflineProvider",
     "Provider",

@@ -18,7 +18,7 @@ from schemas.events import FallbackError
 from ..errors import ProviderError
 from .protocol import LLMRequest, Provider, TextDelta, ToolCall, ToolCallDelta, Usage
 
-log = structlog.get_logger("agentbus.llm")
+logger = structlog.get_logger("agentbus.llm")
 
 OnText = Callable[[str], Awaitable[None]]
 """Called with each piece of text as it streams (the turn publishes it as a token frame)."""
@@ -76,7 +76,7 @@ async def generate(tiers: list[Tier], request: LLMRequest, on_text: OnText) -> M
                 tier.provider, msgspec.structs.replace(request, model=tier.model), on_text
             )
         except ProviderError as exc:
-            log.warning("llm_tier_failed", tier=tier.name, provider=tier.provider.name, error=str(exc))
+            logger.warning("llm_tier_failed", tier=tier.name, provider=tier.provider.name, error=str(exc))
             failures.append(f"{tier.name} ({tier.provider.name}): {exc.reason}")
             continue
         return ModelOutput(

@@ -1,6 +1,6 @@
 """The offline provider's board answers: speeches, round summaries and a JSON conclusion.
 
-Deterministic and derived from the prompt (see `actors.board_prompts`): every
+Deterministic and derived from the prompt (see `actors.board.prompts`): every
 answer quotes the topic and names who spoke, a speech answers the previous
 speaker and quotes the latest user intervention, and the conclusion is valid
 JSON. The offline moderator declares consensus only when the latest user

@@ -15,7 +15,7 @@ import re
 
 import msgspec
 
-from .protocol import ChatMessage, LLMRequest, ToolCall
+from .protocol import LLMMessage, LLMRequest, ToolCall
 
 _ARITHMETIC = re.compile(r"[-(]*\d[\d.\s()]*(?:(?:\*\*|//|[-+*/^%×÷])[\s(]*-?\d[\d.\s()]*)+")
 _CLOCK = re.compile(
@@ -53,7 +53,7 @@ def _intent(content: str, tools: set[str]) -> tuple[str, dict[str, str], str] | 
     return None
 
 
-def _tail(messages: list[ChatMessage]) -> tuple[str, list[ChatMessage]]:
+def _tail(messages: list[LLMMessage]) -> tuple[str, list[LLMMessage]]:
     """The last user message and what followed it (this turn's steps)."""
     for index in range(len(messages) - 1, -1, -1):
         if messages[index].role == "user":
@@ -61,7 +61,7 @@ def _tail(messages: list[ChatMessage]) -> tuple[str, list[ChatMessage]]:
     return "", list(messages)
 
 
-def _results(tail: list[ChatMessage]) -> list[tuple[ToolCall, str]]:
+def _results(tail: list[LLMMessage]) -> list[tuple[ToolCall, str]]:
     calls = {call.call_id: call for message in tail for call in message.tool_calls}
     return [(calls[m.tool_call_id], m.content) for m in tail if m.role == "tool" and m.tool_call_id in calls]
 

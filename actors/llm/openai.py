@@ -15,7 +15,7 @@ import httpx
 import msgspec
 
 from ..errors import ProviderError
-from .protocol import ChatMessage, Delta, LLMRequest, TextDelta, ToolCallDelta, ToolSpec, Usage
+from .protocol import Delta, LLMMessage, LLMRequest, TextDelta, ToolCallDelta, ToolSpec, Usage
 
 
 class _FunctionPart(msgspec.Struct, kw_only=True):
@@ -54,7 +54,7 @@ _chunks = msgspec.json.Decoder(_Chunk)
 _encoder = msgspec.json.Encoder()
 
 
-def _message(message: ChatMessage) -> dict[str, Any]:
+def _message(message: LLMMessage) -> dict[str, Any]:
     wire: dict[str, Any] = {"role": message.role, "content": message.content}
     if message.tool_calls:
         wire["tool_calls"] = [

@@ -27,7 +27,7 @@ class ToolSpec(msgspec.Struct, frozen=True, kw_only=True):
     parameters: dict[str, object]
 
 
-class ChatMessage(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class LLMMessage(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """One message of the conversation given to the model.
 
     An assistant message may carry the `tool_calls` it made; a `tool` message
@@ -44,7 +44,7 @@ class LLMRequest(msgspec.Struct, frozen=True, kw_only=True):
     """What to ask the model."""
 
     model: str
-    messages: list[ChatMessage]
+    messages: list[LLMMessage]
     system_prompt: str | None = None
     purpose: Purpose = "chat"
     """What the answer is for; `board_conclusion` wants JSON. A deterministic provider answers by it."""

@@ -4,7 +4,7 @@ The meeting runs in a driver task owned by the actor, so the mailbox stays
 free for interventions and cancel while experts speak. The driver asks the
 next expert over NATS (`agentbus.actor.expert.<id>`), hands the answer back
 to the actor as `StepDone`, and the actor records it only if it is still the
-board's next step (`board_logic.step_done_by`): a late answer after a cancel,
+board's next step (`logic.step_done_by`): a late answer after a cancel,
 or a repeated one, is dropped. A re-activated board replays its stream and
 the driver starts from the first step not recorded.
 """
@@ -12,51 +12,42 @@ the driver starts from the first step not recorded.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
 
 from bus import RequestFailed
-from projections.boards import board_stream
-from schemas import ErrorReply, TeamInterventionAck
+from schemas import ErrorReply, TeamInterventionAck, board_stream
 from schemas.events import AnyEvent, BoardConcluded, BoardFailed, BoardStarted, ExpertSpeech, RoundSummary
 from schemas.experts import Conclude, ExpertAnswer, ExpertRequest, Speak, SummarizeRound, expert_replies
 
-from . import board_logic as logic
-from .board_conclusion import parse_conclusion
-from .board_messages import BoardFinished, CancelBoard, DriverGaveUp, Intervene, StartBoard, StepDone
-from .board_prompts import split_consensus
-from .board_routing import BoardRefused
-from .context import WorkerContext
-from .errors import ActorError
+from ..context import WorkerContext
+from ..errors import ActorError
+from ..runtime import ActorHost, DrivenActor
+from . import logic
+from .conclusion import parse_conclusion
 from .experts import expert_id
-from .recording import record
-from .runtime import ActorHost, DrivenActor
+from .messages import BoardFinished, CancelBoard, DriverGaveUp, Intervene, StartBoard, StepDone
+from .plan import BoardRefused
+from .prompts import split_consensus
 
-log = structlog.get_logger("agentbus.board")
-
-Relayed = Callable[[int], Awaitable[object]]
-"""Wait until the log is published live up to a position (so no expert's chunks overtake it)."""
+logger = structlog.get_logger("agentbus.board")
 
 
-class BoardActor(DrivenActor):
+class BoardActor(DrivenActor[logic.BoardState]):
     """One board meeting; its id is the id of the user message that asked for it."""
 
     kind = "board"
 
-    def __init__(self, actor_id: str, host: ActorHost, ctx: WorkerContext, relayed: Relayed) -> None:
-        super().__init__(actor_id, host)
-        self.ctx = ctx
-        self.state = logic.BoardState(board_id=actor_id)
-        self.stream = board_stream(actor_id)
-        self.session_id: str | None = None
-        self._relayed = relayed
-
-    async def on_activate(self) -> None:
-        async for recorded in self.ctx.log.iter_stream(self.stream):
-            self.session_id = recorded.session_id
-            logic.evolve(self.state, recorded.event)
+    def __init__(self, actor_id: str, host: ActorHost, ctx: WorkerContext) -> None:
+        super().__init__(
+            actor_id,
+            host,
+            ctx,
+            stream=board_stream(actor_id),
+            state=logic.BoardState(board_id=actor_id),
+            evolve=logic.evolve,
+        )
 
     async def handle(self, message: Any) -> Any:
         match message:
@@ -73,25 +64,18 @@ class BoardActor(DrivenActor):
                 return await self._end([BoardFailed(board_id=self.id, reason=reason)]) if self.state.running else False
         raise TypeError(f"board actor cannot handle {type(message).__name__}")
 
-    async def _record(self, events: list[AnyEvent]) -> int:
-        assert self.session_id is not None, "a board records events once it knows its session"
-        recorded = await record(
-            self.ctx.log,
-            f"board:{self.id}",
-            self.stream,
-            self.session_id,
-            events,
-            version=self.state.version,
-            cause=self.id,
-        )
-        for item in recorded:
-            logic.evolve(self.state, item.event)
-        return recorded[-1].position
+    def finished(self) -> BoardFinished | None:
+        match self.state.outcome:
+            case BoardConcluded() as concluded:
+                return BoardFinished(board_id=self.id, user_message_id=self.id, content=logic.final_answer(concluded))
+            case BoardFailed(reason=reason):
+                return BoardFinished(board_id=self.id, user_message_id=self.id, content=reason, failed=True)
+        return None
 
     async def _start(self, request: StartBoard) -> None:
         self.session_id = self.session_id or request.session_id
         if self.state.outcome is not None:
-            self._report()
+            self.report()
             return
         if self.busy():
             return
@@ -101,7 +85,7 @@ class BoardActor(DrivenActor):
                 await self._end([BoardFailed(board_id=self.id, reason=plan.message)])
                 return
             started = BoardStarted(board_id=self.id, topic=plan.topic, experts=plan.experts, max_rounds=plan.max_rounds)
-            await self._relayed(await self._record([started]))
+            await self.ctx.relayed(await self.record([started], cause=self.id))
         self._start_driver(self._drive(), f"board-{self.id}")
 
     async def _intervene(self, content: str, key: str | None) -> bool:
@@ -109,7 +93,7 @@ class BoardActor(DrivenActor):
             return False
         events = logic.decide_intervention(self.state, content, key)
         if events:
-            await self._record(events)
+            await self.record(events, cause=self.id)
         assert self.session_id is not None
         await self.ctx.bus.publish(
             self.ctx.bus.subjects.session_evt(self.session_id), TeamInterventionAck(target_id=self.id, content=content)
@@ -119,28 +103,14 @@ class BoardActor(DrivenActor):
     async def _step_done(self, event: AnyEvent) -> int | None:
         if not logic.step_done_by(self.state, event):
             return None
-        position = await self._record([event])
-        if isinstance(event, BoardConcluded):
-            self._report()
-        return position
+        return await self.record([event], cause=self.id)
 
     async def _end(self, events: list[AnyEvent]) -> bool:
         if not events:
             return False
-        await self._record(events)
+        await self.record(events, cause=self.id)
         await self._stop_driver()
-        self._report()
         return True
-
-    def _report(self) -> None:
-        outcome = self.state.outcome
-        if outcome is None or self.session_id is None:
-            return
-        if isinstance(outcome, BoardConcluded):
-            finished = BoardFinished(board_id=self.id, user_message_id=self.id, content=logic.final_answer(outcome))
-        else:
-            finished = BoardFinished(board_id=self.id, user_message_id=self.id, content=outcome.reason, failed=True)
-        self.host.tell("session", self.session_id, finished)
 
     async def _drive(self) -> None:
         """Run the meeting's remaining steps, one expert request and one recorded event at a time."""
@@ -151,12 +121,12 @@ class BoardActor(DrivenActor):
                 position = await self.host.ask(self.kind, self.id, StepDone(event=self._outcome(step, answer)))
                 if position is None:
                     return
-                await self._relayed(position)
+                await self.ctx.relayed(position)
         except RequestFailed as exc:
-            log.warning("board_expert_unreachable", error=str(exc))
+            logger.warning("board_expert_unreachable", error=str(exc))
             self._give_up(f"an expert did not answer: {exc.reason}")
         except Exception as exc:  # recorded as a failed board, so the user gets an answer instead of a hang
-            log.exception("board_driver_crashed")
+            logger.exception("board_driver_crashed")
             self._give_up(f"internal error: {type(exc).__name__}")
 
     def _give_up(self, reason: str) -> None:
@@ -165,9 +135,10 @@ class BoardActor(DrivenActor):
         except ActorError:
             pass  # the worker is stopping: the board resumes from its stream after the restart
 
-    def _request(self, step: logic.Step) -> ExpertRequest:
+    def _request(self, step: logic.NextStep) -> ExpertRequest:
         started = self.state.started
         assert started is not None and self.session_id is not None
+        kind: type[ExpertRequest]
         match step:
             case logic.SpeakStep(round=round_, expert=expert):
                 kind, who = Speak, expert
@@ -191,7 +162,7 @@ class BoardActor(DrivenActor):
             transcript=list(self.state.transcript),
         )
 
-    def _outcome(self, step: logic.Step, answer: str) -> AnyEvent:
+    def _outcome(self, step: logic.NextStep, answer: str) -> AnyEvent:
         match step:
             case logic.SpeakStep(round=round_, expert=expert):
                 return ExpertSpeech(

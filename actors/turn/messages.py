@@ -1,10 +1,13 @@
-"""Messages to an agent-turn actor inside a worker (never on the wire)."""
+"""Messages between a session and its agent turns, and inside a turn (never on the wire)."""
 
 from __future__ import annotations
 
 import msgspec
 
+from schemas import ExecutionMode
 from schemas.events import AnyEvent
+
+from ..llm import LLMMessage
 
 
 class Propose(msgspec.Struct, frozen=True, kw_only=True):
@@ -39,3 +42,26 @@ class AnswerQuestion(msgspec.Struct, frozen=True, kw_only=True):
 def turn_of(request_id: str) -> str:
     """The turn a confirmation or question id belongs to (ids are `<turn_id>-<local part>`)."""
     return request_id.split("-", 1)[0]
+
+
+class StartTurn(msgspec.Struct, frozen=True, kw_only=True):
+    """Ask a turn actor to answer a user message (idempotent: a finished turn just reports)."""
+
+    session_id: str
+    user_message_id: str
+    agent_name: str
+    history: list[LLMMessage]
+    """The conversation up to and including the user message."""
+    model: str | None = None
+    """The message's model override."""
+    execution_mode: ExecutionMode | None = None
+    """The message's execution mode override."""
+
+
+class TurnFinished(msgspec.Struct, frozen=True, kw_only=True):
+    """A turn ended: with an answer, or `failed` (also when cancelled) with the reason in `content`."""
+
+    turn_id: str
+    user_message_id: str
+    content: str
+    failed: bool = False

@@ -9,7 +9,7 @@ import msgspec
 from schemas import CloseSession, CreateSession, SendMessage
 from schemas.events import AnyEvent, AssistantMessage, SessionClosed, SessionCreated, UserMessage
 
-from .llm import ChatMessage
+from ..llm import LLMMessage
 
 
 class Pending(msgspec.Struct, frozen=True, kw_only=True):
@@ -27,7 +27,7 @@ class SessionState(msgspec.Struct, kw_only=True):
     created: bool = False
     agent_name: str = ""
     closed: bool = False
-    history: list[ChatMessage] = []
+    history: list[LLMMessage] = []
     keys: dict[str, str] = {}
     """idempotency key -> user message id"""
     unanswered: dict[str, Pending] = {}
@@ -43,12 +43,12 @@ def evolve(state: SessionState, event: AnyEvent) -> SessionState:
             state.agent_name = agent_name
         case UserMessage():
             state.keys[event.idempotency_key] = event.message_id
-            state.history.append(ChatMessage(role="user", content=event.content))
+            state.history.append(LLMMessage(role="user", content=event.content))
             state.unanswered[event.message_id] = Pending(message=event, history_len=len(state.history))
         case AssistantMessage():
             if event.reply_to is not None:
                 state.unanswered.pop(event.reply_to, None)
-            state.history.append(ChatMessage(role="assistant", content=event.content))
+            state.history.append(LLMMessage(role="assistant", content=event.content))
         case SessionClosed():
             state.closed = True
     return state

@@ -19,13 +19,13 @@ import structlog
 from schemas import ErrorReply, ExpertSpeechChunk
 from schemas.experts import Conclude, ExpertAnswer, ExpertRequest, Speak, SummarizeRound
 
-from .board_prompts import llm_request
-from .context import WorkerContext
-from .errors import ProviderError
-from .llm import TextDelta
-from .runtime import Actor, ActorHost
+from ..context import WorkerContext
+from ..errors import ProviderError
+from ..llm import TextDelta
+from ..runtime import Actor, ActorHost
+from .prompts import llm_request
 
-log = structlog.get_logger("agentbus.experts")
+logger = structlog.get_logger("agentbus.experts")
 
 QUEUE = "experts"
 
@@ -68,7 +68,7 @@ class ExpertActor(Actor):
                         )
                         await self.ctx.bus.publish(feed, chunk)
         except ProviderError as exc:
-            log.warning("expert_failed", expert=request.expert.name, error=str(exc))
+            logger.warning("expert_failed", expert=request.expert.name, error=str(exc))
             return ErrorReply(code="provider_failed", message=str(exc))
         return ExpertAnswer(content="".join(parts))
 

@@ -6,9 +6,9 @@ from collections.abc import Collection
 
 from schemas import Cancel, ConfirmationReply, HumanReply
 
-from .runtime import ActorHost
-from .session_state import Refused
-from .turn_messages import AnswerQuestion, CancelTurn, ResolveConfirmation, turn_of
+from ..runtime import ActorHost
+from ..turn.messages import AnswerQuestion, CancelTurn, ResolveConfirmation, turn_of
+from .state import Refused
 
 MAX_RUNNING_TURNS = 4
 """Turns one session may run at once (the seed's per-socket limit); more are refused."""

@@ -102,10 +102,10 @@ class Finished(msgspec.Struct, frozen=True, kw_only=True):
     """Nothing left to do (concluded, failed or cancelled, or never started)."""
 
 
-Step = SpeakStep | SummarizeStep | ConcludeStep | Finished
+NextStep = SpeakStep | SummarizeStep | ConcludeStep | Finished
 
 
-def next_step(state: BoardState) -> Step:
+def next_step(state: BoardState) -> NextStep:
     """Return the first step of the meeting that is not recorded yet."""
     if not state.running:
         return Finished()

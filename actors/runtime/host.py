@@ -1,85 +1,43 @@
-"""The actor runtime: virtual actors addressed by (kind, id), one message at a time.
+"""The actor host: virtual actors addressed by (kind, id), one message at a time.
 
 An actor is activated on its first message (its `on_activate` replays its
 stream), handles its mailbox sequentially, and is passivated after being idle
 with nothing in flight. If `handle` raises, the failure is logged, the actor is
 dropped, and the next message re-activates it from the log: its state is
 whatever its recorded events say, never a half-applied mutation.
+
+Each actor's task starts with an empty context, and the log context of each
+message (`actor`, `session_id`, `correlation_id`) is bound while it is handled
+and cleared after: a message logs its own correlation id, never the one of
+whoever happened to activate the actor.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
-from typing import Any, ClassVar
+import contextvars
+from collections.abc import Callable
+from typing import Any
 
 import structlog
 
-from .errors import ActorError, MailboxFull
+from ..errors import ActorError, MailboxFull
+from .actor import Actor
 
-log = structlog.get_logger("agentbus.actors")
+logger = structlog.get_logger("agentbus.actors")
 
-
-class Actor:
-    """Base class of actors. Subclasses set `kind` and implement the hooks.
-
-    All hooks run in the actor's own task, never concurrently with each other.
-    """
-
-    kind: ClassVar[str]
-
-    def __init__(self, actor_id: str, host: ActorHost) -> None:
-        self.id = actor_id
-        self.host = host
-
-    async def on_activate(self) -> None:
-        """Rebuild state from the log before the first message is handled."""
-
-    async def handle(self, message: Any) -> Any:
-        """Handle one message; the return value answers an `ask`."""
-        raise NotImplementedError
-
-    def busy(self) -> bool:
-        """Return True while work is in flight that forbids passivation (e.g. a running turn)."""
-        return False
-
-    async def on_passivate(self) -> None:
-        """Release resources; runs after the last message, before the actor is forgotten."""
-
-
-class DrivenActor(Actor):
-    """An actor whose long work (a turn's loop, a meeting) runs in one owned child task, its driver.
-
-    The mailbox stays free meanwhile (for cancel, replies, interventions); the
-    actor is busy, so never passivated, while the driver runs, and passivation
-    or a stop cancels it.
-    """
-
-    _driver: asyncio.Task[None] | None = None
-
-    def busy(self) -> bool:
-        return self._driver is not None and not self._driver.done()
-
-    async def on_passivate(self) -> None:
-        await self._stop_driver()
-
-    def _start_driver(self, work: Coroutine[Any, Any, None], name: str) -> None:
-        self._driver = asyncio.create_task(work, name=name)
-
-    async def _stop_driver(self) -> None:
-        """Cancel the driver and wait for it (a no-op when called from the driver itself)."""
-        driver, self._driver = self._driver, None
-        if driver is not None and driver is not asyncio.current_task():
-            driver.cancel()
-            await asyncio.gather(driver, return_exceptions=True)
+CARRIED = ("session_id", "correlation_id")
+"""Log context a message carries from its sender to the actor that handles it."""
 
 
 class _Letter:
-    __slots__ = ("message", "reply")
+    __slots__ = ("context", "message", "reply")
 
     def __init__(self, message: Any, reply: asyncio.Future[Any] | None) -> None:
         self.message = message
         self.reply = reply
+        sender = structlog.contextvars.get_contextvars()
+        self.context = {key: sender[key] for key in CARRIED if key in sender}
 
 
 class _Cell:
@@ -129,7 +87,10 @@ class ActorHost:
                 raise ActorError(f"no actor kind {kind!r} registered")
             cell = _Cell(factory(actor_id, self), self._mailbox_size)
             self._cells[(kind, actor_id)] = cell
-            cell.task = asyncio.create_task(self._run(cell), name=f"actor-{kind}-{actor_id}")
+            # A fresh context: the actor's task must not keep the sender's log context for ever.
+            cell.task = asyncio.create_task(
+                self._run(cell), name=f"actor-{kind}-{actor_id}", context=contextvars.Context()
+            )
         try:
             cell.mailbox.put_nowait(letter)
         except asyncio.QueueFull:
@@ -137,23 +98,26 @@ class ActorHost:
 
     async def _run(self, cell: _Cell) -> None:
         actor = cell.actor
-        structlog.contextvars.bind_contextvars(actor=f"{actor.kind}:{actor.id}")
+        name = f"{actor.kind}:{actor.id}"
+        structlog.contextvars.bind_contextvars(actor=name)
         letter: _Letter | None = None
         try:
             await actor.on_activate()
             while True:
+                structlog.contextvars.clear_contextvars()
                 try:
                     letter = await asyncio.wait_for(cell.mailbox.get(), self._idle_seconds)
                 except TimeoutError:
                     if actor.busy():
                         continue
                     break
+                structlog.contextvars.bind_contextvars(**{"actor": name, **letter.context, **actor.log_context()})
                 result = await actor.handle(letter.message)
                 if letter.reply is not None and not letter.reply.done():
                     letter.reply.set_result(result)
                 letter = None
         except Exception as exc:
-            log.exception("actor_failed")
+            logger.exception("actor_failed")
             # Detach before answering, so that whatever the asker sends next
             # activates a fresh incarnation from the log.
             self._detach(cell)
@@ -171,7 +135,7 @@ class ActorHost:
             try:
                 await actor.on_passivate()
             except Exception:
-                log.exception("actor_passivate_failed")
+                logger.exception("actor_passivate_failed")
 
     def _detach(self, cell: _Cell) -> None:
         key = (cell.actor.kind, cell.actor.id)

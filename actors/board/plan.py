@@ -12,7 +12,7 @@ import msgspec
 
 from schemas.events import ExpertProfile
 
-from .config import Config, ExpertTemplate
+from ..config import Config, ExpertTemplate
 
 MAX_ROUNDS_LIMIT = 20
 EXAMPLE = "@board Should we move our monolith to microservices?"

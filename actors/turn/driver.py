@@ -1,6 +1,6 @@
 """The ReAct driver of one agent turn: the I/O between the turn's pure decisions.
 
-It loops on `turn_logic.next_action`: calls the model through the fallback
+It loops on `logic.next_action`: calls the model through the fallback
 chain (publishing tokens as frames), runs tools, waits for the user, and
 hands every outcome to its actor as a `Propose`, so only the actor writes
 the turn's stream. It runs in a task the actor owns; cancelling that task
@@ -18,20 +18,20 @@ import structlog
 from schemas import Token
 from schemas.events import AnyEvent, TurnFailed
 
-from .context import WorkerContext
-from .llm import ChatMessage, LLMRequest, ToolCall
-from .llm.fallback import generate
-from .llm.registry import tiers
+from ..context import WorkerContext
+from ..llm import LLMMessage, LLMRequest, ToolCall
+from ..llm.fallback import generate
+from ..llm.registry import tiers
+from ..tools import BUILTIN_TOOLS, ToolError, ToolRegistry
+from .logic import CallModel, Done, Record, RunTool, Wait, conversation, decide_output, next_action, tool_result
 from .phases import PhasePolicy
-from .tools import BUILTIN_TOOLS, ToolError, ToolRegistry
-from .turn_logic import CallModel, Done, Record, RunTool, Wait, conversation, decide_output, next_action, tool_result
-from .turn_setup import TurnSetup
-from .turn_state import TurnState
+from .setup import TurnSetup
+from .state import TurnState
 
-log = structlog.get_logger("agentbus.turn")
+logger = structlog.get_logger("agentbus.turn")
 
 TOOL_TIMEOUT = 30.0
-Propose = Callable[[list[AnyEvent], int], Awaitable[bool]]
+Proposer = Callable[[list[AnyEvent], int], Awaitable[bool]]
 """Hand events decided at a state version to the actor; True once recorded."""
 
 
@@ -49,9 +49,9 @@ class ReactDriver:
         session_id: str,
         ctx: WorkerContext,
         setup: TurnSetup,
-        history_of: Callable[[], list[ChatMessage]],
+        history_of: Callable[[], list[LLMMessage]],
         state_of: Callable[[], TurnState],
-        propose: Propose,
+        propose: Proposer,
         changed: asyncio.Event,
         relayed: Callable[[], Awaitable[object]],
     ) -> None:
@@ -74,7 +74,7 @@ class ReactDriver:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the turn must end with an answer the user sees, not hang
-            log.exception("turn_driver_crashed")
+            logger.exception("turn_driver_crashed")
             state = self._state_of()
             if state.outcome is None:
                 failed = TurnFailed(
@@ -134,5 +134,5 @@ class ReactDriver:
         except TimeoutError:
             return f"{call.name} took longer than {TOOL_TIMEOUT:.0f} s", True
         except Exception as exc:  # a broken tool is reported to the model, the turn goes on
-            log.exception("tool_crashed", tool=call.name)
+            logger.exception("tool_crashed", tool=call.name)
             return f"{call.name} failed: {type(exc).__name__}", True

@@ -8,9 +8,8 @@ from typing import Any
 
 import structlog
 
-from projections import EventLog
-from projections.boards import BOARD_AGENT
 from schemas import (
+    BOARD_AGENT,
     Cancel,
     CloseSession,
     CommandRefused,
@@ -20,16 +19,18 @@ from schemas import (
     HumanReply,
     SendMessage,
     SessionReady,
+    session_stream,
 )
-from schemas.events import AnyEvent, AssistantMessage, UserMessage
+from schemas.events import AssistantMessage, UserMessage
 
-from .board_messages import BoardFinished, CancelBoard, Intervene, StartBoard
-from .board_routing import BoardRefused, is_board_message, plan_board
-from .context import WorkerContext
-from .messages import Deliver, StartTurn, TurnFinished
-from .recording import record
-from .runtime import Actor, ActorHost
-from .session_state import (
+from ..board.messages import BoardFinished, CancelBoard, Intervene, StartBoard
+from ..board.plan import BoardRefused, is_board_message, plan_board
+from ..context import WorkerContext
+from ..runtime import ActorHost, EventSourcedActor
+from ..turn.messages import StartTurn, TurnFinished
+from .messages import Deliver
+from .routing import MAX_RUNNING_TURNS, route_to_turn
+from .state import (
     Accepted,
     AlreadyDone,
     Refused,
@@ -39,43 +40,35 @@ from .session_state import (
     decide_send,
     evolve,
 )
-from .turn_routing import MAX_RUNNING_TURNS, route_to_turn
 
-log = structlog.get_logger("agentbus.session")
-
-
-def session_stream(session_id: str) -> str:
-    return f"session-{session_id}"
+logger = structlog.get_logger("agentbus.session")
 
 
 def new_id() -> str:
     return uuid.uuid4().hex
 
 
-class SessionActor(Actor):
+class SessionActor(EventSourcedActor[SessionState]):
     """One chat session. Its state is rebuilt from its stream on activation."""
 
     kind = "session"
 
     def __init__(self, actor_id: str, host: ActorHost, ctx: WorkerContext) -> None:
-        super().__init__(actor_id, host)
-        self.ctx = ctx
-        self.state = SessionState(session_id=actor_id)
-        self.stream = session_stream(actor_id)
+        super().__init__(
+            actor_id,
+            host,
+            ctx,
+            stream=session_stream(actor_id),
+            state=SessionState(session_id=actor_id),
+            evolve=evolve,
+            session_id=actor_id,
+        )
         # user message id -> futures of the command deliveries waiting for its answer
         self._waiting: dict[str, list[asyncio.Future[None]]] = {}
         # boards known to have ended without an answer (failed, cancelled): no longer open
         self._ended_boards: set[str] = set()
         # turns started and not yet finished (at most MAX_RUNNING_TURNS)
         self._running: set[str] = set()
-
-    @property
-    def log(self) -> EventLog:
-        return self.ctx.log
-
-    async def on_activate(self) -> None:
-        async for recorded in self.log.iter_stream(self.stream):
-            evolve(self.state, recorded.event)
 
     def busy(self) -> bool:
         return bool(self._waiting)
@@ -97,7 +90,7 @@ class SessionActor(Actor):
             case Deliver(command=CloseSession() as command):
                 decision = decide_close(self.state, command)
                 if isinstance(decision, Accepted):
-                    await self._record(decision.events)
+                    await self.record(decision.events, cause=None)
                 elif isinstance(decision, Refused):
                     await self._refuse(decision, None)
                 return None
@@ -114,16 +107,8 @@ class SessionActor(Actor):
                 return None
         raise TypeError(f"session actor cannot handle {type(message).__name__}")
 
-    async def _record(self, events: list[AnyEvent], *, causation_id: str | None = None) -> int:
-        recorded = await record(
-            self.log, f"session:{self.id}", self.stream, self.id, events, version=self.state.version, cause=causation_id
-        )
-        for item in recorded:
-            evolve(self.state, item.event)
-        return recorded[-1].position
-
     async def _refuse(self, refusal: Refused, key: str | None) -> None:
-        log.info("command_refused", code=refusal.code, reason=refusal.message)
+        logger.info("command_refused", code=refusal.code, reason=refusal.message)
         frame = CommandRefused(code=refusal.code, message=refusal.message, idempotency_key=key)
         await self.ctx.bus.publish(self.ctx.bus.subjects.session_evt(self.id), frame)
 
@@ -133,7 +118,7 @@ class SessionActor(Actor):
             case Refused(code=code, message=text):
                 return ErrorReply(code=code, message=text)
             case Accepted(events=events):
-                position = await self._record(events)
+                position = await self.record(events, cause=None)
             case AlreadyDone():
                 position = 0
         return SessionReady(session_id=self.id, agent_name=self.state.agent_name, position=position)
@@ -144,9 +129,8 @@ class SessionActor(Actor):
             case Refused():
                 await self._refuse(decision, command.idempotency_key)
                 return None
-            case AlreadyDone(message_id=message_id):
-                if message_id is None or message_id not in self.state.unanswered:
-                    return None
+            case AlreadyDone(message_id=str() as message_id) if message_id in self.state.unanswered:
+                pass  # a retry of a message still waiting for its answer: wait with it
             case Accepted(events=[UserMessage() as user]):
                 if isinstance(plan := plan_board(user.content, self.ctx.config), BoardRefused):
                     await self._refuse(Refused(code=plan.code, message=plan.message), command.idempotency_key)
@@ -155,8 +139,10 @@ class SessionActor(Actor):
                     busy = f"{MAX_RUNNING_TURNS} turns are running; wait for one to finish"
                     await self._refuse(Refused(code="too_many_turns", message=busy), command.idempotency_key)
                     return None
-                await self._record([user], causation_id=user.idempotency_key)
+                await self.record([user], cause=user.idempotency_key)
                 message_id = user.message_id
+            case _:
+                return None  # a retry of a message already answered
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiting.setdefault(message_id, []).append(future)
         if not self._start_board(message_id):
@@ -183,7 +169,7 @@ class SessionActor(Actor):
     async def _turn_finished(self, finished: TurnFinished) -> None:
         self._running.discard(finished.turn_id)
         if not finished.failed and finished.user_message_id in self.state.unanswered:
-            await self._record(
+            await self.record(
                 [
                     AssistantMessage(
                         message_id=new_id(),
@@ -193,7 +179,7 @@ class SessionActor(Actor):
                         turn_id=finished.turn_id,
                     )
                 ],
-                causation_id=finished.turn_id,
+                cause=finished.turn_id,
             )
         for future in self._waiting.pop(finished.user_message_id, []):
             if not future.done():
@@ -247,7 +233,7 @@ class SessionActor(Actor):
             answer = AssistantMessage(
                 message_id=new_id(), content=finished.content, agent_name=BOARD_AGENT, reply_to=finished.user_message_id
             )
-            await self._record([answer], causation_id=finished.board_id)
+            await self.record([answer], cause=finished.board_id)
         for future in self._waiting.pop(finished.user_message_id, []):
             if not future.done():
                 future.set_result(None)

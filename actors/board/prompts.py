@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from schemas.experts import Conclude, ExpertRequest, Speak, SummarizeRound, TranscriptEntry
 
-from .llm import ChatMessage, LLMRequest
+from ..llm import LLMMessage, LLMRequest
+from ..llm.protocol import Purpose
 
 CONSENSUS_YES = "CONSENSUS: yes"
 CONSENSUS_NO = "CONSENSUS: no"
@@ -29,6 +30,7 @@ def llm_request(request: ExpertRequest) -> LLMRequest:
     header = [f"Topic: {request.topic}", f"Expert: {expert.name}", f"Round: {request.round} of {request.max_rounds}"]
     said = [transcript_line(entry) for entry in request.transcript] or ["(nothing yet)"]
     body = [*header, "", "Discussion so far:", *said, ""]
+    purpose: Purpose
     match request:
         case Speak():
             purpose = "board_speech"
@@ -50,7 +52,7 @@ def llm_request(request: ExpertRequest) -> LLMRequest:
     system = f"You are {expert.name}, a member of a board of advisers. {expert.persona}".strip()
     return LLMRequest(
         model=request.model,
-        messages=[ChatMessage(role="user", content="\n".join(body))],
+        messages=[LLMMessage(role="user", content="\n".join(body))],
         system_prompt=system,
         purpose=purpose,
     )

@@ -6,7 +6,7 @@ import msgspec
 
 from schemas.events import AnyEvent
 
-from .board_routing import BoardPlan, BoardRefused
+from .plan import BoardPlan, BoardRefused
 
 
 class StartBoard(msgspec.Struct, frozen=True, kw_only=True):

@@ -6,7 +6,7 @@ import msgspec
 
 from schemas import ExecutionMode
 
-from .config import Config
+from ..config import Config
 from .skills import parse_skill
 
 

@@ -21,7 +21,7 @@ from schemas.events import (
     TurnStarted,
 )
 
-from .llm import ToolCall
+from ..llm import ToolCall
 
 
 class CallState(msgspec.Struct, kw_only=True):

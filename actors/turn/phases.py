@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .config import PhaseConfig, PlanExecConfig
+from ..config import PhaseConfig, PlanExecConfig
 
 ALWAYS_ALLOWED = frozenset({"advance_phase", "ask_human"})
 """Tools no phase forbids: moving on, and asking the user."""

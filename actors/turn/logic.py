@@ -28,12 +28,12 @@ from schemas.events import (
     TurnStarted,
 )
 
-from .llm import ChatMessage, ToolCall
-from .llm.fallback import ModelOutput
+from ..llm import LLMMessage, ToolCall
+from ..llm.fallback import ModelOutput
+from ..tools import InvalidArguments, ToolRegistry
 from .phases import PhasePolicy
-from .tools import InvalidArguments, ToolRegistry
-from .turn_setup import TurnSetup
-from .turn_state import CallState, Step, TurnState
+from .setup import TurnSetup
+from .state import CallState, Step, TurnState
 
 HUMAN_TIMEOUT = timedelta(seconds=300)
 """How long a confirmation or a question waits for the user (then: denied / no answer)."""
@@ -268,8 +268,8 @@ def decide_reply(state: TurnState, request_id: str, content: str) -> list[AnyEve
 
 
 def conversation(
-    state: TurnState, setup: TurnSetup, history: list[ChatMessage], phases: PhasePolicy
-) -> tuple[str, list[ChatMessage]]:
+    state: TurnState, setup: TurnSetup, history: list[LLMMessage], phases: PhasePolicy
+) -> tuple[str, list[LLMMessage]]:
     """The system prompt and messages for the next model call: the history, then every recorded step."""
     system = setup.system_prompt
     if setup.execution_mode == "plan_exec" and state.phase is not None:
@@ -277,11 +277,11 @@ def conversation(
     messages = list(history)
     if messages and messages[-1].role == "user":
         # The model sees the message without its @skill: prefix.
-        messages[-1] = ChatMessage(role="user", content=setup.content)
+        messages[-1] = LLMMessage(role="user", content=setup.content)
     for step in state.steps:
-        messages.append(ChatMessage(role="assistant", content=step.thought, tool_calls=[c.call for c in step.calls]))
+        messages.append(LLMMessage(role="assistant", content=step.thought, tool_calls=[c.call for c in step.calls]))
         for call in step.calls:
             if call.result is not None:
                 text = f"error: {call.result.content}" if call.result.is_error else call.result.content
-                messages.append(ChatMessage(role="tool", content=text, tool_call_id=call.call.call_id))
+                messages.append(LLMMessage(role="tool", content=text, tool_call_id=call.call.call_id))
     return system, messages
