@@ -10,7 +10,7 @@ from .commands import (
 )
 from .connection import Bus, TypedSubscription
 from .embedded import EmbeddedNats, free_port
-from .errors import BusError, PublishFailed, RequestFailed
+from .errors import BusError, MessageTooLarge, PublishFailed, RequestFailed
 
 __all__ = [
     "DEFAULT_PARTITIONS",
@@ -20,6 +20,7 @@ __all__ = [
     "CommandConsumer",
     "CommandDelivery",
     "EmbeddedNats",
+    "MessageTooLarge",
     "PublishFailed",
     "RequestFailed",
     "TypedSubscription",

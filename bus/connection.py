@@ -17,7 +17,7 @@ from nats.aio.subscription import Subscription
 
 from schemas import DecodeError, Decoder, ErrorReply, Subjects, encode
 
-from .errors import BusError, RequestFailed
+from .errors import BusError, MessageTooLarge, PublishFailed, RequestFailed
 
 logger = structlog.get_logger("agentbus.bus")
 
@@ -98,8 +98,18 @@ class Bus:
         return cls(nc, subjects or Subjects())
 
     async def publish(self, subject: str, message: msgspec.Struct) -> None:
-        """Publish one message (fire and forget, core NATS)."""
-        await self.nc.publish(subject, encode(message))
+        """Publish one message (fire and forget, core NATS); `MessageTooLarge` or `PublishFailed` if NATS refuses it.
+
+        While the connection is reconnecting, nats-py buffers the message and
+        sends it once reconnected.
+        """
+        data = encode(message)
+        try:
+            await self.nc.publish(subject, data)
+        except nats.errors.MaxPayloadError:
+            raise MessageTooLarge(subject, len(data), self.nc.max_payload) from None
+        except nats.errors.Error as exc:
+            raise PublishFailed(subject, str(exc) or type(exc).__name__) from None
 
     async def subscribe(
         self, subject: str, decoder: Decoder[T], *, queue: str = "", pending_msgs_limit: int = 65536

@@ -23,3 +23,12 @@ class PublishFailed(BusError):
         super().__init__(f"publish to {subject} failed: {reason}")
         self.subject = subject
         self.reason = reason
+
+
+class MessageTooLarge(PublishFailed):
+    """A message is larger than the server's `max_payload`; it can never be published as it is."""
+
+    def __init__(self, subject: str, size: int, limit: int) -> None:
+        super().__init__(subject, f"{size} bytes is more than the server's limit of {limit}")
+        self.size = size
+        self.limit = limit

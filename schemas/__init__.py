@@ -31,7 +31,7 @@ from .frames import (
 )
 from .replies import CreateSessionReply, ErrorReply, SessionReady
 from .streams import BOARD_AGENT, board_stream, session_stream, team_stream, turn_stream
-from .subjects import InvalidId, Subjects, validate_id
+from .subjects import InvalidId, Subjects, partition_of, validate_id
 
 __all__ = [
     "BOARD_AGENT",
@@ -71,6 +71,7 @@ __all__ = [
     "codec",
     "encode",
     "events",
+    "partition_of",
     "session_stream",
     "tag_of",
     "team_stream",

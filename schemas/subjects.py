@@ -26,6 +26,21 @@ def validate_id(value: str, kind: str = "session") -> str:
     return value
 
 
+def partition_of(session_id: str, partitions: int) -> int:
+    """The command partition of a session: what the stream's `partition(n,1)` transform computes.
+
+    nats-server hashes the wildcard token with 32-bit FNV-1a, modulo the number
+    of partitions; computing the same here lets the relay follow the leases of
+    command partitions. With no partitions (NATS < 2.10) everything is partition 0.
+    """
+    if partitions <= 0:
+        return 0
+    digest = 0x811C9DC5
+    for byte in session_id.encode():
+        digest = ((digest ^ byte) * 0x01000193) & 0xFFFFFFFF
+    return digest % partitions
+
+
 class Subjects(msgspec.Struct, frozen=True):
     """All subjects under one prefix (one prefix per tenant)."""
 

@@ -12,6 +12,7 @@ from .board import (
 )
 from .session import (
     AssistantMessage,
+    MessageFailed,
     SessionClosed,
     SessionCreated,
     SessionEvent,
@@ -73,6 +74,7 @@ __all__ = [
     "FallbackError",
     "HumanAsked",
     "HumanReplied",
+    "MessageFailed",
     "PhaseChanged",
     "PhaseCompleted",
     "PhaseFailed",

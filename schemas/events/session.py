@@ -34,10 +34,22 @@ class AssistantMessage(Event, frozen=True, kw_only=True):
     turn_id: str | None = None
 
 
+class MessageFailed(Event, frozen=True, kw_only=True):
+    """A user message ended without an answer: its turn or board failed, was cancelled or was given up.
+
+    `reply_to` is the message's id; `code` is stable (`turn_failed`, `cancelled`,
+    `board_failed`, `gave_up`, ...), `reason` human.
+    """
+
+    reply_to: str
+    code: str
+    reason: str
+
+
 class SessionClosed(Event, frozen=True, kw_only=True):
     """The session was closed; later messages are refused."""
 
     reason: str = ""
 
 
-SessionEvent = SessionCreated | UserMessage | AssistantMessage | SessionClosed
+SessionEvent = SessionCreated | UserMessage | AssistantMessage | MessageFailed | SessionClosed
