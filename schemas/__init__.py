@@ -4,7 +4,7 @@ Everything here depends on msgspec only, so any service (in any language) can
 speak to agentbus by producing the same JSON.
 """
 
-from . import codec, events
+from . import codec, events, limits
 from ._base import Command, Event, Frame, Message, Reply, tag_of
 from .codec import DecodeError, Decoder, encode
 from .commands import (
@@ -22,6 +22,7 @@ from .envelope import EventMeta, FeedItem, RecordedEvent
 from .frames import (
     AnyFrame,
     CommandRefused,
+    EventOmitted,
     ExpertResultChunk,
     ExpertResultChunkReset,
     ExpertSpeechChunk,
@@ -48,6 +49,7 @@ __all__ = [
     "ErrorReply",
     "Event",
     "EventMeta",
+    "EventOmitted",
     "ExecutionMode",
     "ExpertResultChunk",
     "ExpertResultChunkReset",
@@ -71,6 +73,7 @@ __all__ = [
     "codec",
     "encode",
     "events",
+    "limits",
     "partition_of",
     "session_stream",
     "tag_of",

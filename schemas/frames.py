@@ -64,6 +64,19 @@ class CommandRefused(Frame, frozen=True, kw_only=True):
     idempotency_key: str | None = None
 
 
+class EventOmitted(Frame, frozen=True, kw_only=True):
+    """An event too big for the live subject was recorded at `position`: read it from the log.
+
+    The relay publishes this in place of the event, so a subscriber misses
+    nothing: it fetches that one event (e.g. `read_session(sid, after=position - 1, limit=1)`).
+    """
+
+    position: int
+    stream: str
+    event_type: str
+    reason: str
+
+
 AnyFrame = (
     Token
     | ExpertSpeechChunk
@@ -72,4 +85,5 @@ AnyFrame = (
     | TeamSynthesisChunk
     | TeamInterventionAck
     | CommandRefused
+    | EventOmitted
 )
