@@ -5,7 +5,15 @@ stores each command under `<prefix>.part.<n>.session.<sid>.cmd` where
 `n = partition(sid)`. One durable pull consumer per partition means a worker
 owns whole partitions, so every command of a session goes to one worker in
 order, and partitions can be spread over (and taken over by) several workers.
-Commands are de-duplicated by `Nats-Msg-Id` = the idempotency key.
+Commands are de-duplicated by `Nats-Msg-Id` = `<session id>:<idempotency key>`:
+JetStream de-duplicates over the whole stream (for `DUPLICATE_WINDOW_S`), and a
+key is only unique within its session, so the header names both; the command
+itself carries the plain key, which the session actor records.
+
+Entrance limits (`schemas.limits`) are checked on both sides: `publish_command`
+refuses a command that breaks one, and the consumer hands one published by
+another client as a `DecodeError`, so the worker refuses and terms it instead of
+failing on it at every redelivery.
 
 A NATS server older than 2.10 has no subject transforms: the stream is then
 unpartitioned and one consumer takes every command (per-session order holds,
@@ -26,7 +34,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StreamConfig, SubjectTransform
 
-from schemas import DecodeError, InvalidId, SendMessage, SessionCommand, Subjects, codec, encode
+from schemas import DecodeError, InvalidId, SendMessage, SessionCommand, Subjects, codec, encode, limits
 
 from .connection import Bus
 from .errors import BusError, PublishFailed
@@ -36,6 +44,24 @@ logger = structlog.get_logger("agentbus.bus")
 DEFAULT_PARTITIONS = 8
 DUPLICATE_WINDOW_S = 24 * 3600
 MSG_ID = "Nats-Msg-Id"
+
+
+class CommandRejected(PublishFailed):
+    """A command breaks an entrance limit (`schemas.limits`), so it was not published; `code` is the limit's."""
+
+    def __init__(self, subject: str, refusal: limits.Refusal) -> None:
+        super().__init__(subject, refusal.message)
+        self.code = refusal.code
+
+
+class ConsumerBacklog(msgspec.Struct, frozen=True, kw_only=True):
+    """How many commands one consumer of the command stream has still to take and to finish."""
+
+    consumer: str
+    pending: int
+    """Stored, not yet delivered to a worker."""
+    ack_pending: int
+    """Delivered, not yet acknowledged (being processed, or waiting for redelivery)."""
 
 
 class CommandAck(msgspec.Struct, frozen=True, kw_only=True):
@@ -78,13 +104,16 @@ async def publish_command(bus: Bus, session_id: str, command: SessionCommand, *,
     """Put a command on the session's command subject and wait for JetStream to store it.
 
     A `SendMessage` without an idempotency key gets a fresh one, so the key the
-    stream de-duplicates by is also the one the session actor records.
+    stream de-duplicates by is also the one the session actor records. A
+    command that breaks an entrance limit raises `CommandRejected` unpublished.
     """
     if isinstance(command, SendMessage) and not command.idempotency_key:
         command = msgspec.structs.replace(command, idempotency_key=uuid.uuid4().hex)
     key = command.idempotency_key if isinstance(command, SendMessage) else None
     subject = bus.subjects.session_cmd(session_id)
-    headers = {MSG_ID: key} if key else None
+    if refusal := limits.check(command):
+        raise CommandRejected(subject, refusal)
+    headers = {MSG_ID: dedup_id(session_id, key)} if key else None
     try:
         ack = await bus.nc.jetstream().publish(subject, encode(command), headers=headers, timeout=timeout)
     except nats.js.errors.NoStreamResponseError:
@@ -92,6 +121,26 @@ async def publish_command(bus: Bus, session_id: str, command: SessionCommand, *,
     except (nats.errors.TimeoutError, nats.js.errors.APIError) as exc:
         raise PublishFailed(subject, str(exc) or type(exc).__name__) from None
     return CommandAck(sequence=ack.seq, duplicate=bool(ack.duplicate), idempotency_key=key)
+
+
+def dedup_id(session_id: str, key: str) -> str:
+    """The `Nats-Msg-Id` of a command: its key scoped to its session (the stream de-duplicates across sessions)."""
+    return f"{session_id}:{key}"
+
+
+async def command_backlog(bus: Bus, *, timeout: float = 2.0) -> list[ConsumerBacklog]:
+    """Return the backlog of every consumer of the command stream (`BusError` if it cannot be read)."""
+    stream = bus.subjects.cmd_stream
+    try:
+        infos = await bus.nc.jetstream(timeout=timeout).consumers_info(stream)
+    except nats.js.errors.NotFoundError:
+        raise BusError(f"no command stream {stream} (is a worker running?)") from None
+    except (TimeoutError, nats.errors.Error) as exc:
+        raise BusError(f"cannot read the consumers of {stream}: {exc or type(exc).__name__}") from None
+    return [
+        ConsumerBacklog(consumer=info.name, pending=info.num_pending or 0, ack_pending=info.num_ack_pending or 0)
+        for info in sorted(infos, key=lambda info: info.name)
+    ]
 
 
 class CommandDelivery:
@@ -210,10 +259,14 @@ class CommandConsumer:
     @staticmethod
     def _delivery(msg: Msg, session_id: str) -> CommandDelivery:
         try:
-            command: SessionCommand | DecodeError = codec.session_commands.decode(msg.data)
+            decoded = codec.session_commands.decode(msg.data)
         except DecodeError as exc:
-            command = exc
-        return CommandDelivery(msg, session_id, command)
+            return CommandDelivery(msg, session_id, exc)
+        # Another client may publish straight onto the subject: what breaks a
+        # limit could never be recorded, so it is refused like undecodable bytes.
+        if refusal := limits.check(decoded):
+            return CommandDelivery(msg, session_id, DecodeError(codec.session_commands.name, refusal.message))
+        return CommandDelivery(msg, session_id, decoded)
 
     def __aiter__(self) -> AsyncIterator[CommandDelivery]:
         return self._iterate()

@@ -15,7 +15,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from schemas import DecodeError, Decoder, ErrorReply, Subjects, encode
+from schemas import Command, DecodeError, Decoder, ErrorReply, Subjects, encode, limits
 
 from .errors import BusError, MessageTooLarge, PublishFailed, RequestFailed
 
@@ -147,7 +147,8 @@ class Bus:
     ) -> Subscription:
         """Answer requests on `subject` with `handler`, one queue-group member among many.
 
-        Undecodable requests get an `ErrorReply` and never reach the handler; a
+        Undecodable requests, and commands that break an entrance limit
+        (`schemas.limits`), get an `ErrorReply` and never reach the handler; a
         handler that raises is logged and answered with an `internal` error, so the
         requester is not left waiting for a timeout. nats-py runs a subscription's
         callbacks one at a time; with `concurrent`, each request is answered in a
@@ -160,6 +161,9 @@ class Bus:
                 request = decoder.decode(msg.data)
             except DecodeError as exc:
                 await msg.respond(encode(exc.as_reply()))
+                return
+            if isinstance(request, Command) and (refusal := limits.check(request)):
+                await msg.respond(encode(ErrorReply(code=refusal.code, message=refusal.message)))
                 return
             try:
                 reply = await handler(request)
