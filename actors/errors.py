@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from bus import BusError
+from projections import DatabaseError, EventLogClosedError
+
 
 class ActorError(Exception):
     """An actor could not take or handle a message."""
@@ -23,3 +26,15 @@ class ProviderError(ActorError):
         super().__init__(f"LLM provider {provider} failed: {reason}")
         self.provider = provider
         self.reason = reason
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Return whether `exc` is a failure of the infrastructure rather than of the work itself.
+
+    The database or NATS being unreachable, a full mailbox, an actor that could
+    not be activated: retried with back-off, without counting toward any bound
+    on attempts, so an outage loses nothing. Anything else counts.
+    """
+    if type(exc) is ActorError or isinstance(exc, MailboxFull):
+        return True
+    return isinstance(exc, DatabaseError | EventLogClosedError | BusError | OSError | TimeoutError)

@@ -1,8 +1,13 @@
-"""The outbox relay: publishes every event of the log on its session's live subject.
+"""The outbox relay: publishes the events of the log on their sessions' live subjects.
 
 The log is the outbox: an event committed just before a crash is published
 when the relay resumes from its checkpoint. Delivery is at-least-once and in
 position order; subscribers drop what they have seen by `position`.
+
+A worker relays only the sessions of the command partitions it leases, with
+one checkpoint per partition that never moves backwards, so that however many
+workers run, each event is published once in steady state (again only around
+a takeover), and a board waiting for its own events waits on its own worker.
 """
 
 from __future__ import annotations
@@ -12,25 +17,49 @@ import contextlib
 
 import structlog
 
-from bus import Bus
+from bus import Bus, MessageTooLarge
 from projections import Checkpoints, EventLog
+from schemas import RecordedEvent, partition_of, tag_of
+from schemas.frames import EventOmitted
 
 logger = structlog.get_logger("agentbus.relay")
 
 CHECKPOINT = "nats_relay"
+"""The checkpoint of an unpartitioned relay; partition n has `nats_relay.p<n>`."""
+
+
+def checkpoint_name(partition: int, partitions: int) -> str:
+    return CHECKPOINT if partitions <= 0 else f"{CHECKPOINT}.p{partition}"
 
 
 class Relay:
-    """Follows the log from its checkpoint and publishes each event live."""
+    """Follows the log from the owned partitions' checkpoints and publishes their events live.
+
+    Until `own` is called, it relays every partition of an unpartitioned stream.
+    """
 
     def __init__(self, event_log: EventLog, checkpoints: Checkpoints, bus: Bus, *, save_every: float = 0.25) -> None:
         self._event_log = event_log
         self._checkpoints = checkpoints
         self._bus = bus
         self._save_every = save_every
+        self._partitions = 0
+        self._owned: set[int] = {0}
+        self._changed = asyncio.Event()
+        self._published: dict[int, int] = {}
+        """partition -> the position up to which its events are published"""
+        self._saved: dict[int, int] = {}
         self.position = 0
-        self._saved = 0
+        """How far the relay has read the log (every owned partition is published up to here)."""
+        self.published = 0
+        """Events published since start (a figure for metrics and tests)."""
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+
+    def own(self, partitions: set[int], *, of: int) -> None:
+        """Relay exactly `partitions` of the `of` command partitions from now on (0: unpartitioned)."""
+        if partitions != self._owned or of != self._partitions:
+            self._owned, self._partitions = set(partitions), of
+            self._changed.set()
 
     async def wait_for(self, position: int, timeout: float = 2.0) -> bool:
         """Wait until the events up to `position` are published; False if that takes over `timeout` s.
@@ -58,32 +87,91 @@ class Relay:
                 waiter.set_result(None)
 
     async def run(self) -> None:
-        """Relay forever; the checkpoint is saved a few times a second, and on stop."""
-        self.position = self._saved = await self._checkpoints.get(CHECKPOINT)
+        """Relay forever, following the partitions owned; checkpoints are saved a few times a second, and on stop."""
         saver = asyncio.create_task(self._save_periodically(), name="relay-checkpoint")
         try:
-            async for recorded in self._event_log.follow(self.position):
-                await self._bus.publish(self._bus.subjects.session_evt(recorded.session_id), recorded)
-                self.position = recorded.position
-                if self._waiters:
-                    self._wake()
+            while True:
+                self._changed.clear()
+                owned, partitions = set(self._owned), self._partitions
+                await self._load(owned, partitions)
+                if not owned:
+                    await self._changed.wait()
+                    continue
+                follower = asyncio.create_task(self._follow(owned, partitions), name="relay-follow")
+                changed = asyncio.create_task(self._changed.wait(), name="relay-leases")
+                try:
+                    await asyncio.wait([follower, changed], return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for task in (follower, changed):
+                        task.cancel()
+                    await asyncio.gather(follower, changed, return_exceptions=True)
+                if follower.done() and not follower.cancelled() and follower.exception() is not None:
+                    raise follower.exception()  # type: ignore[misc]
         finally:
             saver.cancel()
             await asyncio.gather(saver, return_exceptions=True)
-            # Bounded: with NATS unreachable the flush would wait for ever, and an
+            # Bounded: with the database unreachable the save would wait for ever, and an
             # unsaved checkpoint only means a few events are published again.
-            with contextlib.suppress(asyncio.TimeoutError):
+            with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.shield(self._save()), 2.0)
+
+    async def _load(self, owned: set[int], partitions: int) -> None:
+        """Forget released partitions (saving them first) and load the checkpoints of newly owned ones."""
+        released = set(self._published) - owned
+        if released:
+            await self._save()
+            for partition in released:
+                self._published.pop(partition)
+                self._saved.pop(partition, None)
+        for partition in owned - set(self._published):
+            position = await self._checkpoints.get(checkpoint_name(partition, partitions))
+            if not position and partitions > 0:
+                position = await self._checkpoints.get(CHECKPOINT)  # upgraded from one relay for everything
+            self._published[partition] = self._saved[partition] = position
+
+    async def _follow(self, owned: set[int], partitions: int) -> None:
+        start = min(self._published[partition] for partition in owned)
+        self.position = start
+        async for recorded in self._event_log.follow(start):
+            partition = partition_of(recorded.session_id, partitions)
+            if partition in owned and recorded.position > self._published[partition]:
+                await self._publish(recorded)
+            for each in owned:
+                self._published[each] = max(self._published[each], recorded.position)
+            self.position = recorded.position
+            if self._waiters:
+                self._wake()
+
+    async def _publish(self, recorded: RecordedEvent) -> None:
+        subject = self._bus.subjects.session_evt(recorded.session_id)
+        try:
+            await self._bus.publish(subject, recorded)
+        except MessageTooLarge as exc:
+            # It cannot ever be carried: a small notice takes its place, so live delivery goes on.
+            logger.warning("event_too_large", position=recorded.position, size=exc.size)
+            notice = EventOmitted(
+                position=recorded.position,
+                stream=recorded.stream,
+                event_type=tag_of(type(recorded.event)),
+                reason=str(exc),
+            )
+            await self._bus.publish(subject, notice)
+        self.published += 1
 
     async def _save_periodically(self) -> None:
         while True:
             await asyncio.sleep(self._save_every)
-            await self._save()
+            try:
+                await self._save()
+            except Exception as exc:  # supervised here: a failed save is retried at the next tick
+                logger.warning("relay_checkpoint_failed", error=str(exc) or type(exc).__name__)
 
     async def _save(self) -> None:
-        position = self.position
-        if position > self._saved:
-            # Only what NATS has taken may count as relayed.
-            await self._bus.nc.flush()
-            await self._checkpoints.set(CHECKPOINT, position)
-            self._saved = position
+        changed = {p: position for p, position in self._published.items() if position > self._saved.get(p, 0)}
+        if not changed:
+            return
+        # Only what NATS has taken may count as relayed.
+        await self._bus.flush()
+        for partition, position in changed.items():
+            await self._checkpoints.advance(checkpoint_name(partition, self._partitions), position)
+            self._saved[partition] = position

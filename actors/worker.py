@@ -8,9 +8,19 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 
-from bus import Bus, CommandConsumer, CommandDelivery, ensure_command_stream
-from projections import Checkpoints, Engine, EventLog, EventLogError, PartitionLeases, Projector
-from schemas import CommandRefused, CreateSession, DecodeError, ErrorReply, InvalidId, SessionReady, codec, validate_id
+from bus import Bus, BusError, CommandConsumer, CommandDelivery, ensure_command_stream
+from projections import Checkpoints, Engine, EventLog, PartitionLeases, Projector
+from schemas import (
+    CommandRefused,
+    CreateSession,
+    DecodeError,
+    ErrorReply,
+    InvalidId,
+    SendMessage,
+    SessionReady,
+    codec,
+    validate_id,
+)
 from schemas.experts import expert_requests
 
 from .board import BoardActor, ExpertActor
@@ -18,18 +28,25 @@ from .board.experts import QUEUE as EXPERTS_QUEUE
 from .board.experts import answer_experts
 from .config import DEFAULT_CONFIG, Config, load_config
 from .context import WorkerContext
-from .errors import ActorError
+from .errors import is_outage
 from .llm import Provider
 from .llm.registry import build_providers, close_providers
 from .relay import Relay
 from .runtime import ActorHost
-from .session import Deliver, SessionActor
+from .session import Abandon, Deliver, SessionActor
 from .turn import TurnActor
 
 logger = structlog.get_logger("agentbus.worker")
 
 LEASE_INTERVAL = 1.0
 """Seconds between attempts to take free partitions (e.g. those of a worker that died)."""
+COMMAND_ATTEMPTS = 3
+"""Tries of a command that fails by itself (not an outage) before it is refused for good."""
+MAX_DELIVERIES = 20
+"""Deliveries of one command (each a worker that died holding it) before it is refused for good."""
+RETRY_BACKOFF = 0.2
+MAX_BACKOFF = 5.0
+"""Seconds between retries of a command during an outage: doubling from RETRY_BACKOFF up to this."""
 
 
 class Worker:
@@ -45,6 +62,7 @@ class Worker:
         default_model: str = "offline",
         idle_seconds: float = 60.0,
         ack_wait: float = 30.0,
+        work_timeout: float = 1800.0,
         config: Config | None = None,
     ) -> None:
         self.bus = bus
@@ -68,6 +86,10 @@ class Worker:
         self.host.register(ExpertActor.kind, lambda actor_id, host: ExpertActor(actor_id, host, ctx))
         self._partitions = partitions
         self._ack_wait = ack_wait
+        self._work_timeout = work_timeout
+        self._lanes: dict[str, list[CommandDelivery]] = {}
+        self._available = 0
+        """The command stream's partitions (0: unpartitioned, NATS < 2.10)."""
         self._leases = PartitionLeases(engine, bus.subjects.prefix)
         self._consumers: dict[int, tuple[CommandConsumer, asyncio.Task[None]]] = {}
         self.projector = Projector(engine, self.event_log)
@@ -77,7 +99,7 @@ class Worker:
 
     async def run(self) -> None:
         """Run until cancelled; then stop taking work and let JetStream redeliver the rest."""
-        available = await ensure_command_stream(self.bus)
+        available = self._available = await ensure_command_stream(self.bus)
         # An unpartitioned stream (NATS < 2.10) is leased as one partition, 0.
         wanted = self._partitions or list(range(available)) or [0]
         creates = await self.bus.serve(
@@ -90,6 +112,8 @@ class Worker:
             queue=EXPERTS_QUEUE,
             concurrent=True,
         )
+        # The relay follows the leases: nothing until this worker holds partitions.
+        self.relay.own(set(), of=available)
         background = [
             asyncio.create_task(_supervised("relay", self.relay.run), name="relay"),
             asyncio.create_task(_supervised("projector", self.projector.run), name="projector"),
@@ -100,7 +124,14 @@ class Worker:
         try:
             while True:
                 await asyncio.sleep(LEASE_INTERVAL)
-                await self._rebalance(wanted, partitioned=available > 0)
+                try:
+                    await self._rebalance(wanted, partitioned=available > 0)
+                except Exception as exc:
+                    if not is_outage(exc):
+                        raise
+                    # Keep serving what we hold: if the lease connection died, another worker may take a
+                    # partition over, and the event log's version check stops a second writer.
+                    logger.warning("lease_renewal_failed", error=str(exc))
         finally:
             await creates.unsubscribe()
             await experts.unsubscribe()
@@ -117,6 +148,7 @@ class Worker:
     async def _rebalance(self, wanted: list[int], *, partitioned: bool) -> None:
         """Consume exactly the partitions whose lease this worker holds (taking free ones over)."""
         held = await self._leases.claim(wanted)
+        self.relay.own(held, of=self._available)
         changed = held != set(self._consumers)
         for partition in sorted(held - set(self._consumers)):
             consumer = CommandConsumer(self.bus, [partition] if partitioned else None, ack_wait=self._ack_wait)
@@ -129,10 +161,27 @@ class Worker:
             logger.info("partitions_owned", partitions=sorted(held))
 
     async def _take(self, consumer: CommandConsumer) -> None:
+        """Hand each delivery to its session's lane: one session's commands are accepted one at a time, in order."""
         async for delivery in consumer:
-            task = asyncio.create_task(self._process(delivery), name=f"command-{delivery.sequence}")
-            self._in_flight.add(task)
-            task.add_done_callback(self._in_flight.discard)
+            lane = self._lanes.get(delivery.session_id)
+            if lane is None:
+                lane = self._lanes[delivery.session_id] = []
+                task = asyncio.create_task(
+                    self._run_lane(delivery.session_id, lane), name=f"lane-{delivery.session_id}"
+                )
+                self._in_flight.add(task)
+                task.add_done_callback(self._in_flight.discard)
+            lane.append(delivery)
+
+    async def _run_lane(self, session_id: str, lane: list[CommandDelivery]) -> None:
+        try:
+            while lane:
+                await self._accept(lane[0])
+                lane.pop(0)
+        finally:
+            # Deliveries still in the lane (we are stopping) are redelivered by JetStream.
+            if self._lanes.get(session_id) is lane:
+                del self._lanes[session_id]
 
     async def _release(self, partition: int) -> None:
         consumer, pump = self._consumers.pop(partition)
@@ -151,45 +200,109 @@ class Worker:
         structlog.contextvars.bind_contextvars(session_id=session_id)
         return await self.host.ask(SessionActor.kind, session_id, request)
 
-    async def _process(self, delivery: CommandDelivery) -> None:
+    async def _accept(self, delivery: CommandDelivery) -> None:
+        """Have the session accept one command, retrying in place so that the session's order holds.
+
+        An outage is retried for as long as it lasts (the delivery kept alive
+        with `in_progress`); a command that fails by itself is refused after
+        `COMMAND_ATTEMPTS` tries, or after `MAX_DELIVERIES` deliveries (it keeps
+        killing workers), and terminated so that it is never redelivered.
+        """
         command = delivery.command
         structlog.contextvars.bind_contextvars(
             session_id=delivery.session_id,
             correlation_id=getattr(command, "idempotency_key", None) or f"cmd-{delivery.sequence}",
         )
         if isinstance(command, DecodeError):
-            logger.warning("command_undecodable", error=str(command))
-            refusal = CommandRefused(code="invalid_command", message=str(command))
-            await self.bus.publish(self.bus.subjects.session_evt(delivery.session_id), refusal)
-            await delivery.term()
+            await self._refuse(delivery, "invalid_command", str(command))
             return
-        try:
-            outcome = await self.host.ask(SessionActor.kind, delivery.session_id, Deliver(command=command))
-            if outcome is not None:
-                await self._hold(delivery, outcome)
-        except asyncio.CancelledError:
-            # Stopping, or the actor passivated mid-turn: JetStream redelivers the
-            # command and the re-activated actor resumes from the log.
-            await asyncio.shield(delivery.nak(delay=1.0))
-            raise
-        except (ActorError, EventLogError) as exc:
-            logger.warning("command_failed", error=str(exc))
-            await delivery.nak(delay=1.0)
+        if delivery.num_delivered > MAX_DELIVERIES:
+            await self._refuse(delivery, "command_failed", f"gave up after {MAX_DELIVERIES} deliveries")
             return
-        except Exception:  # a bug in one command must not stop the others; it is redelivered
-            logger.exception("command_crashed")
-            await delivery.nak(delay=5.0)
+        failures = 0
+        backoff = RETRY_BACKOFF
+        while True:
+            try:
+                outcome = await self.host.ask(SessionActor.kind, delivery.session_id, Deliver(command=command))
+                break
+            except Exception as exc:
+                if not is_outage(exc):
+                    failures += 1
+                    logger.exception("command_failed", attempt=failures)
+                    if failures >= COMMAND_ATTEMPTS:
+                        await self._refuse(delivery, "command_failed", f"the command failed: {type(exc).__name__}")
+                        return
+                elif backoff == RETRY_BACKOFF:
+                    logger.warning("command_waiting_for_services", error=str(exc))
+                await _quietly(delivery.in_progress())
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+        if outcome is None:
+            await _quietly(delivery.ack())
             return
-        await delivery.ack()
+        hold = asyncio.create_task(self._hold(delivery, outcome), name=f"hold-{delivery.sequence}")
+        self._in_flight.add(hold)
+        hold.add_done_callback(self._in_flight.discard)
+
+    async def _refuse(self, delivery: CommandDelivery, code: str, reason: str) -> None:
+        """Tell the sender a command is refused for good, and terminate it."""
+        logger.warning("command_refused", code=code, reason=reason, sequence=delivery.sequence)
+        refusal = CommandRefused(
+            code=code, message=reason, idempotency_key=getattr(delivery.command, "idempotency_key", None)
+        )
+        await _quietly(self.bus.publish(self.bus.subjects.session_evt(delivery.session_id), refusal))
+        await _quietly(delivery.term())
 
     async def _hold(self, delivery: CommandDelivery, outcome: asyncio.Future[None]) -> None:
-        """Wait for the command's work to be recorded, keeping JetStream from redelivering it."""
+        """Keep the command until its work is recorded, asserting the work again every few seconds.
+
+        Each assertion restarts a turn or board that died (it resumes from its
+        log) and is a no-op for one at work. Past `work_timeout` the session
+        gives the work up and records its failure, so no command is held for ever.
+        """
+        deadline = asyncio.get_running_loop().time() + self._work_timeout
+        command = delivery.command
+        assert not isinstance(command, DecodeError)
         while True:
             try:
                 await asyncio.wait_for(asyncio.shield(outcome), self._ack_wait / 3)
+                await _quietly(delivery.ack())
                 return
             except TimeoutError:
-                await delivery.in_progress()
+                pass
+            except asyncio.CancelledError:
+                if not outcome.cancelled() or _being_cancelled():
+                    await _quietly(delivery.nak(delay=1.0))  # stopping: redelivered, resumed from the log
+                    raise
+                # The session passivated or failed: assert the work again below.
+            await _quietly(delivery.in_progress())
+            try:
+                if asyncio.get_running_loop().time() > deadline and isinstance(command, SendMessage):
+                    reason = f"no answer within {self._work_timeout:.0f} s"
+                    key = command.idempotency_key
+                    await self.host.ask(SessionActor.kind, delivery.session_id, Abandon(key=key, reason=reason))
+                renewed = await self.host.ask(SessionActor.kind, delivery.session_id, Deliver(command=command))
+            except Exception as exc:
+                logger.warning("command_hold_retry", error=str(exc))
+                continue
+            if renewed is None:
+                await _quietly(delivery.ack())
+                return
+            outcome = renewed
+
+
+def _being_cancelled() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+async def _quietly(operation: Awaitable[None]) -> None:
+    """Acknowledge, refuse or publish what we can: with NATS gone, JetStream redelivers later instead."""
+    try:
+        async with asyncio.timeout(5.0):
+            await operation
+    except (BusError, TimeoutError, OSError) as exc:
+        logger.warning("command_ack_failed", error=str(exc) or type(exc).__name__)
 
 
 async def _supervised(name: str, run: Callable[[], Awaitable[None]], backoff: float = 1.0) -> None:

@@ -97,6 +97,18 @@ class Bus:
         connection.append(nc)
         return cls(nc, subjects or Subjects())
 
+    async def flush(self, timeout: int = 2) -> None:
+        """Wait until the server has everything published so far; `PublishFailed` if it cannot be reached."""
+        try:
+            await self.nc.flush(timeout=timeout)
+        except (TimeoutError, nats.errors.Error) as exc:
+            raise PublishFailed("flush", str(exc) or type(exc).__name__) from None
+
+    @property
+    def connected(self) -> bool:
+        """Whether the connection to NATS is up right now (not reconnecting, not closed)."""
+        return bool(self.nc.is_connected)
+
     async def publish(self, subject: str, message: msgspec.Struct) -> None:
         """Publish one message (fire and forget, core NATS); `MessageTooLarge` or `PublishFailed` if NATS refuses it.
 

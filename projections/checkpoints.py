@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -32,5 +32,19 @@ class Checkpoints:
         upsert = insert(checkpoints).values(name=name, position=position)
         upsert = upsert.on_conflict_do_update(index_elements=[checkpoints.c.name], set_={"position": position})
         with driver_errors("store checkpoint"):
+            async with self._engine.begin() as conn:
+                await conn.execute(upsert)
+
+    async def advance(self, name: str, position: int) -> None:
+        """Store `position` for `name` unless a larger one is stored: the checkpoint never moves backwards.
+
+        Two followers that briefly both believe they own a checkpoint (a lease
+        taken over) can then only ever move it forward.
+        """
+        upsert = insert(checkpoints).values(name=name, position=position)
+        upsert = upsert.on_conflict_do_update(
+            index_elements=[checkpoints.c.name], set_={"position": func.greatest(checkpoints.c.position, position)}
+        )
+        with driver_errors("advance checkpoint"):
             async with self._engine.begin() as conn:
                 await conn.execute(upsert)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 
 import pytest
 
 from bus import Bus, CommandConsumer, RequestFailed, ensure_command_stream, publish_command
-from schemas import CreateSession, DecodeError, ErrorReply, SendMessage, SessionReady, Subjects, codec
+from schemas import CreateSession, DecodeError, ErrorReply, SendMessage, SessionReady, Subjects, codec, partition_of
 
 
 @pytest.fixture
@@ -126,3 +127,15 @@ async def test_an_unacked_command_is_redelivered(bus: Bus) -> None:
     assert second.sequence == first.sequence and second.num_delivered == 2
     await second.ack()
     await consumer.stop()
+
+
+async def test_partition_of_computes_the_partition_the_server_stores_a_session_command_under(bus: Bus) -> None:
+    available = await ensure_command_stream(bus, partitions=8)
+    js = bus.nc.jetstream()
+    for length in range(1, 41):
+        session_id = uuid.uuid4().hex[: length % 32 + 1] + "-x"[: length % 2]
+        ack = await publish_command(bus, session_id, SendMessage(content="where am I?"))
+        stored = await js.get_msg(bus.subjects.cmd_stream, ack.sequence)
+        # Stored as <prefix>.part.<n>.session.<sid>.cmd, or unpartitioned on a NATS older than 2.10.
+        expected = bus.subjects.partitioned_cmd(partition_of(session_id, 8)).replace("*", session_id)
+        assert stored.subject == (expected if available else bus.subjects.session_cmd(session_id))

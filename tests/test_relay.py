@@ -10,7 +10,7 @@ import pytest
 from actors.relay import Relay
 from bus import Bus
 from projections import Checkpoints, EventLog, NewEvent, create_engine, migrate
-from schemas import FeedItem, RecordedEvent, Subjects, codec
+from schemas import FeedItem, RecordedEvent, Subjects, codec, partition_of
 from schemas.events import UserMessage
 
 
@@ -75,3 +75,45 @@ async def test_a_restarted_relay_resumes_from_its_checkpoint_without_skipping(pa
         await asyncio.gather(relay, return_exceptions=True)
         await feed.close()
     assert seen == [first[0].position, *(e.position for e in later)]
+
+
+async def test_a_relay_publishes_only_the_sessions_of_the_partitions_it_owns(parts) -> None:
+    log, checkpoints, bus = parts
+    sessions = [f"s{i}" for i in range(12)]
+    mine = {partition_of(session_id, 4) for session_id in sessions[:3]}
+    for session_id in sessions:
+        await log.append(f"session-{session_id}", [say(session_id)], expected_version=0)
+    feed = await bus.subscribe(f"{bus.subjects.prefix}.session.*.evt", codec.feed)
+    relay = Relay(log, checkpoints, bus)
+    relay.own(mine, of=4)
+    running = asyncio.create_task(relay.run())
+    try:
+        expected = sorted(s for s in sessions if partition_of(s, 4) in mine)
+        seen: list[str] = []
+        async with asyncio.timeout(10):
+            async for item in feed:
+                assert isinstance(item, RecordedEvent)
+                seen.append(item.session_id)
+                if len(seen) == len(expected):
+                    break
+        assert sorted(seen) == expected
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        await feed.close()
+    # One checkpoint per owned partition, at the head of the log.
+    head = (await log.read_all(0, 100))[-1].position
+    assert {p: await checkpoints.get(f"nats_relay.p{p}") for p in mine} == {p: head for p in mine}
+
+
+async def test_a_relay_checkpoint_never_moves_backwards(parts) -> None:
+    _, checkpoints, _ = parts
+    await checkpoints.advance("nats_relay.p1", 50)
+    await checkpoints.advance("nats_relay.p1", 20)  # a stale relay after its lease was taken over
+    assert await checkpoints.get("nats_relay.p1") == 50
+
+
+def say(session_id: str) -> NewEvent:
+    return NewEvent(
+        event=UserMessage(message_id=session_id, content="hi", idempotency_key=session_id), session_id=session_id
+    )

@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+from collections import Counter
 from pathlib import Path
 
 import websockets
 
+from bus import Bus
+from schemas import RecordedEvent, Subjects, codec
 from tests.system import System, receive_until
 
 
@@ -54,3 +57,44 @@ async def test_the_partitions_of_a_killed_worker_are_taken_over_and_no_command_i
         if first.process is not None:
             first.stop()
         assert second.stop() == 0
+
+
+async def test_with_two_workers_each_persisted_event_is_published_live_exactly_once(
+    tmp_path: Path, system_env: dict[str, str], nats_url: str, subject_prefix: str
+) -> None:
+    first = System(tmp_path / "first", system_env).start()
+    second = System(tmp_path / "second", system_env).start()
+    bus = await Bus.connect(nats_url, name="publication-counter", subjects=Subjects(subject_prefix))
+    feed = await bus.subscribe(f"{subject_prefix}.session.*.evt", codec.feed)
+    published: Counter[int] = Counter()
+
+    async def count() -> None:
+        async for item in feed:
+            if isinstance(item, RecordedEvent):
+                published[item.position] += 1
+
+    counter = asyncio.create_task(count())
+    try:
+        sessions = [await second.create_session() for _ in range(6)]
+        for session_id in sessions:
+            assert 'You said: "once"' in await chat(second, session_id, "once")
+        head = max([event["position"] for session_id in sessions for event in await _events(second, session_id)])
+        async with asyncio.timeout(20):
+            while max(published, default=0) < head:
+                await asyncio.sleep(0.1)
+        await asyncio.sleep(1.0)  # let any second publication of the same positions arrive
+        twice = {position: n for position, n in published.items() if n != 1}
+        assert twice == {}, f"positions published more than once: {twice}"
+    finally:
+        counter.cancel()
+        await feed.close()
+        await bus.close()
+        first.stop()
+        second.stop()
+
+
+async def _events(system: System, session_id: str) -> list[dict]:
+    async with system.http() as client:
+        response = await client.get(f"/sessions/{session_id}/events", params={"after": 0})
+        response.raise_for_status()
+        return response.json()

@@ -22,7 +22,7 @@ from schemas.events import AnyEvent, BoardConcluded, BoardFailed, BoardStarted, 
 from schemas.experts import Conclude, ExpertAnswer, ExpertRequest, Speak, SummarizeRound, expert_replies
 
 from ..context import WorkerContext
-from ..errors import ActorError
+from ..errors import ActorError, is_outage
 from ..runtime import ActorHost, DrivenActor
 from . import logic
 from .conclusion import parse_conclusion
@@ -68,8 +68,9 @@ class BoardActor(DrivenActor[logic.BoardState]):
         match self.state.outcome:
             case BoardConcluded() as concluded:
                 return BoardFinished(board_id=self.id, user_message_id=self.id, content=logic.final_answer(concluded))
-            case BoardFailed(reason=reason):
-                return BoardFinished(board_id=self.id, user_message_id=self.id, content=reason, failed=True)
+            case BoardFailed(reason=reason, cancelled=cancelled):
+                code = "cancelled" if cancelled else "board_failed"
+                return BoardFinished(board_id=self.id, user_message_id=self.id, content=reason, failed=True, code=code)
         return None
 
     async def _start(self, request: StartBoard) -> None:
@@ -78,6 +79,9 @@ class BoardActor(DrivenActor[logic.BoardState]):
             self.report()
             return
         if self.busy():
+            return
+        if (given_up := self.exhausted()) is not None and self.state.running:
+            await self._end([BoardFailed(board_id=self.id, reason=given_up)])
             return
         if self.state.started is None:
             plan = request.plan
@@ -90,6 +94,7 @@ class BoardActor(DrivenActor[logic.BoardState]):
 
     async def _intervene(self, content: str, key: str | None) -> bool:
         if not self.state.running:
+            self.report()  # the session may not have recorded the board's end yet
             return False
         events = logic.decide_intervention(self.state, content, key)
         if events:
@@ -123,9 +128,17 @@ class BoardActor(DrivenActor[logic.BoardState]):
                     return
                 await self.ctx.relayed(position)
         except RequestFailed as exc:
+            if not self.ctx.bus.connected:
+                logger.warning("board_interrupted", error=str(exc))  # NATS is gone, not the experts
+                return
             logger.warning("board_expert_unreachable", error=str(exc))
             self._give_up(f"an expert did not answer: {exc.reason}")
-        except Exception as exc:  # recorded as a failed board, so the user gets an answer instead of a hang
+        except Exception as exc:
+            if is_outage(exc):
+                # The database or NATS is gone: the board resumes from its stream when its work is asserted again.
+                logger.warning("board_interrupted", error=str(exc))
+                return
+            # A bug: recorded as a failed board, so the user gets an answer instead of a hang.
             logger.exception("board_driver_crashed")
             self._give_up(f"internal error: {type(exc).__name__}")
 

@@ -41,6 +41,7 @@ class BoardFinished(msgspec.Struct, frozen=True, kw_only=True):
     user_message_id: str
     content: str
     failed: bool = False
+    code: str = "board_failed"
 
 
 class StepDone(msgspec.Struct, frozen=True, kw_only=True):

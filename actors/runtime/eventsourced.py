@@ -27,6 +27,10 @@ if TYPE_CHECKING:
     from .host import ActorHost
 
 
+MAX_ATTEMPTS = 3
+"""Incarnations of a driven actor that may fail by themselves before its work is recorded as failed."""
+
+
 class Versioned(Protocol):
     """A state that counts the events folded into it (the stream's version)."""
 
@@ -116,6 +120,13 @@ class DrivenActor(EventSourcedActor[S]):
     """
 
     _driver: asyncio.Task[None] | None = None
+
+    def exhausted(self) -> str | None:
+        """Why the work must not be resumed again, or None: after `MAX_ATTEMPTS` incarnations failed by themselves."""
+        failures = self.host.failures(self.kind, self.id)
+        if failures < MAX_ATTEMPTS:
+            return None
+        return f"gave up after {failures} failed attempts (see the worker's log for {self.kind}:{self.id})"
 
     def busy(self) -> bool:
         return self._driver is not None and not self._driver.done()

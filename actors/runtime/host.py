@@ -21,7 +21,7 @@ from typing import Any
 
 import structlog
 
-from ..errors import ActorError, MailboxFull
+from ..errors import ActorError, MailboxFull, is_outage
 from .actor import Actor
 
 logger = structlog.get_logger("agentbus.actors")
@@ -58,6 +58,7 @@ class ActorHost:
         self._idle_seconds = idle_seconds
         self._mailbox_size = mailbox_size
         self._closing = False
+        self._failures: dict[tuple[str, str], int] = {}
 
     def register(self, kind: str, factory: Callable[[str, ActorHost], Actor]) -> None:
         """Declare how to create actors of `kind`."""
@@ -72,6 +73,13 @@ class ActorHost:
         reply: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._post(kind, actor_id, _Letter(message, reply))
         return await reply
+
+    def failures(self, kind: str, actor_id: str) -> int:
+        """How many incarnations of this actor failed by themselves (outages not counted) since it last rested.
+
+        An actor forgets its failures when it is passivated after being idle.
+        """
+        return self._failures.get((kind, actor_id), 0)
 
     def active(self, kind: str) -> list[str]:
         """Ids of the activated actors of `kind`."""
@@ -110,6 +118,7 @@ class ActorHost:
                 except TimeoutError:
                     if actor.busy():
                         continue
+                    self._failures.pop((actor.kind, actor.id), None)
                     break
                 structlog.contextvars.bind_contextvars(**{"actor": name, **letter.context, **actor.log_context()})
                 result = await actor.handle(letter.message)
@@ -117,7 +126,11 @@ class ActorHost:
                     letter.reply.set_result(result)
                 letter = None
         except Exception as exc:
-            logger.exception("actor_failed")
+            if is_outage(exc):
+                logger.warning("actor_interrupted", error=str(exc))
+            else:
+                logger.exception("actor_failed")
+                self._failures[(actor.kind, actor.id)] = self.failures(actor.kind, actor.id) + 1
             # Detach before answering, so that whatever the asker sends next
             # activates a fresh incarnation from the log.
             self._detach(cell)

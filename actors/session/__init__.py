@@ -6,6 +6,6 @@ cancel, replies and confirmations to the turn they concern.
 """
 
 from .actor import SessionActor
-from .messages import Deliver
+from .messages import Abandon, Deliver
 
-__all__ = ["Deliver", "SessionActor"]
+__all__ = ["Abandon", "Deliver", "SessionActor"]

@@ -1,4 +1,10 @@
-"""The session actor: owns `session-<sid>`, records user and assistant messages, starts turns."""
+"""The session actor: owns `session-<sid>`, records user and assistant messages, starts turns and boards.
+
+Everything it decides comes from its own events: which messages still wait
+for an answer, hence which turns run (the cap) and which board is open (where
+an intervention or a cancel goes). Every accepted message ends with a recorded
+answer or a recorded `message_failed`, so nothing stays unanswered for ever.
+"""
 
 from __future__ import annotations
 
@@ -21,14 +27,14 @@ from schemas import (
     SessionReady,
     session_stream,
 )
-from schemas.events import AssistantMessage, UserMessage
+from schemas.events import AssistantMessage, MessageFailed, UserMessage
 
 from ..board.messages import BoardFinished, CancelBoard, Intervene, StartBoard
-from ..board.plan import BoardRefused, is_board_message, plan_board
+from ..board.plan import BoardRefused, plan_board
 from ..context import WorkerContext
 from ..runtime import ActorHost, EventSourcedActor
-from ..turn.messages import StartTurn, TurnFinished
-from .messages import Deliver
+from ..turn.messages import CancelTurn, StartTurn, TurnFinished
+from .messages import Abandon, Deliver
 from .routing import MAX_RUNNING_TURNS, route_to_turn
 from .state import (
     Accepted,
@@ -63,21 +69,15 @@ class SessionActor(EventSourcedActor[SessionState]):
             evolve=evolve,
             session_id=actor_id,
         )
-        # user message id -> futures of the command deliveries waiting for its answer
-        self._waiting: dict[str, list[asyncio.Future[None]]] = {}
-        # boards known to have ended without an answer (failed, cancelled): no longer open
-        self._ended_boards: set[str] = set()
-        # turns started and not yet finished (at most MAX_RUNNING_TURNS)
-        self._running: set[str] = set()
+        # user message id -> resolved once its answer (or failure) is recorded; the worker acks the command then
+        self._waiting: dict[str, asyncio.Future[None]] = {}
 
     def busy(self) -> bool:
         return bool(self._waiting)
 
     async def on_passivate(self) -> None:
-        for futures in self._waiting.values():
-            for future in futures:
-                if not future.done():
-                    future.cancel()
+        for future in self._waiting.values():
+            future.cancel()
 
     async def handle(self, message: Any) -> Any:
         if isinstance(message, Deliver) and await self._to_board(message.command):
@@ -95,15 +95,38 @@ class SessionActor(EventSourcedActor[SessionState]):
                     await self._refuse(decision, None)
                 return None
             case Deliver(command=Cancel() | HumanReply() | ConfirmationReply() as command):
-                refusal = await route_to_turn(self.host, command, self._running, self.state.unanswered)
+                running = self.state.running_turns()
+                refusal = await route_to_turn(self.host, command, running, self.state.unanswered)
                 if refusal is not None:
                     await self._refuse(refusal, None)
                 return None
-            case TurnFinished():
-                await self._turn_finished(message)
+            case TurnFinished(user_message_id=message_id, failed=failed, content=content, code=code):
+                answer = (
+                    None
+                    if failed
+                    else AssistantMessage(
+                        message_id=new_id(),
+                        content=content,
+                        agent_name=self.state.agent_name,
+                        reply_to=message_id,
+                        turn_id=message_id,
+                    )
+                )
+                await self._finish(message_id, answer, code, content)
                 return None
-            case BoardFinished():
-                await self._board_finished(message)
+            case BoardFinished(user_message_id=message_id, failed=failed, content=content, code=code):
+                answer = (
+                    None
+                    if failed
+                    else AssistantMessage(
+                        message_id=new_id(), content=content, agent_name=BOARD_AGENT, reply_to=message_id
+                    )
+                )
+                await self._finish(message_id, answer, code, content)
+                return None
+            case Abandon(key=key, reason=reason):
+                if key is not None and key in self.state.keys:
+                    await self._abandon(self.state.keys[key], reason)
                 return None
         raise TypeError(f"session actor cannot handle {type(message).__name__}")
 
@@ -124,18 +147,24 @@ class SessionActor(EventSourcedActor[SessionState]):
         return SessionReady(session_id=self.id, agent_name=self.state.agent_name, position=position)
 
     async def _send(self, command: SendMessage) -> asyncio.Future[None] | None:
+        """Accept a message and start its work; the future resolves once its answer is recorded.
+
+        A retry of a message still waiting for its answer (a redelivery, or the
+        worker re-asserting a command it holds) starts its work again: a turn
+        or board at work ignores that, one that died resumes from its log.
+        """
         decision = decide_send(self.state, command, new_id)
         match decision:
             case Refused():
                 await self._refuse(decision, command.idempotency_key)
                 return None
             case AlreadyDone(message_id=str() as message_id) if message_id in self.state.unanswered:
-                pass  # a retry of a message still waiting for its answer: wait with it
+                pass
             case Accepted(events=[UserMessage() as user]):
                 if isinstance(plan := plan_board(user.content, self.ctx.config), BoardRefused):
                     await self._refuse(Refused(code=plan.code, message=plan.message), command.idempotency_key)
                     return None
-                if plan is None and len(self._running) >= MAX_RUNNING_TURNS:
+                if plan is None and len(self.state.running_turns()) >= MAX_RUNNING_TURNS:
                     busy = f"{MAX_RUNNING_TURNS} turns are running; wait for one to finish"
                     await self._refuse(Refused(code="too_many_turns", message=busy), command.idempotency_key)
                     return None
@@ -143,66 +172,49 @@ class SessionActor(EventSourcedActor[SessionState]):
                 message_id = user.message_id
             case _:
                 return None  # a retry of a message already answered
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiting.setdefault(message_id, []).append(future)
-        if not self._start_board(message_id):
-            self._start_turn(message_id)
+        future = self._waiting.get(message_id)
+        if future is None or future.done():
+            future = self._waiting[message_id] = asyncio.get_running_loop().create_future()
+        self._start_work(message_id)
         return future
 
-    def _start_turn(self, message_id: str) -> None:
+    def _start_work(self, message_id: str) -> None:
+        """Start (or resume) the board or the turn that answers a message."""
         pending = self.state.unanswered[message_id]
-        self.host.tell(
-            "turn",
-            message_id,
-            StartTurn(
-                session_id=self.id,
-                user_message_id=message_id,
-                agent_name=self.state.agent_name,
-                # The conversation up to this message is what the turn answers.
-                history=self.state.history[: pending.history_len],
-                model=pending.message.model,
-                execution_mode=pending.message.execution_mode,
-            ),
+        plan = plan_board(pending.message.content, self.ctx.config)
+        if plan is not None:
+            self.host.tell("board", message_id, StartBoard(session_id=self.id, user_message_id=message_id, plan=plan))
+            return
+        start = StartTurn(
+            session_id=self.id,
+            user_message_id=message_id,
+            agent_name=self.state.agent_name,
+            # The conversation up to this message is what the turn answers.
+            history=self.state.history[: pending.history_len],
+            model=pending.message.model,
+            execution_mode=pending.message.execution_mode,
         )
-        self._running.add(message_id)
+        self.host.tell("turn", message_id, start)
 
-    async def _turn_finished(self, finished: TurnFinished) -> None:
-        self._running.discard(finished.turn_id)
-        if not finished.failed and finished.user_message_id in self.state.unanswered:
-            await self.record(
-                [
-                    AssistantMessage(
-                        message_id=new_id(),
-                        content=finished.content,
-                        agent_name=self.state.agent_name,
-                        reply_to=finished.user_message_id,
-                        turn_id=finished.turn_id,
-                    )
-                ],
-                cause=finished.turn_id,
-            )
-        for future in self._waiting.pop(finished.user_message_id, []):
-            if not future.done():
-                future.set_result(None)
+    async def _finish(self, message_id: str, answer: AssistantMessage | None, code: str, reason: str) -> None:
+        """Record how a message ended (its answer, or why it has none) and release whoever waits for it."""
+        if message_id in self.state.unanswered:
+            ending = answer or MessageFailed(reply_to=message_id, code=code, reason=reason)
+            await self.record([ending], cause=message_id)
+        future = self._waiting.pop(message_id, None)
+        if future is not None and not future.done():
+            future.set_result(None)
 
-    def _start_board(self, message_id: str) -> bool:
-        """Start (or resume) the board an `@board` message asks for; False if it asks for none."""
-        message = self.state.unanswered[message_id].message
-        plan = plan_board(message.content, self.ctx.config)
-        if plan is None:
-            return False
-        self._ended_boards.discard(message_id)
-        self.host.tell("board", message_id, StartBoard(session_id=self.id, user_message_id=message_id, plan=plan))
-        return True
-
-    def _open_board(self) -> str | None:
-        """The board that may be running: the latest unanswered `@board` message not known to have ended."""
-        for message_id in reversed(self.state.unanswered):
-            if message_id not in self._ended_boards and is_board_message(
-                self.state.unanswered[message_id].message.content
-            ):
-                return message_id
-        return None
+    async def _abandon(self, message_id: str, reason: str) -> None:
+        """Give up on a message whose work outlived its limit: stop the work, record the failure."""
+        if message_id not in self.state.unanswered:
+            return
+        logger.warning("work_abandoned", message_id=message_id, reason=reason)
+        if message_id == self.state.open_board():
+            self.host.tell("board", message_id, CancelBoard(reason=reason))
+        else:
+            self.host.tell("turn", message_id, CancelTurn())
+        await self._finish(message_id, None, "gave_up", reason)
 
     async def _to_board(self, command: object) -> bool:
         """Give a command to the running board, if any: a message intervenes, a cancel ends it.
@@ -210,7 +222,7 @@ class SessionActor(EventSourcedActor[SessionState]):
         Return False when no board runs (or the command is not for it); the
         board itself says whether it runs, as only its stream knows.
         """
-        board_id = self._open_board()
+        board_id = self.state.open_board()
         match command:
             case _ if board_id is None:
                 return False
@@ -222,18 +234,4 @@ class SessionActor(EventSourcedActor[SessionState]):
                 taken = await self.host.ask("board", board_id, CancelBoard())
             case _:
                 return False
-        if not taken:
-            self._ended_boards.add(board_id)
         return bool(taken)
-
-    async def _board_finished(self, finished: BoardFinished) -> None:
-        if finished.failed:
-            self._ended_boards.add(finished.board_id)
-        elif finished.user_message_id in self.state.unanswered:
-            answer = AssistantMessage(
-                message_id=new_id(), content=finished.content, agent_name=BOARD_AGENT, reply_to=finished.user_message_id
-            )
-            await self.record([answer], cause=finished.board_id)
-        for future in self._waiting.pop(finished.user_message_id, []):
-            if not future.done():
-                future.set_result(None)

@@ -15,3 +15,13 @@ class Deliver(msgspec.Struct, frozen=True, kw_only=True):
     """
 
     command: SessionCommand
+
+
+class Abandon(msgspec.Struct, frozen=True, kw_only=True):
+    """Give up on a message whose work outlived its wall-clock limit: stop it and record its failure.
+
+    The message is named by the idempotency key it was sent with.
+    """
+
+    key: str | None
+    reason: str

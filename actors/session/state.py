@@ -7,8 +7,9 @@ from collections.abc import Callable
 import msgspec
 
 from schemas import CloseSession, CreateSession, SendMessage
-from schemas.events import AnyEvent, AssistantMessage, SessionClosed, SessionCreated, UserMessage
+from schemas.events import AnyEvent, AssistantMessage, MessageFailed, SessionClosed, SessionCreated, UserMessage
 
+from ..board.plan import is_board_message
 from ..llm import LLMMessage
 
 
@@ -31,7 +32,18 @@ class SessionState(msgspec.Struct, kw_only=True):
     keys: dict[str, str] = {}
     """idempotency key -> user message id"""
     unanswered: dict[str, Pending] = {}
-    """user message id -> the message, until its answer is recorded"""
+    """user message id -> the message, until its answer (or its failure) is recorded"""
+
+    def running_turns(self) -> list[str]:
+        """The user messages whose agent turn is still at work (every unanswered one that is not a board)."""
+        return [mid for mid, pending in self.unanswered.items() if not is_board_message(pending.message.content)]
+
+    def open_board(self) -> str | None:
+        """The board that may be running: the latest unanswered `@board` message."""
+        for message_id in reversed(self.unanswered):
+            if is_board_message(self.unanswered[message_id].message.content):
+                return message_id
+        return None
 
 
 def evolve(state: SessionState, event: AnyEvent) -> SessionState:
@@ -49,6 +61,8 @@ def evolve(state: SessionState, event: AnyEvent) -> SessionState:
             if event.reply_to is not None:
                 state.unanswered.pop(event.reply_to, None)
             state.history.append(LLMMessage(role="assistant", content=event.content))
+        case MessageFailed(reply_to=reply_to):
+            state.unanswered.pop(reply_to, None)
         case SessionClosed():
             state.closed = True
     return state

@@ -69,10 +69,12 @@ class TurnActor(DrivenActor[TurnState]):
         match self.state.outcome:
             case TurnCompleted(content=content):
                 return TurnFinished(turn_id=self.id, user_message_id=self.id, content=content)
-            case TurnFailed(message=message):
-                return TurnFinished(turn_id=self.id, user_message_id=self.id, content=message, failed=True)
+            case TurnFailed(message=message, code=code):
+                return TurnFinished(turn_id=self.id, user_message_id=self.id, content=message, failed=True, code=code)
             case TurnCancelled():
-                return TurnFinished(turn_id=self.id, user_message_id=self.id, content="cancelled", failed=True)
+                return TurnFinished(
+                    turn_id=self.id, user_message_id=self.id, content="cancelled", failed=True, code="cancelled"
+                )
         return None
 
     async def _answer(self, events: list[AnyEvent] | None) -> bool:
@@ -89,6 +91,9 @@ class TurnActor(DrivenActor[TurnState]):
             self.report()
             return
         if self.busy():
+            return
+        if (given_up := self.exhausted()) is not None:
+            await self.record([TurnFailed(turn_id=self.id, message=given_up, code="gave_up")], cause=self.id)
             return
         content = request.history[-1].content if request.history else ""
         setup = resolve_setup(

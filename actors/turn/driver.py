@@ -19,6 +19,7 @@ from schemas import Token
 from schemas.events import AnyEvent, TurnFailed
 
 from ..context import WorkerContext
+from ..errors import is_outage
 from ..llm import LLMMessage, LLMRequest, ToolCall
 from ..llm.fallback import generate
 from ..llm.registry import tiers
@@ -68,12 +69,20 @@ class ReactDriver:
         self._relayed = relayed
 
     async def run(self) -> None:
-        """Loop until the turn has its outcome; an unexpected error ends the turn as failed."""
+        """Loop until the turn has its outcome; an unexpected error ends the turn as failed.
+
+        An outage (the database or NATS gone) only stops the driver: the turn
+        resumes from its last recorded step when its work is asserted again.
+        """
         try:
             await self._loop()
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # the turn must end with an answer the user sees, not hang
+        except Exception as exc:
+            if is_outage(exc):
+                logger.warning("turn_interrupted", error=str(exc))
+                return
+            # A bug: the turn must end with an answer the user sees, not hang.
             logger.exception("turn_driver_crashed")
             state = self._state_of()
             if state.outcome is None:

@@ -65,3 +65,5 @@ class TurnFinished(msgspec.Struct, frozen=True, kw_only=True):
     user_message_id: str
     content: str
     failed: bool = False
+    code: str = "turn_failed"
+    """Why a failed turn failed (`cancelled`, `gave_up`, the turn's own code)."""
