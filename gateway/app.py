@@ -11,11 +11,14 @@ from starlette.responses import FileResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from projections import EventLogError
+from bus import BusError
+from bus.commands import command_backlog
+from projections import DatabaseError, EventLogClosedError, EventLogError
 
 from .auth import authorized
 from .context import GatewayContext
-from .metrics import metrics
+from .health import SERVICE_UNAVAILABLE
+from .metrics import metrics, relay_lag
 from .rest import problem
 from .rest import routes as rest_routes
 from .send import send_message
@@ -46,14 +49,32 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
+    """Ready: NATS connected, the command stream readable, the log readable, the relay keeping up."""
     ctx: GatewayContext = request.app.state.ctx
     if not ctx.bus.nc.is_connected:
         return problem(503, "NATS is not connected", "nats_down")
     try:
-        await ctx.event_log.last_position()
+        await command_backlog(ctx.bus)
+    except BusError as exc:
+        return problem(503, str(exc), "command_stream_down")
+    try:
+        _, lag = await relay_lag(ctx)
     except EventLogError as exc:
         return problem(503, f"event log unavailable: {exc}", "database_down")
+    lagging_for = ctx.health.lagging_for(lag > ctx.relay_lag_limit)
+    if lag > ctx.relay_lag_limit and lagging_for >= ctx.relay_lag_grace:
+        detail = f"the relay trails the log by {lag} events (more than {ctx.relay_lag_limit}) for {lagging_for:.0f} s"
+        return problem(503, detail, "relay_lagging")
     return PlainTextResponse("ready")
+
+
+async def event_log_failed(request: Request, exc: Exception) -> Response:
+    """Answer a handler's `EventLogError`: 503 while the database is down, 500 for anything else."""
+    ctx: GatewayContext = request.app.state.ctx
+    if isinstance(exc, DatabaseError | EventLogClosedError):
+        ctx.health.database_failed(str(exc))
+        return problem(503, f"the database is unavailable: {exc}", SERVICE_UNAVAILABLE)
+    return problem(500, str(exc), "event_log_error")
 
 
 async def index(request: Request) -> Response:
@@ -78,6 +99,7 @@ def create_app(ctx: GatewayContext) -> Starlette:
             ),
         ],
         middleware=[Middleware(ApiKeyMiddleware)],
+        exception_handlers={EventLogError: event_log_failed},
     )
     app.state.ctx = ctx
     return app

@@ -8,6 +8,9 @@ import msgspec
 
 from bus import Bus
 from projections import EventLog, ReadModels
+from schemas import limits
+
+from .health import Health
 
 
 @dataclass(slots=True)
@@ -31,5 +34,10 @@ class GatewayContext(msgspec.Struct, frozen=True, kw_only=True):
     request_timeout: float = 10.0
     answer_timeout: float = 120.0
     """How long `POST …/messages` waits for the turn's answer before a 504."""
-    max_frame_bytes: int = 64 * 1024
+    max_frame_bytes: int = limits.MAX_SOCKET_FRAME_BYTES
+    relay_lag_limit: int = 1000
+    """`/readyz` fails once the relay trails the log by more events than this ..."""
+    relay_lag_grace: float = 10.0
+    """... for this many seconds without a break (a burst of events is not a failure)."""
     metrics: GatewayMetrics = msgspec.field(default_factory=GatewayMetrics)
+    health: Health = msgspec.field(default_factory=Health)

@@ -1,4 +1,8 @@
-"""REST under /api/v1/chat: sessions, their messages, and the raw event log."""
+"""REST under /api/v1/chat: sessions, their messages, and the raw event log.
+
+A database failure in any handler is answered by the app's one handler for
+`EventLogError` (503 `service_unavailable`), not here.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +14,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bus import BusError, publish_command
-from projections import EventLogError, SessionView
+from projections import SessionView
 from projections.replay import load_board
-from schemas import CloseSession, CreateSession, ErrorReply, InvalidId, Metadata, codec, validate_id
+from schemas import CloseSession, CreateSession, ErrorReply, InvalidId, Metadata, codec, limits, validate_id
 
 from .context import GatewayContext
+from .health import SERVICE_UNAVAILABLE
 
 _encoder = msgspec.json.Encoder()
 
@@ -45,7 +50,44 @@ def problem(status: int, detail: str, code: str | None = None) -> Response:
     return json_response(Problem(detail=detail, code=code), status)
 
 
-_ERROR_STATUS = {"unknown_agent": 404, "session_exists": 409, "invalid_session_id": 400, "invalid_message": 400}
+_REFUSAL_STATUS = {limits.TOO_LARGE: 413, limits.INVALID_TEXT: 422, limits.TOO_DEEP: 422}
+_ERROR_STATUS = {
+    "unknown_agent": 404,
+    "session_exists": 409,
+    "invalid_session_id": 400,
+    "invalid_message": 400,
+    **_REFUSAL_STATUS,
+}
+
+
+def refused(refusal: limits.Refusal) -> Response:
+    """The answer to a command that breaks an entrance limit: 413 when too large, else 422."""
+    return problem(_REFUSAL_STATUS.get(refusal.code, 422), refusal.message, refusal.code)
+
+
+async def bounded_body(request: Request, limit: int = limits.MAX_BODY_BYTES) -> bytes | Response:
+    """The request's body, read no further than `limit` bytes; past it, the 413 to answer."""
+    too_large = problem(413, f"the body is larger than {limit} bytes", limits.TOO_LARGE)
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return too_large
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def unavailable(ctx: GatewayContext, *, database: bool = True) -> Response | None:
+    """The 503 to answer while NATS or the database is down (see `Health`), else None.
+
+    `database=False` for a handler that has just read the database (its failure would have raised).
+    """
+    reason = await ctx.health.unavailable(ctx.bus, ctx.event_log, database=database)
+    return None if reason is None else problem(503, reason, SERVICE_UNAVAILABLE)
 
 
 def _ctx(request: Request) -> GatewayContext:
@@ -80,12 +122,18 @@ async def list_sessions(request: Request) -> Response:
 
 async def create_session(request: Request) -> Response:
     ctx = _ctx(request)
-    raw_body = await request.body()
+    raw_body = await bounded_body(request)
+    if isinstance(raw_body, Response):
+        return raw_body
     try:
         body = msgspec.json.decode(raw_body or b"{}", type=CreateSessionBody)
     except msgspec.DecodeError as exc:
         return problem(422, f"invalid body: {exc}", "invalid_body")
     command = CreateSession(agent_name=body.agent_name, metadata=body.metadata or {}, session_id=body.session_id)
+    if refusal := limits.check(command):
+        return refused(refusal)
+    if (down := await unavailable(ctx)) is not None:
+        return down
     try:
         reply = await ctx.bus.request(
             ctx.bus.subjects.sessions_create, command, codec.create_session_replies, timeout=ctx.request_timeout
@@ -121,6 +169,8 @@ async def close_session(request: Request) -> Response:
     if isinstance(view, Response):
         return view
     session_id = view.session_id
+    if (down := await unavailable(ctx, database=False)) is not None:
+        return down
     try:
         await publish_command(ctx.bus, session_id, CloseSession())
     except BusError as exc:
@@ -166,10 +216,7 @@ async def get_board(request: Request) -> Response:
         at = _int_param(request, "at", None)
     except (InvalidId, ValueError) as exc:
         return problem(400, str(exc), "invalid_request")
-    try:
-        view = await load_board(ctx.event_log, board_id, at=at)
-    except EventLogError as exc:
-        return problem(503, str(exc), "log_unavailable")
+    view = await load_board(ctx.event_log, board_id, at=at)
     if view is None:
         return problem(404, f"Board '{board_id}' not found", "unknown_board")
     return json_response(view)
@@ -185,11 +232,7 @@ async def list_events(request: Request) -> Response:
         limit = min(_int_param(request, "limit", 1000, minimum=1) or 1000, 10_000)
     except ValueError as exc:
         return problem(400, f"invalid query: {exc}", "invalid_query")
-    try:
-        events = await ctx.event_log.read_session(session_id, after=after, limit=limit)
-    except EventLogError as exc:
-        return problem(503, str(exc), "log_unavailable")
-    return json_response(events)
+    return json_response(await ctx.event_log.read_session(session_id, after=after, limit=limit))
 
 
 routes = [

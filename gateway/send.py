@@ -16,11 +16,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from bus import BusError, TypedSubscription, publish_command
-from schemas import CommandRefused, ExecutionMode, FeedItem, RecordedEvent, SendMessage, codec
+from projections import EventLog
+from schemas import CommandRefused, ExecutionMode, FeedItem, RecordedEvent, SendMessage, codec, limits
 from schemas.events import AssistantMessage, FallbackError, TurnCancelled, TurnCompleted, TurnFailed, UserMessage
 
 from .context import GatewayContext
-from .rest import existing_session, json_response, problem
+from .feed import resolve
+from .rest import bounded_body, existing_session, json_response, problem, refused, unavailable
 
 
 class SendBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -51,29 +53,36 @@ _REFUSED_STATUS = {"unknown_session": 404, "session_closed": 400, "too_many_turn
 
 async def send_message(request: Request) -> Response:
     ctx: GatewayContext = request.app.state.ctx
+    raw_body = await bounded_body(request)
+    if isinstance(raw_body, Response):
+        return raw_body
     try:
-        body = msgspec.json.decode(await request.body() or b"{}", type=SendBody)
+        body = msgspec.json.decode(raw_body or b"{}", type=SendBody)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         return problem(422, f"invalid body: {exc}", "invalid_body")
     if body.role != "user":
         return problem(422, "only user messages can be sent", "invalid_body")
+    key = body.idempotency_key or uuid.uuid4().hex
+    command = SendMessage(
+        content=body.content, model=body.model, execution_mode=body.execution_mode, idempotency_key=key
+    )
+    if refusal := limits.check(command):
+        return refused(refusal)
     session = await existing_session(request)
     if isinstance(session, Response):
         return session
     session_id = session.session_id
     if session.status == "closed":
         return problem(400, f"Session '{session_id}' is closed", "session_closed")
-    key = body.idempotency_key or uuid.uuid4().hex
-    command = SendMessage(
-        content=body.content, model=body.model, execution_mode=body.execution_mode, idempotency_key=key
-    )
+    if (down := await unavailable(ctx, database=False)) is not None:
+        return down
     live = await ctx.bus.subscribe(ctx.bus.subjects.session_evt(session_id), codec.feed)
     try:
         try:
             await publish_command(ctx.bus, session_id, command)
         except BusError as exc:
             return problem(503, str(exc), "bus_unavailable")
-        waiter = _Waiter(session_id, key)
+        waiter = _Waiter(ctx.event_log, session_id, key)
         # A retried key may have been answered already (JetStream drops the duplicate): look in the log first.
         async for recorded in ctx.event_log.iter_session(session_id):
             if (response := waiter.see(recorded)) is not None:
@@ -92,7 +101,8 @@ async def send_message(request: Request) -> Response:
 class _Waiter:
     """Follows the feed until the answer to the message sent with `key`."""
 
-    def __init__(self, session_id: str, key: str) -> None:
+    def __init__(self, event_log: EventLog, session_id: str, key: str) -> None:
+        self.event_log = event_log
         self.session_id = session_id
         self.key = key
         self.message_id: str | None = None
@@ -100,7 +110,8 @@ class _Waiter:
 
     async def wait(self, live: TypedSubscription[FeedItem]) -> Response:
         async for item in live:
-            if (response := self.see(item)) is not None:
+            resolved = await resolve(self.event_log, self.session_id, item)  # an omitted answer still counts
+            if resolved is not None and (response := self.see(resolved)) is not None:
                 return response
         return problem(503, "the live feed ended", "bus_unavailable")
 

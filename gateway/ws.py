@@ -3,7 +3,13 @@
 Connection states: authenticate → check the session → subscribe live → send
 `connected` → replay the log after `?after=` → relay live items, dropping any
 persisted event whose position was already sent. Every position reaches the
-client exactly once and in order, whatever the relay or the catch-up did.
+client exactly once and in order, whatever the relay or the catch-up did; an
+event too big for NATS comes as `event_omitted` and is read from the log.
+
+A client command is checked against the entrance limits (`schemas.limits`) and
+refused with an `error` frame carrying the limit's code; while NATS or the
+database is down it is refused at once with `service_unavailable`. The socket
+stays usable either way.
 """
 
 from __future__ import annotations
@@ -15,20 +21,25 @@ import structlog
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from bus import BusError, TypedSubscription, publish_command
+from projections import EventLogError
 from schemas import (
     Cancel,
     ConfirmationReply,
+    EventOmitted,
     FeedItem,
     HumanReply,
     InvalidId,
     RecordedEvent,
     SendMessage,
     codec,
+    limits,
     validate_id,
 )
 
 from .auth import authorized
 from .context import GatewayContext
+from .feed import resolve
+from .health import SERVICE_UNAVAILABLE
 from .protocol import (
     CancelFrame,
     ConfirmationReplyFrame,
@@ -46,6 +57,7 @@ logger = structlog.get_logger("agentbus.gateway")
 
 CLOSE_UNAUTHORIZED = 4001
 CLOSE_POLICY = 1008
+CLOSE_TRY_AGAIN_LATER = 1013
 
 
 class _Connection:
@@ -64,9 +76,24 @@ class _Connection:
         self.ctx.metrics.ws_frames_sent_total += 1
 
     async def deliver(self, item: FeedItem) -> None:
-        if isinstance(item, RecordedEvent):
-            if item.position <= self.last_position:
+        """Send one feed item, unless its position was sent already; an omitted event is read from the log."""
+        if isinstance(item, RecordedEvent | EventOmitted) and item.position <= self.last_position:
+            return
+        if isinstance(item, EventOmitted):
+            try:
+                found = await resolve(self.ctx.event_log, self.session_id, item)
+            except EventLogError as exc:
+                self.ctx.health.database_failed(str(exc))
+                message = (
+                    f"event {item.position} ({item.event_type}) is too big for the live feed and cannot be read"
+                    f" from the log now ({exc}); reconnect with after={self.last_position} to get it"
+                )
+                await self.send(error_frame(message, SERVICE_UNAVAILABLE))
                 return
+            if found is None:
+                return
+            item = found
+        if isinstance(item, RecordedEvent):
             self.last_position = item.position
         await self.send(render(item))
 
@@ -109,6 +136,13 @@ class _Connection:
                 await self._command(ConfirmationReply(confirmation_id=confirmation_id, approved=approved))
 
     async def _command(self, command: SendMessage | Cancel | HumanReply | ConfirmationReply) -> None:
+        if refusal := limits.check(command):
+            await self.send(error_frame(refusal.message, refusal.code))
+            return
+        if reason := await self.ctx.health.unavailable(self.ctx.bus, self.ctx.event_log):
+            self.ctx.metrics.commands_failed_total += 1
+            await self.send(error_frame(f"command not accepted: {reason}", SERVICE_UNAVAILABLE))
+            return
         try:
             await publish_command(self.ctx.bus, self.session_id, command)
             self.ctx.metrics.commands_published_total += 1
@@ -127,6 +161,13 @@ def _after(websocket: WebSocket) -> int | None:
     return after
 
 
+async def _unavailable(websocket: WebSocket, ctx: GatewayContext, exc: EventLogError) -> None:
+    """Tell the client the database is down and close with 1013 (try again later)."""
+    ctx.health.database_failed(str(exc))
+    await websocket.send_text(encode_frame(error_frame(f"the database is unavailable: {exc}", SERVICE_UNAVAILABLE)))
+    await websocket.close(code=CLOSE_TRY_AGAIN_LATER, reason="database unavailable")
+
+
 async def chat_socket(websocket: WebSocket) -> None:
     ctx: GatewayContext = websocket.app.state.ctx
     await websocket.accept()
@@ -142,8 +183,12 @@ async def chat_socket(websocket: WebSocket) -> None:
         await websocket.close(code=CLOSE_POLICY, reason="invalid request")
         return
     structlog.contextvars.bind_contextvars(session_id=session_id)
-    await ctx.read_models.wait_caught_up(ctx.event_log)
-    session = await ctx.read_models.get_session(session_id)
+    try:
+        await ctx.read_models.wait_caught_up(ctx.event_log)
+        session = await ctx.read_models.get_session(session_id)
+    except EventLogError as exc:
+        await _unavailable(websocket, ctx, exc)
+        return
     if session is None:
         await websocket.send_text(encode_frame(error_frame(f"Session '{session_id}' not found", "unknown_session")))
         await websocket.close(code=1000, reason="Session not found")
@@ -171,6 +216,8 @@ async def chat_socket(websocket: WebSocket) -> None:
             await conn.on_text(text)
     except WebSocketDisconnect:
         pass
+    except EventLogError as exc:  # the catch-up could not read the log
+        await _unavailable(websocket, ctx, exc)
     finally:
         ctx.metrics.ws_open -= 1
         if pump is not None:
