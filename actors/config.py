@@ -107,6 +107,18 @@ class BoardConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     expert_attempts: int = 3
 
 
+class SessionConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Limits of one session's work.
+
+    `max_running_turns` turns may run at once (the seed's per-socket limit);
+    a message beyond them is refused (`too_many_turns`). A turn or board that
+    has no answer after `work_timeout` seconds is given up and recorded as failed.
+    """
+
+    max_running_turns: int = 4
+    work_timeout: float = 1800.0
+
+
 class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The whole configuration."""
 
@@ -116,6 +128,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     plan_exec: PlanExecConfig = PlanExecConfig()
     experts: dict[str, ExpertTemplate] = {}
     board: BoardConfig = BoardConfig()
+    session: SessionConfig = SessionConfig()
 
 
 def load_config(path: str | Path | None = None) -> Config:

@@ -62,7 +62,6 @@ class Worker:
         default_model: str = "offline",
         idle_seconds: float = 60.0,
         ack_wait: float = 30.0,
-        work_timeout: float = 1800.0,
         config: Config | None = None,
     ) -> None:
         self.bus = bus
@@ -86,7 +85,7 @@ class Worker:
         self.host.register(ExpertActor.kind, lambda actor_id, host: ExpertActor(actor_id, host, ctx))
         self._partitions = partitions
         self._ack_wait = ack_wait
-        self._work_timeout = work_timeout
+        self._work_timeout = config.session.work_timeout
         self._lanes: dict[str, list[CommandDelivery]] = {}
         self._available = 0
         """The command stream's partitions (0: unpartitioned, NATS < 2.10)."""

@@ -9,6 +9,7 @@ import pytest
 import structlog
 
 from actors import Actor, ActorError, ActorHost, MailboxFull
+from projections import DatabaseError
 
 
 class Recorder(Actor):
@@ -30,6 +31,8 @@ class Recorder(Actor):
     async def handle(self, message: Any) -> Any:
         if message == "boom":
             raise RuntimeError("boom")
+        if message == "outage":
+            raise DatabaseError("append", "connection refused")
         self.running += 1
         assert self.running == 1, "two messages handled at once"
         await asyncio.sleep(0.001)
@@ -68,6 +71,15 @@ async def test_a_failing_message_goes_back_to_the_asker_and_the_actor_is_reactiv
         await host.ask("rec", "a", "boom")
     assert await host.ask("rec", "a", 2) == [2]
     assert Recorder.activations == ["a", "a"]
+
+
+async def test_failures_of_the_actor_itself_are_counted_outages_are_not(host: ActorHost) -> None:
+    """What bounds a driven actor's attempts: only failures that are its own."""
+    for message in ("boom", "outage", "boom", "outage"):
+        with pytest.raises((RuntimeError, DatabaseError)):
+            await host.ask("rec", "a", message)
+    assert host.failures("rec", "a") == 2
+    assert await host.ask("rec", "a", 1) == [1]  # re-activated each time, from nothing but its log
 
 
 async def test_a_full_mailbox_refuses_instead_of_growing(host: ActorHost) -> None:

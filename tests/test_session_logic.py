@@ -15,7 +15,7 @@ from actors.session.state import (
     evolve,
 )
 from schemas import CloseSession, CreateSession, SendMessage
-from schemas.events import AssistantMessage, SessionClosed, SessionCreated, UserMessage
+from schemas.events import AssistantMessage, MessageFailed, SessionClosed, SessionCreated, UserMessage
 
 
 def ids():
@@ -81,3 +81,22 @@ def test_an_answer_removes_its_message_from_the_unanswered_and_extends_the_histo
     assert state.unanswered == {}
     assert [(m.role, m.content) for m in state.history] == [("user", "hi"), ("assistant", "hello")]
     assert state.version == 3
+
+
+def said(state: SessionState, message_id: str, content: str = "hi") -> SessionState:
+    return evolve(state, UserMessage(message_id=message_id, content=content, idempotency_key=message_id))
+
+
+def test_the_running_turns_and_the_open_board_come_from_the_sessions_events_alone() -> None:
+    """What a re-activated session knows: answered and failed messages no longer run, boards are not turns."""
+    state = created()
+    for message_id in ("m1", "m2", "m3", "m4"):
+        state = said(state, message_id)
+    state = said(state, "b1", "@board Should we?")
+    state = evolve(state, AssistantMessage(message_id="a1", content="done", agent_name="assistant", reply_to="m1"))
+    state = evolve(state, MessageFailed(reply_to="m2", code="cancelled", reason="cancelled"))
+    assert state.running_turns() == ["m3", "m4"]
+    assert state.open_board() == "b1"
+    state = evolve(state, MessageFailed(reply_to="b1", code="board_failed", reason="an expert did not answer"))
+    assert state.open_board() is None
+    assert list(state.unanswered) == ["m3", "m4"]

@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
-if TYPE_CHECKING:
-    from .host import ActorHost
+
+class Host(Protocol):
+    """What an actor may ask of the host that runs it (`ActorHost` is the one implementation)."""
+
+    def tell(self, kind: str, actor_id: str, message: Any) -> None:
+        """Deliver a message without waiting; a full mailbox raises `MailboxFull`."""
+        ...
+
+    async def ask(self, kind: str, actor_id: str, message: Any) -> Any:
+        """Deliver a message and wait for `handle`'s answer (or its exception)."""
+        ...
+
+    def failures(self, kind: str, actor_id: str) -> int:
+        """How many incarnations of this actor failed by themselves since it last rested."""
+        ...
 
 
 class Actor:
@@ -16,7 +29,7 @@ class Actor:
 
     kind: ClassVar[str]
 
-    def __init__(self, actor_id: str, host: ActorHost) -> None:
+    def __init__(self, actor_id: str, host: Host) -> None:
         self.id = actor_id
         self.host = host
 

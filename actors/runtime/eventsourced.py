@@ -20,11 +20,10 @@ from projections import NewEvent
 from schemas import EventMeta, RecordedEvent
 from schemas.events import AnyEvent
 
-from .actor import Actor
+from .actor import Actor, Host
 
 if TYPE_CHECKING:
     from ..context import WorkerContext
-    from .host import ActorHost
 
 
 MAX_ATTEMPTS = 3
@@ -51,7 +50,7 @@ class EventSourcedActor(Actor, Generic[S]):
     def __init__(
         self,
         actor_id: str,
-        host: ActorHost,
+        host: Host,
         ctx: WorkerContext,
         *,
         stream: str,

@@ -35,7 +35,7 @@ from ..context import WorkerContext
 from ..runtime import ActorHost, EventSourcedActor
 from ..turn.messages import CancelTurn, StartTurn, TurnFinished
 from .messages import Abandon, Deliver
-from .routing import MAX_RUNNING_TURNS, route_to_turn
+from .routing import route_to_turn
 from .state import (
     Accepted,
     AlreadyDone,
@@ -164,8 +164,9 @@ class SessionActor(EventSourcedActor[SessionState]):
                 if isinstance(plan := plan_board(user.content, self.ctx.config), BoardRefused):
                     await self._refuse(Refused(code=plan.code, message=plan.message), command.idempotency_key)
                     return None
-                if plan is None and len(self.state.running_turns()) >= MAX_RUNNING_TURNS:
-                    busy = f"{MAX_RUNNING_TURNS} turns are running; wait for one to finish"
+                cap = self.ctx.config.session.max_running_turns
+                if plan is None and len(self.state.running_turns()) >= cap:
+                    busy = f"{cap} turns are running; wait for one to finish"
                     await self._refuse(Refused(code="too_many_turns", message=busy), command.idempotency_key)
                     return None
                 await self.record([user], cause=user.idempotency_key)

@@ -6,18 +6,15 @@ from collections.abc import Collection
 
 from schemas import Cancel, ConfirmationReply, HumanReply
 
-from ..runtime import ActorHost
+from ..runtime.actor import Host
 from ..turn.messages import AnswerQuestion, CancelTurn, ResolveConfirmation, turn_of
 from .state import Refused
-
-MAX_RUNNING_TURNS = 4
-"""Turns one session may run at once (the seed's per-socket limit); more are refused."""
 
 TurnCommand = Cancel | HumanReply | ConfirmationReply
 
 
 async def route_to_turn(
-    host: ActorHost, command: TurnCommand, running: Collection[str], unanswered: Collection[str]
+    host: Host, command: TurnCommand, running: Collection[str], unanswered: Collection[str]
 ) -> Refused | None:
     """Deliver `command` to the turn it concerns; a refusal says why no turn took it.
 
