@@ -18,7 +18,15 @@ from starlette.responses import Response
 from bus import BusError, TypedSubscription, publish_command
 from projections import EventLog
 from schemas import CommandRefused, ExecutionMode, FeedItem, RecordedEvent, SendMessage, codec, limits
-from schemas.events import AssistantMessage, FallbackError, TurnCancelled, TurnCompleted, TurnFailed, UserMessage
+from schemas.events import (
+    AssistantMessage,
+    FallbackError,
+    MessageFailed,
+    TurnCancelled,
+    TurnCompleted,
+    TurnFailed,
+    UserMessage,
+)
 
 from .context import GatewayContext
 from .feed import resolve
@@ -130,6 +138,11 @@ class _Waiter:
                 return problem(500, message, code)
             case RecordedEvent(event=TurnCancelled(turn_id=turn_id)) if turn_id == self.message_id:
                 return problem(409, "the turn was cancelled", "turn_cancelled")
+            case RecordedEvent(event=MessageFailed(reply_to=reply_to, code=code, reason=reason)) if (
+                reply_to == self.message_id
+            ):
+                # A board that failed, or work given up: the session's own record of the message's end.
+                return problem(409 if code == "cancelled" else 500, reason, code)
             case RecordedEvent(event=AssistantMessage(reply_to=reply_to) as answer) if (
                 reply_to and reply_to == self.message_id
             ):
