@@ -54,11 +54,11 @@ async def readyz(request: Request) -> Response:
     if not ctx.bus.nc.is_connected:
         return problem(503, "NATS is not connected", "nats_down")
     try:
-        await command_backlog(ctx.bus)
+        backlog = await command_backlog(ctx.bus)
     except BusError as exc:
         return problem(503, str(exc), "command_stream_down")
     try:
-        _, lag = await relay_lag(ctx)
+        _, lag = await relay_lag(ctx, backlog)
     except EventLogError as exc:
         return problem(503, f"event log unavailable: {exc}", "database_down")
     lagging_for = ctx.health.lagging_for(lag > ctx.relay_lag_limit)

@@ -1,10 +1,12 @@
 """`/metrics` and what `/readyz` reads: the gateway's counters, the command stream's backlog, the lags.
 
-Prometheus text format. The relay's lag is the log head minus the relay's
-checkpoint: the events committed but not yet on the live subjects.
+Prometheus text format. The relay's lag is the log head minus the smallest of
+the relay's checkpoints: the events committed but not yet on the live subjects.
 """
 
 from __future__ import annotations
+
+import re
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -16,13 +18,24 @@ from projections import EventLogError
 from .context import GatewayContext
 
 RELAY_CHECKPOINT = "nats_relay"
-"""The relay's checkpoint (one per relay partition, `nats_relay.p<n>`, once the relay is partitioned)."""
+"""The relay's checkpoint of an unpartitioned stream; partition n has `nats_relay.p<n>`."""
+
+_PARTITION_CONSUMER = re.compile(r"workers-p(\d+)")
 
 
-async def relay_lag(ctx: GatewayContext) -> tuple[int, int]:
-    """Return the log head and how many events after the relay's checkpoint it is (`EventLogError` if unreadable)."""
+def relay_checkpoints(backlog: list[ConsumerBacklog]) -> list[str]:
+    """Name the relay's checkpoints: one per command partition, as there is one consumer `workers-p<n>` per partition.
+
+    A stand-in for reading every checkpoint named `nats_relay*` (the projections have no such read yet).
+    """
+    partitions = sorted({int(m[1]) for c in backlog if (m := _PARTITION_CONSUMER.fullmatch(c.consumer))})
+    return [f"{RELAY_CHECKPOINT}.p{n}" for n in partitions] or [RELAY_CHECKPOINT]
+
+
+async def relay_lag(ctx: GatewayContext, backlog: list[ConsumerBacklog]) -> tuple[int, int]:
+    """Return the log head and how far the slowest relay partition trails it (`EventLogError` if unreadable)."""
     head = await ctx.event_log.last_position()
-    relayed = await ctx.read_models.checkpoint(RELAY_CHECKPOINT)
+    relayed = min([await ctx.read_models.checkpoint(name) for name in relay_checkpoints(backlog)])
     return head, max(head - relayed, 0)
 
 
@@ -48,19 +61,24 @@ async def metrics(request: Request) -> Response:
         *_gauge("agentbus_commands_published_total", counters.commands_published_total, "counter"),
         *_gauge("agentbus_commands_failed_total", counters.commands_failed_total, "counter"),
     ]
+    backlog: list[ConsumerBacklog] | None = None
     try:
-        lines += _backlog_lines(await command_backlog(ctx.bus))
+        backlog = await command_backlog(ctx.bus)
     except BusError as exc:
         lines += [f"# the command stream is unreadable: {exc}"]
+    else:
+        lines += _backlog_lines(backlog)
     try:
-        head, lag = await relay_lag(ctx)
+        head = await ctx.event_log.last_position()
         projected = await ctx.read_models.checkpoint()
+        relay = None if backlog is None else await relay_lag(ctx, backlog)
     except EventLogError:
         lines += ["# the event log is unreachable: positions unknown"]
     else:
         lines += [
             *_gauge("agentbus_log_position", head),
             *_gauge("agentbus_read_models_lag", max(head - projected, 0)),
-            *_gauge("agentbus_relay_lag", lag),
         ]
+        if relay is not None:  # which checkpoints are the relay's is known from the command consumers
+            lines += _gauge("agentbus_relay_lag", relay[1])
     return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
