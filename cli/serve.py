@@ -1,4 +1,13 @@
-"""The long-running commands: `up` (embedded services + worker + gateway), `worker`, `gateway`."""
+"""The long-running commands: `up` (embedded services + worker + gateway), `worker`, `gateway`.
+
+`up` stops in order, each step bounded, on SIGINT/SIGTERM (Ctrl-C reaches the
+whole foreground process group; the embedded servers run in sessions of their
+own, so only we receive it): no new HTTP connection, then the worker (it stops
+taking commands and cuts its in-flight steps without recording anything final:
+their commands stay unacknowledged in JetStream and resume from the log at the
+next start), then the gateway, the NATS and database clients, nats-server,
+PostgreSQL.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +16,13 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
+import sys
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 import msgspec
 import structlog
@@ -18,74 +31,56 @@ import uvicorn
 from actors import Worker
 from actors.config import Config, ConfigError, load_config
 from actors.llm import OfflineProvider
-from bus import Bus, EmbeddedNats
+from bus import Bus
 from gateway import GatewayContext, create_app
 from projections import Engine, EventLog, ReadModels, create_engine, ensure_database, migrate
-from projections.embedded import EmbeddedPostgres
 from schemas import Subjects
 
+from .embedded import DataDirLock, EmbeddedServers, ServerFailed, bind_http, supervise
 from .settings import ENDPOINTS_FILE, Endpoints, Settings, require_urls
 
 logger = structlog.get_logger("agentbus")
 
+WORKER_STOP = 2.0
+"""Seconds the worker gets to stop taking commands and cut its in-flight steps; then it is abandoned."""
 
-@contextlib.asynccontextmanager
-async def database(url: str) -> AsyncIterator[Engine]:
+GATEWAY_STOP = 1
+"""Seconds open HTTP requests and WebSockets get to end once the gateway stops (then uvicorn cancels them)."""
+
+CLIENT_CLOSE = 0.5
+"""Seconds to flush and close each NATS connection and the database pool."""
+
+WATCHDOG = 10.0
+"""Seconds after the stop began at which the process ends whatever is stuck (the bounds above add up to less)."""
+
+
+async def _open_database(url: str) -> Engine:
+    """Create (if need be) and migrate the database of `url`; return an engine on it."""
     await ensure_database(url)
     engine = create_engine(url)
     await migrate(engine)
+    return engine
+
+
+@contextlib.asynccontextmanager
+async def database(url: str) -> AsyncIterator[Engine]:
+    """`_open_database` for the one-shot commands, disposed on exit."""
+    engine = await _open_database(url)
     try:
         yield engine
     finally:
         await engine.dispose()
 
 
-async def _serve_gateway(
-    bus: Bus,
-    engine: Engine,
-    host: str,
-    port: int,
-    settings: Settings,
-    on_ready: Callable[[int], None] | None = None,
-    worker_ready: asyncio.Event | None = None,
-) -> None:
-    """Serve the gateway on `host:port` (0: a free port), calling `on_ready(bound port)` once it answers."""
-    event_log = EventLog(engine)
-    ctx = GatewayContext(
-        bus=bus,
-        event_log=event_log,
-        read_models=ReadModels(engine),
-        api_key=settings.api_key,
-        answer_timeout=settings.answer_timeout,
-    )
-    config = uvicorn.Config(
-        create_app(ctx),
-        host=host,
-        port=port,
-        log_level="warning",
-        access_log=False,
-        lifespan="off",
-        timeout_graceful_shutdown=5,
-    )
-    server = _Server(config)
-    serving = asyncio.create_task(server.serve(), name="uvicorn")
+async def _bounded(what: str, close: Callable[[], Awaitable[object]], timeout: float) -> None:
+    """Await `close()` for at most `timeout` seconds; a failure or overrun is one line, never a stop."""
     try:
-        while not server.started:
-            if serving.done():
-                await serving
-                raise SystemExit(f"gateway could not listen on {host}:{port}")
-            await asyncio.sleep(0.02)
-        if worker_ready is not None:
-            # endpoints.json promises a system that answers (creates a session), not only a listening socket.
-            await worker_ready.wait()
-        if on_ready is not None:
-            # The socket uvicorn bound, so port 0 never races another process for a port.
-            on_ready(server.servers[0].sockets[0].getsockname()[1])
-        await serving
-    finally:
-        server.should_exit = True
-        await asyncio.gather(serving, return_exceptions=True)
-        await event_log.close()
+        async with asyncio.timeout(timeout):
+            await close()
+    except TimeoutError:
+        print(f"agentbus: {what} did not close within {timeout:g}s; left behind", flush=True)
+    except Exception as exc:
+        print(f"agentbus: {what} failed to close: {exc}", flush=True)
 
 
 class _Server(uvicorn.Server):
@@ -101,37 +96,128 @@ class _Server(uvicorn.Server):
         yield
 
 
-def _exit_now() -> None:
-    logger.error("shutdown_timed_out")
-    os._exit(1)
+class _Gateway:
+    """The HTTP/WebSocket gateway, served on a socket bound beforehand, stopped by its owner in two steps."""
+
+    def __init__(self, bus: Bus, engine: Engine, listener: socket.socket, settings: Settings) -> None:
+        self.event_log = EventLog(engine)
+        ctx = GatewayContext(
+            bus=bus,
+            event_log=self.event_log,
+            read_models=ReadModels(engine),
+            api_key=settings.api_key,
+            answer_timeout=settings.answer_timeout,
+        )
+        config = uvicorn.Config(
+            create_app(ctx),
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=GATEWAY_STOP,
+        )
+        self._server = _Server(config)
+        self._listener = listener
+        self.port = int(listener.getsockname()[1])
+
+    async def run(
+        self, on_ready: Callable[[int], None] | None = None, worker_ready: asyncio.Event | None = None
+    ) -> None:
+        """Serve until `stop` (or cancellation), calling `on_ready(port)` once it answers."""
+        serving = asyncio.create_task(self._server.serve(sockets=[self._listener]), name="uvicorn")
+        try:
+            while not self._server.started:
+                if serving.done():
+                    serving.result()
+                    raise SystemExit(f"agentbus: the gateway could not serve on port {self.port}")
+                await asyncio.sleep(0.02)
+            if worker_ready is not None:
+                # endpoints.json promises a system that answers (creates a session), not only a listening socket.
+                await worker_ready.wait()
+            if on_ready is not None:
+                on_ready(self.port)
+            # Not `await serving`: cancelling us would cancel uvicorn too, and skip its graceful shutdown.
+            await asyncio.wait([serving])
+            serving.result()
+        finally:
+            self._server.should_exit = True
+            await asyncio.wait([serving])
+            await self.event_log.close()
+
+    def stop_intake(self) -> None:
+        """Accept no new connection; the open ones are served until `stop`."""
+        for server in self._server.servers:
+            server.close()
+
+    def stop(self) -> None:
+        """Close the open connections (WebSockets get 1012, "service restart") and end `run`."""
+        self._server.should_exit = True
 
 
-async def _until_signal(*tasks: asyncio.Task[None], grace: float = 20.0) -> None:
-    """Run `tasks` until SIGINT/SIGTERM or until one of them ends; then stop them all.
-
-    A part that does not stop within `grace` seconds is logged with its stack
-    and abandoned; and if the process has still not ended `grace` seconds
-    later, a watchdog ends it. Ctrl-C always ends the process, and nothing
-    accepted is lost by that: commands wait in JetStream, facts are in the log.
-    """
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    stopper = asyncio.create_task(stop.wait(), name="signals")
-    done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
-    logger.info("stopping", reason="signal" if stopper in done else "a part ended")
-    watchdog = threading.Timer(2 * grace, _exit_now)
-    watchdog.daemon = True
-    watchdog.start()
-    for task in [*tasks, stopper]:
+async def _stop_task(task: asyncio.Task[None], timeout: float, *, cancel: bool = True) -> None:
+    """Cancel `task` (unless it was asked to stop another way) and wait for it at most `timeout` seconds."""
+    if cancel:
         task.cancel()
-    _, stuck = await asyncio.wait(tasks, timeout=grace)
-    for task in stuck:
-        logger.error("shutdown_stuck", task=task.get_name(), stack=[str(frame) for frame in task.get_stack()])
-    for task in done:
-        if task is not stopper and not task.cancelled() and task.exception() is not None:
-            raise task.exception()  # type: ignore[misc]
+    done, _ = await asyncio.wait([task], timeout=timeout)
+    if not done:
+        print(f"agentbus: the {task.get_name()} did not stop within {timeout:g}s; abandoned", flush=True)
+        logger.warning("shutdown_stuck", task=task.get_name(), stack=[str(frame) for frame in task.get_stack()])
+        task.cancel()
+
+
+def _raise_failure(tasks: list[asyncio.Task[None]]) -> None:
+    """Raise the error of the first of `tasks` that ended by itself (a stop that was not asked for)."""
+    for task in tasks:
+        if not task.done() or task.cancelled():
+            continue
+        exc = task.exception()
+        if isinstance(exc, ServerFailed):
+            raise SystemExit(str(exc))
+        if exc is not None:
+            raise exc
+        raise SystemExit(f"agentbus: the {task.get_name()} stopped by itself")
+
+
+class _Signals:
+    """SIGINT/SIGTERM as an awaitable: the first one starts the stop, later ones are ignored (it is bounded)."""
+
+    def __init__(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.received: asyncio.Future[str] = loop.create_future()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        if not self.received.done():
+            self.received.set_result(sig.name)
+
+    async def first_of(self, tasks: list[asyncio.Task[None]]) -> str | None:
+        """Wait for a signal or for one of `tasks` to end; return the signal's name, or None if a task ended."""
+        waiting: list[asyncio.Future[Any]] = [*tasks, self.received]
+        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        return self.received.result() if self.received.done() else None
+
+
+class _Watchdog:
+    """Ends the process if a stop, once begun, has not ended it within `WATCHDOG` seconds."""
+
+    def __init__(self, servers: EmbeddedServers | None = None) -> None:
+        self._servers = servers
+        self._timer: threading.Timer | None = None
+
+    def start(self) -> None:
+        self._timer = threading.Timer(WATCHDOG, self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def _fire(self) -> None:
+        print(f"agentbus: still not stopped after {WATCHDOG:g}s; exiting now", flush=True)
+        if self._servers is not None:
+            self._servers.kill()
+        os._exit(1)
 
 
 def _provider(settings: Settings) -> OfflineProvider:
@@ -147,34 +233,75 @@ def _config() -> Config:
 
 
 async def _run_up(
-    args: argparse.Namespace, settings: Settings, nats_url: str, database_url: str, config: Config
+    args: argparse.Namespace,
+    settings: Settings,
+    config: Config,
+    servers: EmbeddedServers,
+    listener: socket.socket,
+    lock: DataDirLock,
+    watchdog: _Watchdog,
 ) -> None:
+    signals = _Signals()
+    nats_url = settings.nats_url or (servers.nats.url if servers.nats else "")
+    database_url = settings.database_url or (servers.postgres.url if servers.postgres else "")
     subjects = Subjects(settings.subject_prefix)
     endpoints_path = Path(args.data_dir) / ENDPOINTS_FILE
-    async with database(database_url) as engine:
-        worker_bus = await Bus.connect(nats_url, name="agentbus-worker", subjects=subjects)
-        gateway_bus = await Bus.connect(nats_url, name="agentbus-gateway", subjects=subjects)
 
-        def announce(port: int) -> None:
-            http_url = f"http://{args.host}:{port}"
-            endpoints = Endpoints(http_url=http_url, nats_url=nats_url, database_url=database_url)
-            endpoints_path.write_bytes(msgspec.json.format(msgspec.json.encode(endpoints)))
-            print(f"agentbus is up: {http_url}  (chat page: {http_url}/, endpoints: {endpoints_path})", flush=True)
+    def announce(port: int) -> None:
+        http_url = f"http://{args.host}:{port}"
+        endpoints = Endpoints(http_url=http_url, nats_url=nats_url, database_url=database_url)
+        endpoints_path.write_bytes(msgspec.json.format(msgspec.json.encode(endpoints)))
+        lock.describe(http_url)
+        print(f"agentbus is up: {http_url}  (chat page: {http_url}/, endpoints: {endpoints_path})", flush=True)
 
-        worker = Worker(worker_bus, engine, _provider(settings), ack_wait=settings.ack_wait, config=config)
-        try:
-            await _until_signal(
-                asyncio.create_task(worker.run(), name="worker"),
-                asyncio.create_task(
-                    _serve_gateway(gateway_bus, engine, args.host, args.port, settings, announce, worker.ready),
-                    name="gateway",
-                ),
-            )
-        finally:
+    try:
+        async with contextlib.AsyncExitStack() as clients:
+            # Closed in reverse: the NATS connections, then the pool, all before their servers stop.
+            engine = await _open_database(database_url)
+            clients.push_async_callback(_bounded, "the database pool", engine.dispose, CLIENT_CLOSE)
+            worker_bus = await Bus.connect(nats_url, name="agentbus-worker", subjects=subjects)
+            clients.push_async_callback(_bounded, "the worker's NATS connection", worker_bus.close, CLIENT_CLOSE)
+            gateway_bus = await Bus.connect(nats_url, name="agentbus-gateway", subjects=subjects)
+            clients.push_async_callback(_bounded, "the gateway's NATS connection", gateway_bus.close, CLIENT_CLOSE)
+
+            worker = Worker(worker_bus, engine, _provider(settings), ack_wait=settings.ack_wait, config=config)
+            gateway = _Gateway(gateway_bus, engine, listener, settings)
+            worker_task = asyncio.create_task(worker.run(), name="worker")
+            gateway_task = asyncio.create_task(gateway.run(announce, worker.ready), name="gateway")
+            supervisor_task = asyncio.create_task(supervise(servers.servers), name="supervisor")
+            tasks = [worker_task, gateway_task, supervisor_task]
+
+            reason = await signals.first_of(tasks)
+            ended = [task for task in tasks if task.done()]  # before we stop the others
+            print(f"agentbus: stopping ({reason or 'a part ended'})", flush=True)
+            watchdog.start()
             endpoints_path.unlink(missing_ok=True)
-            await gateway_bus.close()
-            await worker_bus.close()
+            supervisor_task.cancel()  # from now on a server that ends is one we stop
+            await asyncio.wait([supervisor_task])
+            gateway.stop_intake()
+            await _stop_task(worker_task, WORKER_STOP)
+            gateway.stop()
+            await _stop_task(gateway_task, GATEWAY_STOP + 0.5, cancel=False)
+            if reason is None:
+                _raise_failure(ended)
+    finally:
+        endpoints_path.unlink(missing_ok=True)
+        servers.stop()  # NATS, then PostgreSQL, once their clients are closed
     print("agentbus stopped", flush=True)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """While starting (before the event loop handles signals), SIGTERM stops us like Ctrl-C, servers included."""
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
@@ -182,20 +309,35 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     data_dir = Path(args.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     args.data_dir = str(data_dir)
-    nats_server = None if settings.nats_url else EmbeddedNats(data_dir / "nats")
-    postgres = None if settings.database_url else EmbeddedPostgres(data_dir / "pg")
+    lock = DataDirLock(data_dir)
+    lock.acquire()  # a data dir in use is refused before anything else: the running instance is left alone
     try:
-        if nats_server is not None:
-            nats_server.start()
-        nats_url = settings.nats_url or nats_server.url  # type: ignore[union-attr]
-        database_url = settings.database_url or postgres.start()  # type: ignore[union-attr]
-        asyncio.run(_run_up(args, settings, nats_url, database_url, config))
+        listener = bind_http(args.host, args.port)  # a busy port is refused before anything starts
+        servers = EmbeddedServers(data_dir, nats=not settings.nats_url, postgres=not settings.database_url)
+        watchdog = _Watchdog(servers)
+        try:
+            with _sigterm_as_interrupt():
+                servers.start()
+            asyncio.run(_run_up(args, settings, config, servers, listener, lock, watchdog))
+        except KeyboardInterrupt:
+            print("agentbus: interrupted while starting; stopped", file=sys.stderr, flush=True)
+            return 130
+        finally:
+            servers.stop()
+            listener.close()
+            watchdog.cancel()  # only now: leaving asyncio.run waits for what the stop abandoned
     finally:
-        if nats_server is not None:
-            nats_server.stop()
-        if postgres is not None:
-            postgres.stop()
+        lock.release()
     return 0
+
+
+async def _run_alone(name: str, run: Callable[[], Coroutine[Any, Any, None]], timeout: float) -> None:
+    """Run one part until SIGINT/SIGTERM (or until it ends by itself), then stop it within `timeout` seconds."""
+    signals = _Signals()
+    task = asyncio.create_task(run(), name=name)
+    if await signals.first_of([task]) is None:
+        _raise_failure([task])
+    await _stop_task(task, timeout)
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
@@ -203,13 +345,16 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     nats_url, database_url = require_urls(args, settings)
 
     async def main() -> None:
-        async with database(database_url) as engine:
+        engine = await _open_database(database_url)
+        try:
             bus = await Bus.connect(nats_url, name="agentbus-worker", subjects=Subjects(settings.subject_prefix))
             try:
                 worker = Worker(bus, engine, _provider(settings), ack_wait=settings.ack_wait, config=config)
-                await _until_signal(asyncio.create_task(worker.run()))
+                await _run_alone("worker", worker.run, WORKER_STOP)
             finally:
-                await bus.close()
+                await _bounded("the NATS connection", bus.close, CLIENT_CLOSE)
+        finally:
+            await _bounded("the database pool", engine.dispose, CLIENT_CLOSE)
 
     asyncio.run(main())
     return 0
@@ -217,15 +362,22 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_gateway(args: argparse.Namespace, settings: Settings) -> int:
     nats_url, database_url = require_urls(args, settings)
+    listener = bind_http(args.host, args.port)
 
     async def main() -> None:
-        async with database(database_url) as engine:
+        engine = await _open_database(database_url)
+        try:
             bus = await Bus.connect(nats_url, name="agentbus-gateway", subjects=Subjects(settings.subject_prefix))
             try:
-                task = asyncio.create_task(_serve_gateway(bus, engine, args.host, args.port, settings))
-                await _until_signal(task)
+                gateway = _Gateway(bus, engine, listener, settings)
+                await _run_alone("gateway", gateway.run, GATEWAY_STOP + 0.5)
             finally:
-                await bus.close()
+                await _bounded("the NATS connection", bus.close, CLIENT_CLOSE)
+        finally:
+            await _bounded("the database pool", engine.dispose, CLIENT_CLOSE)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        listener.close()
     return 0
