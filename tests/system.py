@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import NamedTuple
 
 import httpx
 import nats
@@ -33,7 +34,13 @@ class System:
         self.nats_url = ""
         self.log_path = data_dir.parent / f"{data_dir.name}.log"
 
-    def start(self, timeout: float = 60.0) -> System:
+    def start(self, timeout: float = 60.0, *, own_group: bool = False) -> System:
+        """Start `agentbus up` and wait for its endpoints file.
+
+        `own_group` starts it as a terminal starts a foreground command, in a
+        process group of its own, so that `interrupt_group` can signal the
+        whole group as Ctrl-C does without reaching the test run.
+        """
         endpoints = self.data_dir / "endpoints.json"
         endpoints.unlink(missing_ok=True)
         log = open(self.log_path, "ab")
@@ -42,6 +49,7 @@ class System:
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=own_group,
         )
         log.close()
         deadline = time.monotonic() + timeout
@@ -64,6 +72,28 @@ class System:
         code = self.process.wait(timeout)
         self.process = None
         return code
+
+    def interrupt_group(self, sig: int = signal.SIGINT, timeout: float = 30.0) -> Stopped:
+        """Send `sig` to the process group of a `start(own_group=True)`, as a terminal's Ctrl-C does; wait for the exit."""
+        assert self.process is not None
+        offset = self.log_path.stat().st_size
+        started = time.monotonic()
+        os.killpg(self.process.pid, sig)
+        code = self.process.wait(timeout)
+        seconds = time.monotonic() - started
+        self.process = None
+        return Stopped(code=code, seconds=seconds, output=self.log_path.read_bytes()[offset:].decode())
+
+    def wait_for_output(self, text: str, *, after: int = 0, timeout: float = 30.0) -> str:
+        """Wait until the process's output past byte `after` contains `text`; return that output."""
+        deadline = time.monotonic() + timeout
+        while True:
+            output = self.log_path.read_bytes()[after:].decode(errors="replace")
+            if text in output:
+                return output
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{text!r} not in the output of agentbus up within {timeout}s:\n{output[-3000:]}")
+            time.sleep(0.05)
 
     @property
     def ws_base(self) -> str:
@@ -96,6 +126,38 @@ class System:
             text=True,
             timeout=30,
         )
+
+
+class Stopped(NamedTuple):
+    """How a stopped `agentbus up` ended: exit code, seconds from the signal to the exit, what it wrote meanwhile."""
+
+    code: int
+    seconds: float
+    output: str
+
+
+def live_processes_mentioning(path: Path) -> list[str]:
+    """The command lines of live processes (zombies excluded) that name `path`: what a stopped system leaves."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (proc / "stat").read_text().rpartition(")")[2].split()[0]
+        except OSError:
+            continue  # ended while we looked
+        if str(path) in cmdline and state != "Z":
+            found.append(f"{proc.name}: {cmdline}")
+    return found
+
+
+def process_alive(pid: int) -> bool:
+    """Whether `pid` is a live process (a zombie is not)."""
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 async def delete_command_stream(nats_url: str, prefix: str) -> None:
