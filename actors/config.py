@@ -97,14 +97,48 @@ class ExpertTemplate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
 class BoardConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Board meeting defaults: rounds when `rounds=` is not given, the experts of a plain `@board`.
 
-    `expert_timeout` bounds one expert request (a whole streamed speech);
-    `expert_attempts` is how often a board asks before it fails.
+    An expert request waits for the role's generation timeout (`[limits]`)
+    plus `expert_margin` seconds; `expert_attempts` is how often a board asks
+    before it fails.
     """
 
     max_rounds: int = 5
     default_experts: list[str] = []
-    expert_timeout: float = 120.0
+    expert_margin: float = 15.0
     expert_attempts: int = 3
+
+
+Role = Literal["chat", "speech", "summary", "conclusion", "plan", "phase_result", "review"]
+"""What a model call is for; each role has its own generation limits."""
+
+
+class GenerationLimit(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The most one model call may produce: `max_tokens` (also asked of the server) and `timeout` seconds.
+
+    A stream that goes past either is cut, its request cancelled, and what it
+    produced so far recorded as truncated; the turn or meeting goes on.
+    `prompt_tokens` bounds what is sent: the newest history that fits.
+    """
+
+    max_tokens: int = 512
+    timeout: float = 90.0
+    prompt_tokens: int = 1536
+
+
+class Limits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Generation limits per role. The defaults fit a small local model (a 2k-token context)."""
+
+    chat: GenerationLimit = GenerationLimit(max_tokens=512, timeout=120.0)
+    speech: GenerationLimit = GenerationLimit(max_tokens=256, timeout=90.0)
+    summary: GenerationLimit = GenerationLimit(max_tokens=256, timeout=60.0)
+    conclusion: GenerationLimit = GenerationLimit(max_tokens=512, timeout=90.0)
+    plan: GenerationLimit = GenerationLimit(max_tokens=512, timeout=90.0)
+    phase_result: GenerationLimit = GenerationLimit(max_tokens=512, timeout=120.0)
+    review: GenerationLimit = GenerationLimit(max_tokens=256, timeout=60.0)
+
+    def of(self, role: Role) -> GenerationLimit:
+        limit: GenerationLimit = getattr(self, role)
+        return limit
 
 
 class SessionConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -129,6 +163,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     experts: dict[str, ExpertTemplate] = {}
     board: BoardConfig = BoardConfig()
     session: SessionConfig = SessionConfig()
+    limits: Limits = Limits()
 
 
 def load_config(path: str | Path | None = None) -> Config:
@@ -192,3 +227,7 @@ def _check_agents(config: Config, path: Path) -> None:
             raise ConfigError(f"config {path}: agents.{name}.max_steps must be at least 1")
     if not config.plan_exec.phases:
         raise ConfigError(f"config {path}: plan_exec.phases is empty")
+    for role in msgspec.structs.fields(Limits):
+        limit = config.limits.of(role.name)  # type: ignore[arg-type]
+        if limit.max_tokens < 1 or limit.timeout <= 0 or limit.prompt_tokens < 1:
+            raise ConfigError(f"config {path}: limits.{role.name} needs max_tokens, prompt_tokens >= 1 and timeout > 0")

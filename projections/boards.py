@@ -76,6 +76,15 @@ class TimelineEntry(msgspec.Struct, frozen=True, kw_only=True):
     round: int | None = None
 
 
+class UsageView(msgspec.Struct, frozen=True, kw_only=True):
+    """What the meeting's model calls took, summed; `truncated`: how many answers were cut at their limit."""
+
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    truncated: int = 0
+
+
 class BoardView(msgspec.Struct, kw_only=True):
     """A board meeting as replay and the REST API show it (`position`: the last event folded in)."""
 
@@ -90,6 +99,7 @@ class BoardView(msgspec.Struct, kw_only=True):
     failure: str | None = None
     position: int = 0
     timeline: list[TimelineEntry] = []
+    usage: UsageView = UsageView()
 
 
 def fold(board_id: str, recorded: Iterable[RecordedEvent], *, at: int | None = None) -> BoardView:
@@ -153,6 +163,14 @@ def apply(view: BoardView, recorded: RecordedEvent) -> BoardView:
             view.status = "cancelled" if event.cancelled else "failed"
         case _:
             return view
+    if isinstance(event, ExpertSpeech | RoundSummary | BoardConcluded):
+        used = view.usage
+        view.usage = UsageView(
+            calls=used.calls + 1,
+            prompt_tokens=used.prompt_tokens + event.prompt_tokens,
+            completion_tokens=used.completion_tokens + event.completion_tokens,
+            truncated=used.truncated + event.truncated,
+        )
     view.session_id = view.session_id or recorded.session_id
     view.position = position
     view.timeline.append(TimelineEntry(position=position, type=tag_of(type(event)), round=round_number))

@@ -40,6 +40,11 @@ class ExpertAsk(Message, frozen=True, kw_only=True):
     round: int
     max_rounds: int
     transcript: list[TranscriptEntry] = []
+    """The newest of the discussion that fits the role's prompt budget (the latest summary always among it)."""
+    max_tokens: int | None = None
+    """The most tokens the answer may have."""
+    timeout: float | None = None
+    """Seconds the expert may generate; past them its answer is cut, and `truncated`."""
 
 
 class Speak(ExpertAsk, frozen=True, kw_only=True):
@@ -58,9 +63,12 @@ ExpertRequest = Speak | SummarizeRound | Conclude
 
 
 class ExpertAnswer(Reply, frozen=True, kw_only=True):
-    """The whole text the expert produced."""
+    """The whole text the expert produced, what it cost, and whether it was cut at its limit."""
 
     content: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    truncated: bool = False
 
 
 ExpertReply = ExpertAnswer | ErrorReply

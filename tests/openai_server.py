@@ -4,7 +4,8 @@ It stands in for vLLM, Ollama or OpenAI in tests. The requested `model`
 chooses its behaviour: `scripted` acts like a small tool-using model (it
 calls `calculator` for arithmetic, then answers from the result), `broken`
 drops the connection mid-stream, `truncated` ends without `[DONE]`,
-`rate-limited` answers 429 and `error` answers 500.
+`endless` never stops talking (whatever `max_tokens` says) until the client
+goes away, `rate-limited` answers 429 and `error` answers 500.
 """
 
 from __future__ import annotations
@@ -81,6 +82,8 @@ class OpenAIServer:
 
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
+        self.abandoned = asyncio.Event()
+        """Set once a client stopped reading an endless stream (the server's generation was cancelled)."""
         self.port = _free_port()
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         app = Starlette(routes=[Route("/v1/chat/completions", self._complete, methods=["POST"])])
@@ -97,8 +100,16 @@ class OpenAIServer:
             return JSONResponse({"error": {"message": "Rate limit reached"}}, status_code=429)
         if model == "error":
             return JSONResponse({"error": {"message": "internal failure"}}, status_code=500)
-        stream = {"broken": _broken, "truncated": _truncated}.get(model, _scripted)
+        stream = {"broken": _broken, "truncated": _truncated, "endless": self._endless}.get(model, _scripted)
         return StreamingResponse(stream(body), media_type="text/event-stream")
+
+    async def _endless(self, body: dict[str, Any]) -> AsyncIterator[str]:
+        try:
+            while True:
+                yield _chunk({"content": "more "})
+                await asyncio.sleep(0.005)
+        finally:
+            self.abandoned.set()
 
     async def __aenter__(self) -> OpenAIServer:
         self._task = asyncio.create_task(self._server.serve())

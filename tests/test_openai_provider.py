@@ -47,7 +47,8 @@ async def test_text_streams_in_deltas_and_usage_comes_last(provider: OpenAIProvi
 
 
 async def test_a_tool_call_split_over_chunks_is_joined(provider: OpenAIProvider, server: OpenAIServer) -> None:
-    text, calls, _ = await collect(provider, ask("what is 17*23?"), ignore)
+    answer = await collect(provider, ask("what is 17*23?"), ignore)
+    text, calls = answer.text, answer.calls
     assert text == "Let me compute."
     assert calls == [ToolCall(call_id="call_test_1", name="calculator", arguments=json.dumps({"expression": "17*23"}))]
     sent = server.requests[-1]
@@ -62,7 +63,8 @@ async def test_tool_results_go_back_with_their_call_id(provider: OpenAIProvider,
         LLMMessage(role="assistant", content="", tool_calls=[call]),
         LLMMessage(role="tool", content="17*23 = 391", tool_call_id="call_test_1"),
     ]
-    text, calls, _ = await collect(provider, LLMRequest(model="scripted", messages=messages), ignore)
+    answer = await collect(provider, LLMRequest(model="scripted", messages=messages), ignore)
+    text, calls = answer.text, answer.calls
     assert text == "The result is 391." and calls == []
     assert server.requests[-1]["messages"][1]["tool_calls"][0]["id"] == "call_test_1"
     assert server.requests[-1]["messages"][2] == {

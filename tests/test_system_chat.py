@@ -43,9 +43,9 @@ async def test_every_persisted_event_reaches_the_socket_with_its_position_in_ord
     persisted = [f for f in frames if "position" in f]
     assert [f["position"] for f in persisted] == [e["position"] for e in log][1:]  # all but session_created
     assert [e["event"]["type"] for e in log] == [
-        "session_created", "user_message", "turn_started", "turn_completed", "assistant_message",
+        "session_created", "user_message", "turn_started", "model_called", "turn_completed", "assistant_message",
     ]  # fmt: skip
-    assert [f["type"] for f in persisted] == ["user_message", "step", "step", "final_answer"]
+    assert [f["type"] for f in persisted] == ["user_message", "step", "model_called", "step", "final_answer"]
 
 
 async def test_the_history_holds_both_messages(system: System, session_id: str) -> None:

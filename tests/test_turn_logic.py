@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from actors.config import load_config
-from actors.llm import ToolCall
+from actors.llm import LLMMessage, ToolCall
 from actors.llm.fallback import ModelOutput
 from actors.tools import BUILTIN_TOOLS, ToolError, evaluate
 from actors.turn.logic import (
@@ -32,6 +32,7 @@ from schemas.events import (
     ConfirmationRequested,
     ConfirmationResolved,
     HumanAsked,
+    ModelCalled,
     PhaseChanged,
     PhaseViolation,
     SkillMatched,
@@ -43,6 +44,7 @@ from schemas.events import (
 
 CONFIG = load_config()
 PHASES = PhasePolicy(CONFIG.plan_exec)
+BUDGET = CONFIG.limits.chat.prompt_tokens
 NOW = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 T = "turn1"
 
@@ -92,7 +94,8 @@ def test_a_fresh_turn_calls_the_model_for_step_one() -> None:
 def test_a_plain_answer_completes_the_turn_with_its_tier() -> None:
     s = setup()
     state = started(s)
-    [completed] = decide_output(state, s, 1, ModelOutput(text="Hello", tier="recovery"), T)
+    called, completed = decide_output(state, s, 1, ModelOutput(text="Hello", tier="recovery"), T)
+    assert called == ModelCalled(turn_id=T, step=1, tier="recovery")
     assert completed == TurnCompleted(turn_id=T, content="Hello", tier="recovery")
 
 
@@ -123,7 +126,7 @@ def test_a_replayed_turn_does_not_repeat_a_recorded_tool_call() -> None:
     events.append(ToolResult(turn_id=T, step=1, call_id="c1", tool="calculator", content="1+1 = 2"))
     replayed = record(TurnState(), events)
     assert act(replayed, s) == act(live, s) == CallModel(step=2)
-    _, messages = conversation(replayed, s, [], PHASES)
+    _, messages = conversation(replayed, s, [], PHASES, BUDGET)
     assert [m.role for m in messages] == ["assistant", "tool"] and messages[1].tool_call_id == "c1"
 
 
@@ -228,7 +231,7 @@ def test_direct_mode_offers_no_tools_and_one_call_answers() -> None:
     s = setup(execution_mode="direct")
     assert s.tools == []
     output = ModelOutput(text="hi", calls=[ToolCall(call_id="x", name="clock", arguments="{}")])
-    assert isinstance(decide_output(started(s), s, 1, output, T)[0], TurnCompleted)
+    assert isinstance(decide_output(started(s), s, 1, output, T)[-1], TurnCompleted)
 
 
 def test_a_skill_prefix_chooses_the_skill_and_is_stripped_for_the_model() -> None:
@@ -261,3 +264,35 @@ def test_called_tool_events_carry_the_arguments_the_model_gave() -> None:
     state = called(started(s), s, "clock", {})
     assert isinstance(state.last_step.calls[0].call, ToolCall)  # type: ignore[union-attr]
     assert ToolCalled(turn_id=T, step=1, call_id="c1", tool="clock", arguments="{}").arguments == "{}"
+
+
+def test_the_usage_of_every_model_call_is_recorded_and_the_turn_completes_with_the_sum() -> None:
+    s = setup()
+    state = started(s)
+    tool_step = ModelOutput(
+        text="let me see",
+        calls=[ToolCall(call_id="c1", name="calculator", arguments='{"expression": "2*3"}')],
+        tier="main",
+        prompt_tokens=100,
+        completion_tokens=7,
+    )
+    record(state, decide_output(state, s, 1, tool_step, T))
+    record(state, [ToolResult(turn_id=T, step=1, call_id="c1", tool="calculator", content="2*3 = 6")])
+    answer = ModelOutput(text="It is 6.", tier="main", prompt_tokens=130, completion_tokens=5, truncated=True)
+    called, completed = decide_output(state, s, 2, answer, T)
+    assert called == ModelCalled(turn_id=T, step=2, tier="main", prompt_tokens=130, completion_tokens=5, truncated=True)
+    assert isinstance(completed, TurnCompleted)
+    assert (completed.prompt_tokens, completed.completion_tokens, completed.truncated) == (230, 12, True)
+
+
+def test_the_model_sees_the_newest_history_that_fits_its_prompt_budget() -> None:
+    s = setup("the question")
+    history = [
+        LLMMessage(role="user" if i % 2 == 0 else "assistant", content=f"{i:03} " + "x" * 396) for i in range(20)
+    ]
+    history.append(LLMMessage(role="user", content="the question"))
+    _, messages = conversation(started(s), s, history, PHASES, budget=1000)
+    assert messages[-1].content == "the question"
+    assert 1 < len(messages) < len(history)
+    kept = [m.content[:3] for m in messages[:-1]]
+    assert kept == [f"{i:03}" for i in range(20 - len(kept), 20)]  # the newest, in order

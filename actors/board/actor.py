@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import msgspec
 import structlog
 
 from bus import RequestFailed
@@ -21,6 +22,7 @@ from schemas import ErrorReply, TeamInterventionAck, board_stream
 from schemas.events import AnyEvent, BoardConcluded, BoardFailed, BoardStarted, ExpertSpeech, RoundSummary
 from schemas.experts import Conclude, ExpertAnswer, ExpertRequest, Speak, SummarizeRound, expert_replies
 
+from ..config import Role
 from ..context import WorkerContext
 from ..errors import ActorError, is_outage
 from ..runtime import ActorHost, DrivenActor
@@ -29,7 +31,7 @@ from .conclusion import parse_conclusion
 from .experts import expert_id
 from .messages import BoardFinished, CancelBoard, DriverGaveUp, Intervene, StartBoard, StepDone
 from .plan import BoardRefused
-from .prompts import split_consensus
+from .prompts import fit_transcript, split_consensus
 
 logger = structlog.get_logger("agentbus.board")
 
@@ -152,13 +154,15 @@ class BoardActor(DrivenActor[logic.BoardState]):
         started = self.state.started
         assert started is not None and self.session_id is not None
         kind: type[ExpertRequest]
+        role: Role
         match step:
             case logic.SpeakStep(round=round_, expert=expert):
-                kind, who = Speak, expert
+                kind, who, role = Speak, expert, "speech"
             case logic.SummarizeStep(round=round_):
-                kind, who = SummarizeRound, self.state.moderator
+                kind, who, role = SummarizeRound, self.state.moderator, "summary"
             case logic.ConcludeStep(total_rounds=round_):
-                kind, who = Conclude, self.state.moderator
+                kind, who, role = Conclude, self.state.moderator, "conclusion"
+        limit = self.ctx.config.limits.of(role)
         template = self.ctx.config.experts.get(who.name)
         llm = template.llm if template else "default"
         endpoint = self.ctx.config.llm.get(llm)
@@ -172,24 +176,27 @@ class BoardActor(DrivenActor[logic.BoardState]):
             topic=started.topic,
             round=round_,
             max_rounds=started.max_rounds,
-            transcript=list(self.state.transcript),
+            transcript=fit_transcript(self.state.transcript, limit.prompt_tokens),
+            max_tokens=limit.max_tokens,
+            timeout=limit.timeout,
         )
 
-    def _outcome(self, step: logic.NextStep, answer: str) -> AnyEvent:
+    def _outcome(self, step: logic.NextStep, answer: ExpertAnswer) -> AnyEvent:
+        event: ExpertSpeech | RoundSummary | BoardConcluded
         match step:
             case logic.SpeakStep(round=round_, expert=expert):
-                return ExpertSpeech(
+                event = ExpertSpeech(
                     board_id=self.id,
                     round=round_,
                     expert_name=expert.name,
                     expert_avatar=expert.avatar,
                     expert_color=expert.color,
-                    content=answer.strip(),
+                    content=answer.content.strip(),
                 )
             case logic.SummarizeStep(round=round_):
                 moderator = self.state.moderator
-                text, consensus = split_consensus(answer)
-                return RoundSummary(
+                text, consensus = split_consensus(answer.content)
+                event = RoundSummary(
                     board_id=self.id,
                     round=round_,
                     moderator_name=moderator.name,
@@ -198,24 +205,38 @@ class BoardActor(DrivenActor[logic.BoardState]):
                     content=text,
                     consensus=consensus,
                 )
-        summaries = [summary.content for summary in self.state.summaries]
-        return parse_conclusion(answer, board_id=self.id, total_rounds=len(summaries), summaries=summaries)
+            case _:
+                summaries = [summary.content for summary in self.state.summaries]
+                event = parse_conclusion(
+                    answer.content, board_id=self.id, total_rounds=len(summaries), summaries=summaries
+                )
+        return msgspec.structs.replace(
+            event,
+            prompt_tokens=answer.prompt_tokens,
+            completion_tokens=answer.completion_tokens,
+            truncated=answer.truncated,
+        )
 
-    async def _ask(self, request: ExpertRequest) -> str:
-        """Ask an expert, retrying a few times: a worker serving experts may have just died."""
+    async def _ask(self, request: ExpertRequest) -> ExpertAnswer:
+        """Ask an expert, retrying a few times: a worker serving experts may have just died.
+
+        The expert cuts its own generation at the request's timeout, so the wait
+        is that plus a margin: a retry never queues behind a stream still running.
+        """
         subject = self.ctx.bus.subjects.actor("expert", request.expert_id)
         board = self.ctx.config.board
+        wait = (request.timeout or 0.0) + board.expert_margin
         for attempt in range(1, board.expert_attempts + 1):
             try:
-                reply = await self.ctx.bus.request(subject, request, expert_replies, timeout=board.expert_timeout)
+                reply = await self.ctx.bus.request(subject, request, expert_replies, timeout=wait)
             except RequestFailed:
                 if attempt == board.expert_attempts:
                     raise
                 await asyncio.sleep(0.5 * attempt)
                 continue
             match reply:
-                case ExpertAnswer(content=content):
-                    return content
+                case ExpertAnswer():
+                    return reply
                 case ErrorReply(message=message):
                     if attempt == board.expert_attempts:
                         raise RequestFailed(subject, message)

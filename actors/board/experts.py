@@ -21,7 +21,7 @@ from schemas.experts import Conclude, ExpertAnswer, ExpertRequest, Speak, Summar
 
 from ..context import WorkerContext
 from ..errors import ProviderError
-from ..llm import TextDelta
+from ..llm.fallback import collect
 from ..runtime import Actor, ActorHost
 from .prompts import llm_request
 
@@ -53,24 +53,28 @@ class ExpertActor(Actor):
     async def _answer(self, request: ExpertRequest) -> ExpertAnswer | ErrorReply:
         structlog.contextvars.bind_contextvars(session_id=request.session_id, correlation_id=request.board_id)
         feed = self.ctx.bus.subjects.session_evt(request.session_id)
-        parts: list[str] = []
+
+        async def stream_chunk(text: str) -> None:
+            if isinstance(request, Speak):
+                chunk = ExpertSpeechChunk(
+                    board_id=request.board_id, round=request.round, expert_name=request.expert.name, content=text
+                )
+                await self.ctx.bus.publish(feed, chunk)
+
+        provider = self.ctx.providers.get(request.llm, self.ctx.provider)
         try:
-            provider = self.ctx.providers.get(request.llm, self.ctx.provider)
-            async for delta in provider.stream(llm_request(request)):
-                if isinstance(delta, TextDelta):
-                    parts.append(delta.text)
-                    if isinstance(request, Speak):
-                        chunk = ExpertSpeechChunk(
-                            board_id=request.board_id,
-                            round=request.round,
-                            expert_name=request.expert.name,
-                            content=delta.text,
-                        )
-                        await self.ctx.bus.publish(feed, chunk)
+            answer = await collect(provider, llm_request(request), stream_chunk, timeout=request.timeout)
         except ProviderError as exc:
             logger.warning("expert_failed", expert=request.expert.name, error=str(exc))
             return ErrorReply(code="provider_failed", message=str(exc))
-        return ExpertAnswer(content="".join(parts))
+        if answer.truncated:
+            logger.info("expert_answer_truncated", expert=request.expert.name, tokens=answer.usage.completion_tokens)
+        return ExpertAnswer(
+            content=answer.text,
+            prompt_tokens=answer.usage.prompt_tokens,
+            completion_tokens=answer.usage.completion_tokens,
+            truncated=answer.truncated,
+        )
 
 
 def answer_experts(host: ActorHost) -> Callable[[ExpertRequest], Awaitable[ExpertAnswer | ErrorReply]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from schemas.experts import Conclude, ExpertRequest, Speak, SummarizeRound, TranscriptEntry
 
 from ..llm import LLMMessage, LLMRequest
+from ..llm.budget import estimate_tokens, newest_that_fit
 from ..llm.protocol import Purpose
 
 CONSENSUS_YES = "CONSENSUS: yes"
@@ -22,6 +23,18 @@ def transcript_line(entry: TranscriptEntry) -> str:
     """One entry of the discussion as the prompt shows it (on one line)."""
     text = " ".join(entry.content.split())
     return f"[round {entry.round}] {entry.speaker} ({entry.kind}): {text}"
+
+
+def fit_transcript(transcript: list[TranscriptEntry], budget: int) -> list[TranscriptEntry]:
+    """The newest entries whose lines fit `budget` tokens, in order; the latest summary is always among them.
+
+    A late speaker of a long meeting then costs what an early one does, and the
+    request fits on the bus however long the meeting: the summary stands for
+    what came before it.
+    """
+    summaries = [index for index, entry in enumerate(transcript) if entry.kind == "summary"]
+    latest = frozenset(summaries[-1:])
+    return newest_that_fit(transcript, budget, lambda entry: estimate_tokens(transcript_line(entry)), always=latest)
 
 
 def llm_request(request: ExpertRequest) -> LLMRequest:
@@ -55,6 +68,7 @@ def llm_request(request: ExpertRequest) -> LLMRequest:
         messages=[LLMMessage(role="user", content="\n".join(body))],
         system_prompt=system,
         purpose=purpose,
+        max_tokens=request.max_tokens,
     )
 
 

@@ -8,7 +8,8 @@ error instead of raising, so the user always gets a reply.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import msgspec
 import structlog
@@ -16,7 +17,8 @@ import structlog
 from schemas.events import FallbackError
 
 from ..errors import ProviderError
-from .protocol import LLMRequest, Provider, TextDelta, ToolCall, ToolCallDelta, Usage
+from .budget import estimate_tokens
+from .protocol import Delta, LLMRequest, Provider, TextDelta, ToolCall, ToolCallDelta, Usage
 
 logger = structlog.get_logger("agentbus.llm")
 
@@ -33,58 +35,112 @@ class Tier(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ModelOutput(msgspec.Struct, frozen=True, kw_only=True):
-    """A whole model answer, or `error` (then the other fields are empty) when no tier answered."""
+    """A whole model answer, or `error` (then the other fields are empty) when no tier answered.
+
+    `truncated`: the answer was cut at its token or time limit.
+    """
 
     text: str = ""
     calls: list[ToolCall] = []
     tier: str = "emergency"
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    truncated: bool = False
     error: FallbackError | None = None
 
 
-async def collect(provider: Provider, request: LLMRequest, on_text: OnText) -> tuple[str, list[ToolCall], Usage]:
-    """Stream one answer, passing text on as it comes; tool-call parts are joined by their index."""
+class Collected(msgspec.Struct, frozen=True, kw_only=True):
+    """One provider's streamed answer, joined."""
+
+    text: str
+    calls: list[ToolCall]
+    usage: Usage
+    truncated: bool
+
+
+async def collect(
+    provider: Provider, request: LLMRequest, on_text: OnText, *, timeout: float | None = None
+) -> Collected:
+    """Stream one answer, passing text on as it comes; tool-call parts are joined by their index.
+
+    The stream is cut (and its request cancelled, by closing it) once it has
+    produced `request.max_tokens` pieces or `timeout` seconds passed:
+    what came so far is the answer, `truncated`. A stream cut by time before it
+    produced anything is a `ProviderError`, so the next tier is tried.
+    """
     text: list[str] = []
     parts: dict[int, list[str | None]] = {}
-    usage = Usage(prompt_tokens=0, completion_tokens=0)
-    async for delta in provider.stream(request):
-        match delta:
-            case TextDelta(text=piece) if piece:
-                text.append(piece)
-                await on_text(piece)
-            case ToolCallDelta(index=index, call_id=call_id, name=name, arguments=arguments):
-                part = parts.setdefault(index, [None, None, ""])
-                part[0] = part[0] or call_id
-                part[1] = part[1] or name
-                part[2] = (part[2] or "") + arguments
-            case Usage():
-                usage = delta
+    usage: Usage | None = None
+    produced = 0
+    truncated = False
+    stream = provider.stream(request)
+    try:
+        async with asyncio.timeout(timeout):
+            async for delta in stream:
+                match delta:
+                    case TextDelta(text=piece) if piece:
+                        text.append(piece)
+                        await on_text(piece)
+                        produced += 1
+                    case ToolCallDelta(index=index, call_id=call_id, name=name, arguments=arguments):
+                        part = parts.setdefault(index, [None, None, ""])
+                        part[0] = part[0] or call_id
+                        part[1] = part[1] or name
+                        part[2] = (part[2] or "") + arguments
+                        produced += 1
+                    case Usage():
+                        usage = delta
+                if request.max_tokens is not None and produced >= request.max_tokens:
+                    # A server that ignores max_tokens (or counts otherwise) is held to it here.
+                    truncated = True
+                    break
+    except TimeoutError:
+        if not text and not parts:
+            raise ProviderError(provider.name, f"no answer within {timeout:.0f} s") from None
+        truncated = True
+    finally:
+        await _close(stream)
     calls = [
         ToolCall(call_id=call_id or "", name=name or "", arguments=arguments or "")
         for call_id, name, arguments in (parts[index] for index in sorted(parts))
     ]
-    return "".join(text), calls, usage
+    if usage is None or truncated:
+        # A cut stream carries no usage: estimate the prompt, and the pieces are a fair count of the answer.
+        prompt = usage.prompt_tokens if usage else sum(estimate_tokens(m.content) for m in request.messages)
+        usage = Usage(prompt_tokens=prompt, completion_tokens=produced)
+    elif request.max_tokens is not None and usage.completion_tokens >= request.max_tokens:
+        truncated = True  # the server stopped at the limit we asked for
+    return Collected(text="".join(text), calls=calls, usage=usage, truncated=truncated)
 
 
-async def generate(tiers: list[Tier], request: LLMRequest, on_text: OnText) -> ModelOutput:
-    """Ask each tier in turn until one answers; never raises a `ProviderError`."""
+async def _close(stream: AsyncIterator[Delta]) -> None:
+    """Close a provider's stream: an HTTP provider then drops the connection, which cancels the generation."""
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+async def generate(
+    tiers: list[Tier], request: LLMRequest, on_text: OnText, *, timeout: float | None = None
+) -> ModelOutput:
+    """Ask each tier in turn until one answers (each within `timeout` s); never raises a `ProviderError`."""
     failures: list[str] = []
     for tier in tiers:
         try:
-            text, calls, usage = await collect(
-                tier.provider, msgspec.structs.replace(request, model=tier.model), on_text
+            answer = await collect(
+                tier.provider, msgspec.structs.replace(request, model=tier.model), on_text, timeout=timeout
             )
         except ProviderError as exc:
             logger.warning("llm_tier_failed", tier=tier.name, provider=tier.provider.name, error=str(exc))
             failures.append(f"{tier.name} ({tier.provider.name}): {exc.reason}")
             continue
         return ModelOutput(
-            text=text,
-            calls=calls,
+            text=answer.text,
+            calls=answer.calls,
             tier=tier.name,
-            prompt_tokens=usage.prompt_tokens,
-            completion_tokens=usage.completion_tokens,
+            prompt_tokens=answer.usage.prompt_tokens,
+            completion_tokens=answer.usage.completion_tokens,
+            truncated=answer.truncated,
         )
     return ModelOutput(
         error=FallbackError(code="llm_unavailable", message="no language model tier could answer", failures=failures)

@@ -46,6 +46,8 @@ class OfflineProvider:
         move = offline_tool_move(request) if request.purpose == "chat" and request.tools else None
         answer = move.text if move is not None else offline_answer(request)
         words = answer.split(" ")
+        if request.max_tokens is not None:
+            words = words[: request.max_tokens]  # as a server stops at max_tokens (a word a token here)
         for i, word in enumerate(words):
             if self.delay:
                 await asyncio.sleep(self.delay)

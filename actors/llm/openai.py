@@ -84,6 +84,8 @@ def request_body(request: LLMRequest) -> dict[str, Any]:
     }
     if request.tools:
         body["tools"] = [_tool(spec) for spec in request.tools]
+    if request.max_tokens is not None:
+        body["max_tokens"] = request.max_tokens
     return body
 
 

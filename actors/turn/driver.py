@@ -116,9 +116,16 @@ class ReactDriver:
 
     async def _call_model(self, step: int) -> None:
         state = self._state_of()
-        system, messages = conversation(state, self.setup, self._history_of(), self.phases)
+        limit = self.ctx.config.limits.chat
+        system, messages = conversation(state, self.setup, self._history_of(), self.phases, limit.prompt_tokens)
         tools = self.tools.select(self.setup.tools)
-        request = LLMRequest(model="", messages=messages, system_prompt=system, tools=[tool.spec() for tool in tools])
+        request = LLMRequest(
+            model="",
+            messages=messages,
+            system_prompt=system,
+            tools=[tool.spec() for tool in tools],
+            max_tokens=limit.max_tokens,
+        )
         chain = tiers(self.ctx.config, self.ctx.providers, self.setup.llm, self.setup.fallback, self.setup.model)
         # Tokens must not overtake the events recorded before them on the client's socket.
         await self._relayed()
@@ -127,7 +134,7 @@ class ReactDriver:
         async def publish(text: str) -> None:
             await self.ctx.bus.publish(feed, Token(turn_id=self.turn_id, content=text))
 
-        output = await generate(chain, request, publish)
+        output = await generate(chain, request, publish, timeout=limit.timeout)
         state = self._state_of()
         await self._propose(decide_output(state, self.setup, step, output, self.turn_id), state.version)
 

@@ -17,6 +17,7 @@ from schemas.events import (
     ConfirmationResolved,
     HumanAsked,
     HumanReplied,
+    ModelCalled,
     PhaseChanged,
     PhaseViolation,
     SkillMatched,
@@ -29,6 +30,7 @@ from schemas.events import (
 )
 
 from ..llm import LLMMessage, ToolCall
+from ..llm.budget import estimate_tokens, newest_that_fit
 from ..llm.fallback import ModelOutput
 from ..tools import InvalidArguments, ToolRegistry
 from .phases import PhasePolicy
@@ -195,18 +197,37 @@ def decide_output(state: TurnState, setup: TurnSetup, step: int, output: ModelOu
     if state.outcome is not None:
         return []
     if output.error is not None:
-        return [TurnCompleted(turn_id=turn_id, content=EMERGENCY_ANSWER, tier="emergency", error=output.error)]
+        return [
+            TurnCompleted(
+                turn_id=turn_id,
+                content=EMERGENCY_ANSWER,
+                tier="emergency",
+                error=output.error,
+                prompt_tokens=state.prompt_tokens,
+                completion_tokens=state.completion_tokens,
+            )
+        ]
+    called = ModelCalled(
+        turn_id=turn_id,
+        step=step,
+        tier=output.tier,
+        prompt_tokens=output.prompt_tokens,
+        completion_tokens=output.completion_tokens,
+        truncated=output.truncated,
+    )
     if not output.calls or setup.execution_mode == "direct":
         return [
+            called,
             TurnCompleted(
                 turn_id=turn_id,
                 content=output.text if output.text.strip() else EMPTY_ANSWER,
                 tier=output.tier,
-                prompt_tokens=output.prompt_tokens,
-                completion_tokens=output.completion_tokens,
-            )
+                prompt_tokens=state.prompt_tokens + output.prompt_tokens,
+                completion_tokens=state.completion_tokens + output.completion_tokens,
+                truncated=output.truncated,
+            ),
         ]
-    events: list[AnyEvent] = []
+    events: list[AnyEvent] = [called]
     if output.text.strip():
         events.append(Thinking(turn_id=turn_id, step=step, content=output.text.strip()))
     for index, call in enumerate(output.calls):
@@ -268,13 +289,20 @@ def decide_reply(state: TurnState, request_id: str, content: str) -> list[AnyEve
 
 
 def conversation(
-    state: TurnState, setup: TurnSetup, history: list[LLMMessage], phases: PhasePolicy
+    state: TurnState, setup: TurnSetup, history: list[LLMMessage], phases: PhasePolicy, budget: int
 ) -> tuple[str, list[LLMMessage]]:
-    """The system prompt and messages for the next model call: the history, then every recorded step."""
+    """The system prompt and messages for the next model call: the history, then every recorded step.
+
+    Of the history, the newest messages that fit `budget` tokens are sent (the
+    message being answered always is).
+    """
     system = setup.system_prompt
     if setup.execution_mode == "plan_exec" and state.phase is not None:
         system = f"{system}\n\n{phases.describe(state.phase)}"
-    messages = list(history)
+    left = budget - estimate_tokens(system)
+    messages = newest_that_fit(
+        history, left, lambda message: estimate_tokens(message.content), always=frozenset({len(history) - 1})
+    )
     if messages and messages[-1].role == "user":
         # The model sees the message without its @skill: prefix.
         messages[-1] = LLMMessage(role="user", content=setup.content)

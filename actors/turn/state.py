@@ -10,6 +10,7 @@ from schemas.events import (
     ConfirmationResolved,
     HumanAsked,
     HumanReplied,
+    ModelCalled,
     PhaseChanged,
     SkillMatched,
     Thinking,
@@ -56,6 +57,9 @@ class TurnState(msgspec.Struct, kw_only=True):
     phase: str | None = None
     steps: list[Step] = []
     outcome: TurnCompleted | TurnFailed | TurnCancelled | None = None
+    prompt_tokens: int = 0
+    """Summed over the turn's recorded model calls."""
+    completion_tokens: int = 0
 
     @property
     def last_step(self) -> Step | None:
@@ -119,6 +123,9 @@ def evolve(state: TurnState, event: AnyEvent) -> TurnState:
         case HumanReplied(request_id=request_id):
             if (call := state.find_call(request_id=request_id)) is not None:
                 call.replied = event
+        case ModelCalled(prompt_tokens=prompt, completion_tokens=completion):
+            state.prompt_tokens += prompt
+            state.completion_tokens += completion
         case TurnCompleted() | TurnFailed() | TurnCancelled():
             state.outcome = event
     return state

@@ -36,6 +36,10 @@ class ExpertSpeech(Event, frozen=True, kw_only=True):
     expert_color: str = ""
     role: str = "expert"
     content: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    truncated: bool = False
+    """The model's answer was cut at its token or time limit (`[limits]` in the config)."""
 
 
 class RoundSummary(Event, frozen=True, kw_only=True):
@@ -48,6 +52,10 @@ class RoundSummary(Event, frozen=True, kw_only=True):
     moderator_color: str = ""
     content: str
     consensus: bool = False
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    truncated: bool = False
+    """The model's answer was cut at its token or time limit (`[limits]` in the config)."""
 
 
 class UserIntervention(Event, frozen=True, kw_only=True):
@@ -71,6 +79,10 @@ class BoardConcluded(Event, frozen=True, kw_only=True):
     consensus_points: list[str] = []
     dissent_points: list[str] = []
     total_rounds: int
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    truncated: bool = False
+    """The model's answer was cut at its token or time limit (`[limits]` in the config)."""
 
 
 class BoardFailed(Event, frozen=True, kw_only=True):

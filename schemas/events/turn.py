@@ -126,6 +126,17 @@ class FallbackError(msgspec.Struct, frozen=True, kw_only=True):
     """One line per tier that failed, in the order they were tried."""
 
 
+class ModelCalled(Event, frozen=True, kw_only=True):
+    """One model call of a turn's step: which tier answered, the tokens it took, whether it was cut at its limit."""
+
+    turn_id: str
+    step: int
+    tier: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    truncated: bool = False
+
+
 class TurnCompleted(Event, frozen=True, kw_only=True):
     """The turn produced its final answer; `tier` says which provider answered.
 
@@ -137,8 +148,12 @@ class TurnCompleted(Event, frozen=True, kw_only=True):
     content: str
     tier: str = "main"
     prompt_tokens: int = 0
+    """Summed over every model call of the turn."""
     completion_tokens: int = 0
+    """Summed over every model call of the turn."""
     error: FallbackError | None = None
+    truncated: bool = False
+    """The final answer was cut at its token or time limit."""
 
 
 class TurnFailed(Event, frozen=True, kw_only=True):
@@ -159,6 +174,7 @@ TurnEvent = (
     TurnStarted
     | SkillMatched
     | Thinking
+    | ModelCalled
     | ToolCalled
     | ToolResult
     | ConfirmationRequested
