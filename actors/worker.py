@@ -40,6 +40,8 @@ logger = structlog.get_logger("agentbus.worker")
 
 LEASE_INTERVAL = 1.0
 """Seconds between attempts to take free partitions (e.g. those of a worker that died)."""
+STOP_GRACE = 1.0
+"""Seconds the work in flight may take to finish when the worker stops."""
 COMMAND_ATTEMPTS = 3
 """Tries of a command that fails by itself (not an outage) before it is refused for good."""
 MAX_DELIVERIES = 20
@@ -132,10 +134,15 @@ class Worker:
                     # partition over, and the event log's version check stops a second writer.
                     logger.warning("lease_renewal_failed", error=str(exc))
         finally:
+            # Intake stops first; experts keep answering while the work in flight gets its grace.
             await creates.unsubscribe()
-            await experts.unsubscribe()
             for partition in list(self._consumers):
                 await self._release(partition)
+            if self._in_flight:
+                # What has not finished by then is cut without recording anything final: JetStream
+                # redelivers its command, and it resumes from its log at the next start.
+                await asyncio.wait(self._in_flight, timeout=STOP_GRACE)
+            await experts.unsubscribe()
             await self._leases.close()
             for task in [*background, *self._in_flight]:
                 task.cancel()

@@ -66,10 +66,16 @@ class Bus:
     async def connect(cls, url: str, *, name: str, subjects: Subjects | None = None) -> Bus:
         """Connect, reconnecting forever after a drop (commands wait in JetStream meanwhile)."""
 
-        async def on_error(exc: Exception) -> None:
-            logger.warning("nats_error", error=str(exc), client=name)
-
         connection: list[Client] = []
+        lost = [False]
+        """While the connection is down, reconnect attempts fail every half second: log the first only."""
+
+        async def on_error(exc: Exception) -> None:
+            if lost[0]:
+                return
+            logger.warning("nats_error", error=str(exc), client=name)
+            if connection and not connection[0].is_connected:
+                lost[0] = True
 
         async def on_disconnect() -> None:
             if connection and (connection[0].is_closed or connection[0].is_draining):
@@ -77,6 +83,7 @@ class Bus:
             logger.warning("nats_disconnected", client=name)
 
         async def on_reconnect() -> None:
+            lost[0] = False
             logger.info("nats_reconnected", client=name)
 
         try:

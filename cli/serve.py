@@ -250,7 +250,10 @@ async def _run_up(
     def announce(port: int) -> None:
         http_url = f"http://{args.host}:{port}"
         endpoints = Endpoints(http_url=http_url, nats_url=nats_url, database_url=database_url)
-        endpoints_path.write_bytes(msgspec.json.format(msgspec.json.encode(endpoints)))
+        # Written whole, then renamed: a reader never sees a half-written file.
+        partial = endpoints_path.with_suffix(".partial")
+        partial.write_bytes(msgspec.json.format(msgspec.json.encode(endpoints)))
+        partial.replace(endpoints_path)
         lock.describe(http_url)
         print(f"agentbus is up: {http_url}  (chat page: {http_url}/, endpoints: {endpoints_path})", flush=True)
 

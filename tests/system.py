@@ -59,6 +59,8 @@ class System:
                     f"agentbus up exited with {self.process.returncode}:\n{self.log_path.read_text()[-3000:]}"
                 )
             if time.monotonic() > deadline:
+                self.process.kill()  # never leave a half-started system behind
+                self.process.wait()
                 raise RuntimeError(f"agentbus up did not start:\n{self.log_path.read_text()[-3000:]}")
             time.sleep(0.05)
         found = json.loads(endpoints.read_text())
