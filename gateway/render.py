@@ -23,7 +23,8 @@ def render(item: FeedItem) -> ServerFrame:
         case RecordedEvent():
             return _render_event(item)
         case Token(turn_id=turn_id, content=content):
-            return ServerFrame(type="token", content=content, turn_id=turn_id)
+            # `data.segment` says which attempt the token belongs to (a `token_reset` discards one).
+            return ServerFrame(type="token", content=content, turn_id=turn_id, data=raw(item))
         case CommandRefused(code=code, message=message):
             return error_frame(message, code)
         case TeamInterventionAck():

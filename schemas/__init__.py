@@ -26,9 +26,11 @@ from .frames import (
     ExpertResultChunk,
     ExpertResultChunkReset,
     ExpertSpeechChunk,
+    ExpertSpeechChunkReset,
     TeamInterventionAck,
     TeamSynthesisChunk,
     Token,
+    TokenReset,
 )
 from .replies import CreateSessionReply, ErrorReply, SessionReady
 from .streams import BOARD_AGENT, board_stream, session_stream, team_stream, turn_stream
@@ -54,6 +56,7 @@ __all__ = [
     "ExpertResultChunk",
     "ExpertResultChunkReset",
     "ExpertSpeechChunk",
+    "ExpertSpeechChunkReset",
     "FeedItem",
     "Frame",
     "HumanReply",
@@ -69,6 +72,7 @@ __all__ = [
     "TeamInterventionAck",
     "TeamSynthesisChunk",
     "Token",
+    "TokenReset",
     "board_stream",
     "codec",
     "encode",

@@ -10,10 +10,18 @@ from ._base import Frame
 
 
 class Token(Frame, frozen=True, kw_only=True):
-    """A streamed piece of an agent's answer."""
+    """A streamed piece of an agent's answer; `segment` names the attempt it belongs to."""
 
     turn_id: str
     content: str
+    segment: str = ""
+
+
+class TokenReset(Frame, frozen=True, kw_only=True):
+    """Discard the tokens of `segment`: that attempt failed over to another model, or became a tool call."""
+
+    turn_id: str
+    segment: str
 
 
 class ExpertSpeechChunk(Frame, frozen=True, kw_only=True):
@@ -23,6 +31,16 @@ class ExpertSpeechChunk(Frame, frozen=True, kw_only=True):
     round: int
     expert_name: str
     content: str
+    segment: str = ""
+
+
+class ExpertSpeechChunkReset(Frame, frozen=True, kw_only=True):
+    """Discard the chunks of `segment`: the expert's attempt failed and the board asks again."""
+
+    board_id: str
+    round: int
+    expert_name: str
+    segment: str
 
 
 class ExpertResultChunk(Frame, frozen=True, kw_only=True):
@@ -79,7 +97,9 @@ class EventOmitted(Frame, frozen=True, kw_only=True):
 
 AnyFrame = (
     Token
+    | TokenReset
     | ExpertSpeechChunk
+    | ExpertSpeechChunkReset
     | ExpertResultChunk
     | ExpertResultChunkReset
     | TeamSynthesisChunk

@@ -49,6 +49,15 @@ fallback = ["default"]
 [agents.fragile]
 llm = "limited"
 
+[llm.dropping]
+kind = "openai"
+base_url = "{server.base_url}"
+model = "broken"
+
+[agents.dropping]
+llm = "dropping"
+fallback = ["default"]
+
 [experts.chair]
 is_moderator = true
 persona = "Chairs the meeting."
@@ -58,6 +67,10 @@ persona = "Sees the upside."
 
 [experts.pessimist]
 persona = "Sees the risks."
+
+[experts.flaky]
+persona = "Loses the connection mid-sentence."
+llm = "dropping"
 
 [board]
 max_rounds = 1
@@ -113,6 +126,40 @@ async def test_a_failing_endpoint_falls_through_to_the_recovery_tier(system: Sys
     assert reply.json()["content"] == "Hello from the test model." and "error_struct" not in reply.json()
     [completed] = [e["event"] for e in events if e["event"]["type"] == "turn_completed"]
     assert completed["tier"] == "recovery"
+
+
+async def test_a_stream_broken_mid_answer_is_discarded_by_the_client_and_the_next_tier_answers(system: System) -> None:
+    """No two answers glued together: the partial text's segment is reset before the recovery tier streams."""
+    session_id = await session(system, "dropping")
+    async with websockets.connect(system.ws_base + session_id) as ws:
+        await ws.recv()
+        await ws.send(json.dumps({"type": "message", "content": "hello"}))
+        frames = await receive_until(ws, "final_answer")
+    live = [f for f in frames if f["type"] in ("token", "token_reset")]
+    [reset] = [f for f in live if f["type"] == "token_reset"]
+    broken = reset["data"]["segment"]
+    before = [f for f in live[: live.index(reset)] if f["data"]["segment"] == broken]
+    after = [f for f in live[live.index(reset) + 1 :]]
+    assert "".join(f["content"] for f in before) == "Half an answer"
+    assert "".join(f["content"] for f in after) == "Hello from the test model." == frames[-1]["content"]
+    assert all(f["data"]["segment"] != broken for f in after)
+
+
+async def test_an_experts_broken_attempts_are_discarded_by_the_client_before_the_board_asks_again(
+    system: System,
+) -> None:
+    session_id = await session(system, "assistant")
+    async with websockets.connect(system.ws_base + session_id) as ws:
+        await ws.recv()
+        await ws.send(json.dumps({"type": "message", "content": "@board:chair,flaky rounds=1 Will it hold?"}))
+        frames = await receive_until(ws, "error", timeout=60)  # every attempt breaks: the board fails
+    resets = [f["data"] for f in frames if f["type"] == "expert_speech_chunk_reset"]
+    assert len(resets) == 3  # one per attempt (`[board] expert_attempts`)
+    for reset in resets:
+        chunks = [f["data"] for f in frames if f["type"] == "expert_speech_chunk"]
+        attempt = [c["content"] for c in chunks if c["segment"] == reset["segment"]]
+        assert "".join(attempt) == "Half an answer" and reset["expert_name"] == "flaky"
+    assert frames[-1]["data"]["code"] == "board_failed"
 
 
 async def test_when_no_tier_answers_the_emergency_tier_replies_with_a_structured_error(system: System) -> None:

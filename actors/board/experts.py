@@ -11,12 +11,13 @@ comes with the request, which is why any worker can answer.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
 
-from schemas import ErrorReply, ExpertSpeechChunk
+from schemas import ErrorReply, ExpertSpeechChunk, ExpertSpeechChunkReset
 from schemas.experts import Conclude, ExpertAnswer, ExpertRequest, Speak, SummarizeRound
 
 from ..context import WorkerContext
@@ -53,11 +54,19 @@ class ExpertActor(Actor):
     async def _answer(self, request: ExpertRequest) -> ExpertAnswer | ErrorReply:
         structlog.contextvars.bind_contextvars(session_id=request.session_id, correlation_id=request.board_id)
         feed = self.ctx.bus.subjects.session_evt(request.session_id)
+        segment = uuid.uuid4().hex[:12]
+        streamed = False
 
         async def stream_chunk(text: str) -> None:
+            nonlocal streamed
             if isinstance(request, Speak):
+                streamed = True
                 chunk = ExpertSpeechChunk(
-                    board_id=request.board_id, round=request.round, expert_name=request.expert.name, content=text
+                    board_id=request.board_id,
+                    round=request.round,
+                    expert_name=request.expert.name,
+                    content=text,
+                    segment=segment,
                 )
                 await self.ctx.bus.publish(feed, chunk)
 
@@ -66,6 +75,12 @@ class ExpertActor(Actor):
             answer = await collect(provider, llm_request(request), stream_chunk, timeout=request.timeout)
         except ProviderError as exc:
             logger.warning("expert_failed", expert=request.expert.name, error=str(exc))
+            if streamed:
+                # The board asks again: the client drops this attempt's chunks instead of gluing two together.
+                reset = ExpertSpeechChunkReset(
+                    board_id=request.board_id, round=request.round, expert_name=request.expert.name, segment=segment
+                )
+                await self.ctx.bus.publish(feed, reset)
             return ErrorReply(code="provider_failed", message=str(exc))
         if answer.truncated:
             logger.info("expert_answer_truncated", expert=request.expert.name, tokens=answer.usage.completion_tokens)

@@ -121,18 +121,36 @@ async def _close(stream: AsyncIterator[Delta]) -> None:
 
 
 async def generate(
-    tiers: list[Tier], request: LLMRequest, on_text: OnText, *, timeout: float | None = None
+    tiers: list[Tier],
+    request: LLMRequest,
+    on_text: OnText,
+    *,
+    on_reset: Callable[[], Awaitable[None]] | None = None,
+    timeout: float | None = None,
 ) -> ModelOutput:
-    """Ask each tier in turn until one answers (each within `timeout` s); never raises a `ProviderError`."""
+    """Ask each tier in turn until one answers (each within `timeout` s); never raises a `ProviderError`.
+
+    `on_reset` is called when a tier that already streamed text fails: what it
+    streamed is not part of the answer, and the next tier starts over.
+    """
     failures: list[str] = []
     for tier in tiers:
+        streamed = False
+
+        async def passing(text: str) -> None:
+            nonlocal streamed
+            streamed = True
+            await on_text(text)
+
         try:
             answer = await collect(
-                tier.provider, msgspec.structs.replace(request, model=tier.model), on_text, timeout=timeout
+                tier.provider, msgspec.structs.replace(request, model=tier.model), passing, timeout=timeout
             )
         except ProviderError as exc:
             logger.warning("llm_tier_failed", tier=tier.name, provider=tier.provider.name, error=str(exc))
             failures.append(f"{tier.name} ({tier.provider.name}): {exc.reason}")
+            if streamed and on_reset is not None:
+                await on_reset()
             continue
         return ModelOutput(
             text=answer.text,

@@ -10,12 +10,13 @@ stops a streaming model call at once (within one chunk).
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import structlog
 
-from schemas import Token
+from schemas import Token, TokenReset
 from schemas.events import AnyEvent, TurnFailed
 
 from ..context import WorkerContext
@@ -34,6 +35,10 @@ logger = structlog.get_logger("agentbus.turn")
 TOOL_TIMEOUT = 30.0
 Proposer = Callable[[list[AnyEvent], int], Awaitable[bool]]
 """Hand events decided at a state version to the actor; True once recorded."""
+
+
+def _new_segment() -> str:
+    return uuid.uuid4().hex[:12]
 
 
 def utcnow() -> datetime:
@@ -130,11 +135,23 @@ class ReactDriver:
         # Tokens must not overtake the events recorded before them on the client's socket.
         await self._relayed()
         feed = self.ctx.bus.subjects.session_evt(self.session_id)
+        segment = _new_segment()
+        streamed = False
 
         async def publish(text: str) -> None:
-            await self.ctx.bus.publish(feed, Token(turn_id=self.turn_id, content=text))
+            nonlocal streamed
+            streamed = True
+            await self.ctx.bus.publish(feed, Token(turn_id=self.turn_id, content=text, segment=segment))
 
-        output = await generate(chain, request, publish, timeout=limit.timeout)
+        async def reset() -> None:
+            # The client discards what this attempt streamed; the next one streams under a new segment.
+            nonlocal segment, streamed
+            await self.ctx.bus.publish(feed, TokenReset(turn_id=self.turn_id, segment=segment))
+            segment, streamed = _new_segment(), False
+
+        output = await generate(chain, request, publish, on_reset=reset, timeout=limit.timeout)
+        if output.calls and streamed:
+            await reset()  # the text streamed before a tool call is recorded as thinking instead
         state = self._state_of()
         await self._propose(decide_output(state, self.setup, step, output, self.turn_id), state.version)
 
