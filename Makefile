@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench install clean
+.PHONY: run test lint bench install clean llm
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check --quiet .
 	$(BIN)/ruff check --quiet .
 	$(BIN)/mypy
+
+# A real OpenAI-compatible model server (llama-cpp-python on SmolLM2-135M), built once per machine
+# into ~/.cache/agentbus/llm (about 15 minutes on 2 cores); a second run is quick.
+llm: $(STAMP)
+	$(BIN)/python -m cli.local_llm build
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run

@@ -17,6 +17,7 @@ import asyncpg
 import pytest
 
 from bus.embedded import EmbeddedNats
+from cli.local_llm import LocalLLM
 from projections import Engine, create_engine, migrate
 from projections.database import asyncpg_dsn
 from projections.embedded import EmbeddedPostgres
@@ -33,6 +34,23 @@ def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server.start()
     yield server.url
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def local_llm_url(pytestconfig: pytest.Config) -> Iterator[str]:
+    """The base URL of a real model server (llama-cpp-python on SmolLM2-135M-Instruct), stopped after the session.
+
+    Built into ~/.cache/agentbus/llm the first time on a machine (about 15
+    minutes); its progress is shown, not captured, so a long first run is
+    seen for what it is.
+    """
+    llm = LocalLLM()
+    if not llm.built():
+        capture = pytestconfig.pluginmanager.getplugin("capturemanager")
+        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+            llm.ensure_built()
+    yield llm.start()
+    llm.stop()
 
 
 @pytest.fixture(scope="session")
