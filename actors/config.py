@@ -52,6 +52,8 @@ class AgentConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     execution_mode: ExecutionMode = "react"
     fallback: list[str] = []
     max_steps: int = 8
+    tool_choice: str | None = None
+    """A tool the first model call of each turn must call: for small models that would not choose one."""
 
 
 class SkillConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -61,6 +63,8 @@ class SkillConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     tools: list[str] = []
     model: str | None = None
     execution_mode: ExecutionMode | None = None
+    tool_choice: str | None = None
+    """As the agent's: a tool the skill's first model call must call."""
 
 
 class PhaseConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -219,6 +223,11 @@ def _check_agents(config: Config, path: Path) -> None:
             raise ConfigError(
                 f"config {path}: {kind}.{name}.tools names unknown tools {unknown}; known: {sorted(known_tools - {'*'})}"
             )
+    chooses = [("agents", name, entry.tool_choice, entry.tools) for name, entry in config.agents.items()]
+    chooses += [("skills", name, entry.tool_choice, entry.tools) for name, entry in config.skills.items()]
+    for kind, name, choice, tools in chooses:
+        if choice is not None and choice not in tools and "*" not in tools:
+            raise ConfigError(f"config {path}: {kind}.{name}.tool_choice {choice!r} is not one of its tools {tools}")
     for name, agent in config.agents.items():
         missing = [endpoint for endpoint in agent.fallback if endpoint not in endpoints]
         if missing:

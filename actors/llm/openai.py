@@ -84,6 +84,8 @@ def request_body(request: LLMRequest) -> dict[str, Any]:
     }
     if request.tools:
         body["tools"] = [_tool(spec) for spec in request.tools]
+        if request.tool_choice is not None:
+            body["tool_choice"] = {"type": "function", "function": {"name": request.tool_choice}}
     if request.max_tokens is not None:
         body["max_tokens"] = request.max_tokens
     return body

@@ -50,6 +50,8 @@ class LLMRequest(msgspec.Struct, frozen=True, kw_only=True):
     """What the answer is for; `board_conclusion` wants JSON. A deterministic provider answers by it."""
     tools: list[ToolSpec] = []
     """Tools the model may call; none means a plain answer."""
+    tool_choice: str | None = None
+    """A tool the model must call (by name); none lets the model choose. Small local models need it."""
     max_tokens: int | None = None
     """The most tokens the answer may have (asked of the server; agentbus cuts a stream that goes past it)."""
 

@@ -129,6 +129,8 @@ class ReactDriver:
             messages=messages,
             system_prompt=system,
             tools=[tool.spec() for tool in tools],
+            # A forced tool is forced once: the next call answers from its result.
+            tool_choice=self.setup.tool_choice if step == 1 else None,
             max_tokens=limit.max_tokens,
         )
         chain = tiers(self.ctx.config, self.ctx.providers, self.setup.llm, self.setup.fallback, self.setup.model)

@@ -27,6 +27,8 @@ class TurnSetup(msgspec.Struct, frozen=True, kw_only=True):
     max_steps: int
     content: str
     skill: str | None = None
+    tool_choice: str | None = None
+    """The tool the first model call must call, if one is forced."""
 
 
 class SetupRefused(msgspec.Struct, frozen=True, kw_only=True):
@@ -73,4 +75,5 @@ def resolve_setup(
         max_steps=agent.max_steps,
         content=content,
         skill=requested.name if requested else None,
+        tool_choice=((skill.tool_choice if skill else None) or agent.tool_choice) if tools else None,
     )
