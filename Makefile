@@ -14,8 +14,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# `make run LLM=local`: every agent and expert on a small local model (SmolLM2-135M, built once per machine).
 run: $(STAMP)
-	$(BIN)/agentbus up
+	$(BIN)/agentbus up $(if $(LLM),--llm $(LLM))
 
 test: lint
 	$(BIN)/python -m pytest -q

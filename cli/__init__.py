@@ -15,9 +15,10 @@ from __future__ import annotations
 import argparse
 import os
 
-from .serve import cmd_gateway, cmd_up, cmd_worker
+from .serve import cmd_gateway, cmd_worker
 from .settings import Settings, configure_logging
 from .tools import cmd_bench, cmd_migrate, cmd_projections, cmd_publish, cmd_replay
+from .up import cmd_up
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,6 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
     up = with_data_dir(sub.add_parser("up", help="run everything on embedded services"))
     up.add_argument("--host", default="127.0.0.1")
     up.add_argument("--port", type=int, default=8000, help="0 picks a free port")
+    up.add_argument(
+        "--llm",
+        choices=["local"],
+        default=os.environ.get("AGENTBUS_LLM") or None,
+        help="local: serve every agent and expert with a small local model (built once per machine, then cached)",
+    )
     up.set_defaults(func=cmd_up)
 
     worker = with_data_dir(sub.add_parser("worker", help="run the actors"))

@@ -1,12 +1,8 @@
-"""The long-running commands: `up` (embedded services + worker + gateway), `worker`, `gateway`.
+"""The long-running commands `worker` and `gateway`, and the parts `up` (cli/up.py) composes.
 
-`up` stops in order, each step bounded, on SIGINT/SIGTERM (Ctrl-C reaches the
-whole foreground process group; the embedded servers run in sessions of their
-own, so only we receive it): no new HTTP connection, then the worker (it stops
-taking commands and cuts its in-flight steps without recording anything final:
-their commands stay unacknowledged in JetStream and resume from the log at the
-next start), then the gateway, the NATS and database clients, nats-server,
-PostgreSQL.
+The gateway's server, signal handling, the watchdog and bounded stops live
+here, so that `up`, `worker` and `gateway` stop the same way: each step
+bounded, nothing final recorded for work that is cut.
 """
 
 from __future__ import annotations
@@ -17,14 +13,10 @@ import contextlib
 import os
 import signal
 import socket
-import sys
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
-from pathlib import Path
-from types import FrameType
 from typing import Any
 
-import msgspec
 import structlog
 import uvicorn
 
@@ -36,8 +28,8 @@ from gateway import GatewayContext, create_app
 from projections import Engine, EventLog, ReadModels, create_engine, ensure_database, migrate
 from schemas import Subjects
 
-from .embedded import DataDirLock, EmbeddedServers, ServerFailed, bind_http, supervise
-from .settings import ENDPOINTS_FILE, Endpoints, Settings, require_urls
+from .embedded import EmbeddedServers, ServerFailed, bind_http
+from .settings import Settings, require_urls
 
 logger = structlog.get_logger("agentbus")
 
@@ -54,7 +46,7 @@ WATCHDOG = 10.0
 """Seconds after the stop began at which the process ends whatever is stuck (the bounds above add up to less)."""
 
 
-async def _open_database(url: str) -> Engine:
+async def open_database(url: str) -> Engine:
     """Create (if need be) and migrate the database of `url`; return an engine on it."""
     await ensure_database(url)
     engine = create_engine(url)
@@ -64,15 +56,15 @@ async def _open_database(url: str) -> Engine:
 
 @contextlib.asynccontextmanager
 async def database(url: str) -> AsyncIterator[Engine]:
-    """`_open_database` for the one-shot commands, disposed on exit."""
-    engine = await _open_database(url)
+    """`open_database` for the one-shot commands, disposed on exit."""
+    engine = await open_database(url)
     try:
         yield engine
     finally:
         await engine.dispose()
 
 
-async def _bounded(what: str, close: Callable[[], Awaitable[object]], timeout: float) -> None:
+async def bounded(what: str, close: Callable[[], Awaitable[object]], timeout: float) -> None:
     """Await `close()` for at most `timeout` seconds; a failure or overrun is one line, never a stop."""
     try:
         async with asyncio.timeout(timeout):
@@ -96,7 +88,7 @@ class _Server(uvicorn.Server):
         yield
 
 
-class _Gateway:
+class GatewayServer:
     """The HTTP/WebSocket gateway, served on a socket bound beforehand, stopped by its owner in two steps."""
 
     def __init__(self, bus: Bus, engine: Engine, listener: socket.socket, settings: Settings) -> None:
@@ -153,7 +145,7 @@ class _Gateway:
         self._server.should_exit = True
 
 
-async def _stop_task(task: asyncio.Task[None], timeout: float, *, cancel: bool = True) -> None:
+async def stop_task(task: asyncio.Task[None], timeout: float, *, cancel: bool = True) -> None:
     """Cancel `task` (unless it was asked to stop another way) and wait for it at most `timeout` seconds."""
     if cancel:
         task.cancel()
@@ -164,7 +156,7 @@ async def _stop_task(task: asyncio.Task[None], timeout: float, *, cancel: bool =
         task.cancel()
 
 
-def _raise_failure(tasks: list[asyncio.Task[None]]) -> None:
+def raise_failure(tasks: list[asyncio.Task[None]]) -> None:
     """Raise the error of the first of `tasks` that ended by itself (a stop that was not asked for)."""
     for task in tasks:
         if not task.done() or task.cancelled():
@@ -177,7 +169,7 @@ def _raise_failure(tasks: list[asyncio.Task[None]]) -> None:
         raise SystemExit(f"agentbus: the {task.get_name()} stopped by itself")
 
 
-class _Signals:
+class Signals:
     """SIGINT/SIGTERM as an awaitable: the first one starts the stop, later ones are ignored (it is bounded)."""
 
     def __init__(self) -> None:
@@ -197,7 +189,7 @@ class _Signals:
         return self.received.result() if self.received.done() else None
 
 
-class _Watchdog:
+class Watchdog:
     """Ends the process if a stop, once begun, has not ended it within `WATCHDOG` seconds."""
 
     def __init__(self, servers: EmbeddedServers | None = None) -> None:
@@ -220,11 +212,11 @@ class _Watchdog:
         os._exit(1)
 
 
-def _provider(settings: Settings) -> OfflineProvider:
+def offline_provider(settings: Settings) -> OfflineProvider:
     return OfflineProvider(delay=settings.offline_delay)
 
 
-def _config() -> Config:
+def config_or_exit() -> Config:
     """Load the agents' configuration ($AGENTBUS_CONFIG or the packaged default), or exit saying what is wrong."""
     try:
         return load_config()
@@ -232,132 +224,30 @@ def _config() -> Config:
         raise SystemExit(f"agentbus: {exc}") from None
 
 
-async def _run_up(
-    args: argparse.Namespace,
-    settings: Settings,
-    config: Config,
-    servers: EmbeddedServers,
-    listener: socket.socket,
-    lock: DataDirLock,
-    watchdog: _Watchdog,
-) -> None:
-    signals = _Signals()
-    nats_url = settings.nats_url or (servers.nats.url if servers.nats else "")
-    database_url = settings.database_url or (servers.postgres.url if servers.postgres else "")
-    subjects = Subjects(settings.subject_prefix)
-    endpoints_path = Path(args.data_dir) / ENDPOINTS_FILE
-
-    def announce(port: int) -> None:
-        http_url = f"http://{args.host}:{port}"
-        endpoints = Endpoints(http_url=http_url, nats_url=nats_url, database_url=database_url)
-        # Written whole, then renamed: a reader never sees a half-written file.
-        partial = endpoints_path.with_suffix(".partial")
-        partial.write_bytes(msgspec.json.format(msgspec.json.encode(endpoints)))
-        partial.replace(endpoints_path)
-        lock.describe(http_url)
-        print(f"agentbus is up: {http_url}  (chat page: {http_url}/, endpoints: {endpoints_path})", flush=True)
-
-    try:
-        async with contextlib.AsyncExitStack() as clients:
-            # Closed in reverse: the NATS connections, then the pool, all before their servers stop.
-            engine = await _open_database(database_url)
-            clients.push_async_callback(_bounded, "the database pool", engine.dispose, CLIENT_CLOSE)
-            worker_bus = await Bus.connect(nats_url, name="agentbus-worker", subjects=subjects)
-            clients.push_async_callback(_bounded, "the worker's NATS connection", worker_bus.close, CLIENT_CLOSE)
-            gateway_bus = await Bus.connect(nats_url, name="agentbus-gateway", subjects=subjects)
-            clients.push_async_callback(_bounded, "the gateway's NATS connection", gateway_bus.close, CLIENT_CLOSE)
-
-            worker = Worker(worker_bus, engine, _provider(settings), ack_wait=settings.ack_wait, config=config)
-            gateway = _Gateway(gateway_bus, engine, listener, settings)
-            worker_task = asyncio.create_task(worker.run(), name="worker")
-            gateway_task = asyncio.create_task(gateway.run(announce, worker.ready), name="gateway")
-            supervisor_task = asyncio.create_task(supervise(servers.servers), name="supervisor")
-            tasks = [worker_task, gateway_task, supervisor_task]
-
-            reason = await signals.first_of(tasks)
-            ended = [task for task in tasks if task.done()]  # before we stop the others
-            print(f"agentbus: stopping ({reason or 'a part ended'})", flush=True)
-            watchdog.start()
-            endpoints_path.unlink(missing_ok=True)
-            supervisor_task.cancel()  # from now on a server that ends is one we stop
-            await asyncio.wait([supervisor_task])
-            gateway.stop_intake()
-            await _stop_task(worker_task, WORKER_STOP)
-            gateway.stop()
-            await _stop_task(gateway_task, GATEWAY_STOP + 0.5, cancel=False)
-            if reason is None:
-                _raise_failure(ended)
-    finally:
-        endpoints_path.unlink(missing_ok=True)
-        servers.stop()  # NATS, then PostgreSQL, once their clients are closed
-    print("agentbus stopped", flush=True)
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """While starting (before the event loop handles signals), SIGTERM stops us like Ctrl-C, servers included."""
-
-    def interrupt(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
-    config = _config()  # before any service starts: a bad file fails fast
-    data_dir = Path(args.data_dir).resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    args.data_dir = str(data_dir)
-    lock = DataDirLock(data_dir)
-    lock.acquire()  # a data dir in use is refused before anything else: the running instance is left alone
-    try:
-        listener = bind_http(args.host, args.port)  # a busy port is refused before anything starts
-        servers = EmbeddedServers(data_dir, nats=not settings.nats_url, postgres=not settings.database_url)
-        watchdog = _Watchdog(servers)
-        try:
-            with _sigterm_as_interrupt():
-                servers.start()
-            asyncio.run(_run_up(args, settings, config, servers, listener, lock, watchdog))
-        except KeyboardInterrupt:
-            print("agentbus: interrupted while starting; stopped", file=sys.stderr, flush=True)
-            return 130
-        finally:
-            servers.stop()
-            listener.close()
-            watchdog.cancel()  # only now: leaving asyncio.run waits for what the stop abandoned
-    finally:
-        lock.release()
-    return 0
-
-
 async def _run_alone(name: str, run: Callable[[], Coroutine[Any, Any, None]], timeout: float) -> None:
     """Run one part until SIGINT/SIGTERM (or until it ends by itself), then stop it within `timeout` seconds."""
-    signals = _Signals()
+    signals = Signals()
     task = asyncio.create_task(run(), name=name)
     if await signals.first_of([task]) is None:
-        _raise_failure([task])
-    await _stop_task(task, timeout)
+        raise_failure([task])
+    await stop_task(task, timeout)
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
-    config = _config()
+    config = config_or_exit()
     nats_url, database_url = require_urls(args, settings)
 
     async def main() -> None:
-        engine = await _open_database(database_url)
+        engine = await open_database(database_url)
         try:
             bus = await Bus.connect(nats_url, name="agentbus-worker", subjects=Subjects(settings.subject_prefix))
             try:
-                worker = Worker(bus, engine, _provider(settings), ack_wait=settings.ack_wait, config=config)
+                worker = Worker(bus, engine, offline_provider(settings), ack_wait=settings.ack_wait, config=config)
                 await _run_alone("worker", worker.run, WORKER_STOP)
             finally:
-                await _bounded("the NATS connection", bus.close, CLIENT_CLOSE)
+                await bounded("the NATS connection", bus.close, CLIENT_CLOSE)
         finally:
-            await _bounded("the database pool", engine.dispose, CLIENT_CLOSE)
+            await bounded("the database pool", engine.dispose, CLIENT_CLOSE)
 
     asyncio.run(main())
     return 0
@@ -368,16 +258,16 @@ def cmd_gateway(args: argparse.Namespace, settings: Settings) -> int:
     listener = bind_http(args.host, args.port)
 
     async def main() -> None:
-        engine = await _open_database(database_url)
+        engine = await open_database(database_url)
         try:
             bus = await Bus.connect(nats_url, name="agentbus-gateway", subjects=Subjects(settings.subject_prefix))
             try:
-                gateway = _Gateway(bus, engine, listener, settings)
+                gateway = GatewayServer(bus, engine, listener, settings)
                 await _run_alone("gateway", gateway.run, GATEWAY_STOP + 0.5)
             finally:
-                await _bounded("the NATS connection", bus.close, CLIENT_CLOSE)
+                await bounded("the NATS connection", bus.close, CLIENT_CLOSE)
         finally:
-            await _bounded("the database pool", engine.dispose, CLIENT_CLOSE)
+            await bounded("the database pool", engine.dispose, CLIENT_CLOSE)
 
     try:
         asyncio.run(main())

@@ -6,15 +6,21 @@ import os
 import re
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Annotated
 
 import msgspec
 
 from .base import Tool, ToolError, ToolRegistry
 from .calculator import evaluate, format_number
 
+Arithmetic = Annotated[str, msgspec.Meta(pattern="^[0-9 .+*/()%^-]+$")]
+"""Digits, operators and parentheses. It is in the tool's JSON Schema, so a server that constrains
+generation to the schema (llama.cpp does) cannot let a small model break the arguments; the pattern
+is kept to what llama.cpp's grammars can express (no `\\s`, no counted repetition)."""
+
 
 class CalculatorArgs(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    expression: str
+    expression: Arithmetic
     """Arithmetic such as `17*23` or `(2+3)**2`."""
 
 

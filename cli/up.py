@@ -1,0 +1,164 @@
+"""`agentbus up`: everything on embedded services, one instance per data dir, stopped in order.
+
+`up` stops in order, each step bounded, on SIGINT/SIGTERM (Ctrl-C reaches the
+whole foreground process group; the embedded servers run in sessions of their
+own, so only we receive it): no new HTTP connection, then the worker (it stops
+taking commands and cuts its in-flight steps without recording anything final:
+their commands stay unacknowledged in JetStream and resume from the log at the
+next start), then the gateway, the NATS and database clients, nats-server,
+PostgreSQL. With `--llm local` a local model server starts first and stops last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import socket
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+
+import msgspec
+
+from actors import Worker
+from actors.config import Config, LLMEndpoint
+from bus import Bus
+from schemas import Subjects
+
+from .embedded import DataDirLock, EmbeddedServers, bind_http, supervise
+from .local_llm import MODEL_ALIAS, LocalLLM, LocalLLMError
+from .serve import (
+    CLIENT_CLOSE,
+    GATEWAY_STOP,
+    WORKER_STOP,
+    GatewayServer,
+    Signals,
+    Watchdog,
+    bounded,
+    config_or_exit,
+    offline_provider,
+    open_database,
+    raise_failure,
+    stop_task,
+)
+from .settings import ENDPOINTS_FILE, Endpoints, Settings
+
+
+async def _run_up(
+    args: argparse.Namespace,
+    settings: Settings,
+    config: Config,
+    servers: EmbeddedServers,
+    listener: socket.socket,
+    lock: DataDirLock,
+    watchdog: Watchdog,
+) -> None:
+    signals = Signals()
+    nats_url = settings.nats_url or (servers.nats.url if servers.nats else "")
+    database_url = settings.database_url or (servers.postgres.url if servers.postgres else "")
+    subjects = Subjects(settings.subject_prefix)
+    endpoints_path = Path(args.data_dir) / ENDPOINTS_FILE
+
+    def announce(port: int) -> None:
+        http_url = f"http://{args.host}:{port}"
+        endpoints = Endpoints(http_url=http_url, nats_url=nats_url, database_url=database_url)
+        # Written whole, then renamed: a reader never sees a half-written file.
+        partial = endpoints_path.with_suffix(".partial")
+        partial.write_bytes(msgspec.json.format(msgspec.json.encode(endpoints)))
+        partial.replace(endpoints_path)
+        lock.describe(http_url)
+        print(f"agentbus is up: {http_url}  (chat page: {http_url}/, endpoints: {endpoints_path})", flush=True)
+
+    try:
+        async with contextlib.AsyncExitStack() as clients:
+            # Closed in reverse: the NATS connections, then the pool, all before their servers stop.
+            engine = await open_database(database_url)
+            clients.push_async_callback(bounded, "the database pool", engine.dispose, CLIENT_CLOSE)
+            worker_bus = await Bus.connect(nats_url, name="agentbus-worker", subjects=subjects)
+            clients.push_async_callback(bounded, "the worker's NATS connection", worker_bus.close, CLIENT_CLOSE)
+            gateway_bus = await Bus.connect(nats_url, name="agentbus-gateway", subjects=subjects)
+            clients.push_async_callback(bounded, "the gateway's NATS connection", gateway_bus.close, CLIENT_CLOSE)
+
+            worker = Worker(worker_bus, engine, offline_provider(settings), ack_wait=settings.ack_wait, config=config)
+            gateway = GatewayServer(gateway_bus, engine, listener, settings)
+            worker_task = asyncio.create_task(worker.run(), name="worker")
+            gateway_task = asyncio.create_task(gateway.run(announce, worker.ready), name="gateway")
+            supervisor_task = asyncio.create_task(supervise(servers.servers), name="supervisor")
+            tasks = [worker_task, gateway_task, supervisor_task]
+
+            reason = await signals.first_of(tasks)
+            ended = [task for task in tasks if task.done()]  # before we stop the others
+            print(f"agentbus: stopping ({reason or 'a part ended'})", flush=True)
+            watchdog.start()
+            endpoints_path.unlink(missing_ok=True)
+            supervisor_task.cancel()  # from now on a server that ends is one we stop
+            await asyncio.wait([supervisor_task])
+            gateway.stop_intake()
+            await stop_task(worker_task, WORKER_STOP)
+            gateway.stop()
+            await stop_task(gateway_task, GATEWAY_STOP + 0.5, cancel=False)
+            if reason is None:
+                raise_failure(ended)
+    finally:
+        endpoints_path.unlink(missing_ok=True)
+        servers.stop()  # NATS, then PostgreSQL, once their clients are closed
+    print("agentbus stopped", flush=True)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """While starting (before the event loop handles signals), SIGTERM stops us like Ctrl-C, servers included."""
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _with_local_model(config: Config, base_url: str, model: str) -> Config:
+    """The configuration with its `default` endpoint on the local model server (what every agent and expert uses)."""
+    local = LLMEndpoint(kind="openai", base_url=base_url, model=model, timeout=120.0)
+    return msgspec.structs.replace(config, llm={**config.llm, "default": local})
+
+
+def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
+    config = config_or_exit()  # before any service starts: a bad file fails fast
+    data_dir = Path(args.data_dir).resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    args.data_dir = str(data_dir)
+    lock = DataDirLock(data_dir)
+    lock.acquire()  # a data dir in use is refused before anything else: the running instance is left alone
+    try:
+        listener = bind_http(args.host, args.port)  # a busy port is refused before anything starts
+        servers = EmbeddedServers(data_dir, nats=not settings.nats_url, postgres=not settings.database_url)
+        watchdog = Watchdog(servers)
+        model = LocalLLM(log_path=data_dir / "llm.log") if args.llm == "local" else None
+        try:
+            with _sigterm_as_interrupt():
+                if model is not None:
+                    model.ensure_built()  # once per machine (about 15 minutes); then cached
+                    config = _with_local_model(config, model.start(), MODEL_ALIAS)
+                    print(f"agentbus: the local model {MODEL_ALIAS} serves at {model.base_url}", flush=True)
+                servers.start()
+            asyncio.run(_run_up(args, settings, config, servers, listener, lock, watchdog))
+        except KeyboardInterrupt:
+            print("agentbus: interrupted while starting; stopped", file=sys.stderr, flush=True)
+            return 130
+        except LocalLLMError as exc:
+            raise SystemExit(f"agentbus: {exc}") from None
+        finally:
+            if model is not None:
+                model.stop()
+            servers.stop()
+            listener.close()
+            watchdog.cancel()  # only now: leaving asyncio.run waits for what the stop abandoned
+    finally:
+        lock.release()
+    return 0
