@@ -17,7 +17,6 @@ from actors.turn.logic import (
     Record,
     RunTool,
     Wait,
-    conversation,
     decide_cancel,
     decide_confirmation,
     decide_output,
@@ -26,6 +25,7 @@ from actors.turn.logic import (
     next_action,
 )
 from actors.turn.phases import PhasePolicy
+from actors.turn.prompt import conversation
 from actors.turn.setup import SetupRefused, TurnSetup, resolve_setup
 from actors.turn.state import TurnState, evolve
 from schemas.events import (

@@ -25,8 +25,9 @@ from ..llm import LLMMessage, LLMRequest, ToolCall
 from ..llm.fallback import generate
 from ..llm.registry import tiers
 from ..tools import BUILTIN_TOOLS, ToolError, ToolRegistry
-from .logic import CallModel, Done, Record, RunTool, Wait, conversation, decide_output, next_action, tool_result
+from .logic import CallModel, Done, Record, RunTool, Wait, decide_output, next_action, tool_result
 from .phases import PhasePolicy
+from .prompt import conversation
 from .setup import TurnSetup
 from .state import TurnState
 

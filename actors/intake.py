@@ -1,0 +1,180 @@
+"""Command intake: how the commands of the stream reach their sessions, in order, and when they are acked.
+
+Each session has a lane: its deliveries are accepted one at a time, in the
+order JetStream delivered them, also across failures (an outage is retried in
+place, never by a nak that would let later commands overtake). A command whose
+work is still running is held, and its work asserted again every few seconds,
+until the work is recorded; a command that fails by itself is refused for good.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+
+import structlog
+
+from bus import Bus, BusError, CommandConsumer, CommandDelivery
+from schemas import CommandRefused, DecodeError, SendMessage
+
+from .errors import is_outage
+from .runtime import ActorHost
+from .session import Abandon, Deliver, SessionActor
+
+logger = structlog.get_logger("agentbus.intake")
+
+COMMAND_ATTEMPTS = 3
+"""Tries of a command that fails by itself (not an outage) before it is refused for good."""
+MAX_DELIVERIES = 20
+"""Deliveries of one command (each a worker that died holding it) before it is refused for good."""
+RETRY_BACKOFF = 0.2
+MAX_BACKOFF = 5.0
+"""Seconds between retries of a command during an outage: doubling from RETRY_BACKOFF up to this."""
+
+
+class CommandIntake:
+    """Takes deliveries from consumers and hands them to session actors; owns the tasks that do it."""
+
+    def __init__(self, bus: Bus, host: ActorHost, *, ack_wait: float, work_timeout: float) -> None:
+        self._bus = bus
+        self._host = host
+        self._ack_wait = ack_wait
+        self._work_timeout = work_timeout
+        self._lanes: dict[str, list[CommandDelivery]] = {}
+        self.in_flight: set[asyncio.Task[None]] = set()
+        """Lanes accepting commands and holds waiting for work: awaited for a grace, then cancelled, at stop."""
+
+    async def stop(self, grace: float) -> None:
+        """Give the work in flight `grace` seconds to finish, then cut it (JetStream redelivers its commands)."""
+        if self.in_flight:
+            await asyncio.wait(self.in_flight, timeout=grace)
+        for task in list(self.in_flight):
+            task.cancel()
+        await asyncio.gather(*self.in_flight, return_exceptions=True)
+
+    async def take(self, consumer: CommandConsumer) -> None:
+        """Hand each delivery to its session's lane: one session's commands are accepted one at a time, in order."""
+        async for delivery in consumer:
+            lane = self._lanes.get(delivery.session_id)
+            if lane is None:
+                lane = self._lanes[delivery.session_id] = []
+                task = asyncio.create_task(
+                    self._run_lane(delivery.session_id, lane), name=f"lane-{delivery.session_id}"
+                )
+                self.in_flight.add(task)
+                task.add_done_callback(self.in_flight.discard)
+            lane.append(delivery)
+
+    async def _run_lane(self, session_id: str, lane: list[CommandDelivery]) -> None:
+        try:
+            while lane:
+                await self._accept(lane[0])
+                lane.pop(0)
+        finally:
+            # Deliveries still in the lane (we are stopping) are redelivered by JetStream.
+            if self._lanes.get(session_id) is lane:
+                del self._lanes[session_id]
+
+    async def _accept(self, delivery: CommandDelivery) -> None:
+        """Have the session accept one command, retrying in place so that the session's order holds.
+
+        An outage is retried for as long as it lasts (the delivery kept alive
+        with `in_progress`); a command that fails by itself is refused after
+        `COMMAND_ATTEMPTS` tries, or after `MAX_DELIVERIES` deliveries (it keeps
+        killing workers), and terminated so that it is never redelivered.
+        """
+        command = delivery.command
+        structlog.contextvars.bind_contextvars(
+            session_id=delivery.session_id,
+            correlation_id=getattr(command, "idempotency_key", None) or f"cmd-{delivery.sequence}",
+        )
+        if isinstance(command, DecodeError):
+            await self._refuse(delivery, "invalid_command", str(command))
+            return
+        if delivery.num_delivered > MAX_DELIVERIES:
+            await self._refuse(delivery, "command_failed", f"gave up after {MAX_DELIVERIES} deliveries")
+            return
+        failures = 0
+        backoff = RETRY_BACKOFF
+        while True:
+            try:
+                outcome = await self._host.ask(SessionActor.kind, delivery.session_id, Deliver(command=command))
+                break
+            except Exception as exc:
+                if not is_outage(exc):
+                    failures += 1
+                    logger.exception("command_failed", attempt=failures)
+                    if failures >= COMMAND_ATTEMPTS:
+                        await self._refuse(delivery, "command_failed", f"the command failed: {type(exc).__name__}")
+                        return
+                elif backoff == RETRY_BACKOFF:
+                    logger.warning("command_waiting_for_services", error=str(exc))
+                await _quietly(delivery.in_progress())
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+        if outcome is None:
+            await _quietly(delivery.ack())
+            return
+        hold = asyncio.create_task(self._hold(delivery, outcome), name=f"hold-{delivery.sequence}")
+        self.in_flight.add(hold)
+        hold.add_done_callback(self.in_flight.discard)
+
+    async def _refuse(self, delivery: CommandDelivery, code: str, reason: str) -> None:
+        """Tell the sender a command is refused for good, and terminate it."""
+        logger.warning("command_refused", code=code, reason=reason, sequence=delivery.sequence)
+        refusal = CommandRefused(
+            code=code, message=reason, idempotency_key=getattr(delivery.command, "idempotency_key", None)
+        )
+        await _quietly(self._bus.publish(self._bus.subjects.session_evt(delivery.session_id), refusal))
+        await _quietly(delivery.term())
+
+    async def _hold(self, delivery: CommandDelivery, outcome: asyncio.Future[None]) -> None:
+        """Keep the command until its work is recorded, asserting the work again every few seconds.
+
+        Each assertion restarts a turn or board that died (it resumes from its
+        log) and is a no-op for one at work. Past `work_timeout` the session
+        gives the work up and records its failure, so no command is held for ever.
+        """
+        deadline = asyncio.get_running_loop().time() + self._work_timeout
+        command = delivery.command
+        assert not isinstance(command, DecodeError)
+        while True:
+            try:
+                await asyncio.wait_for(asyncio.shield(outcome), self._ack_wait / 3)
+                await _quietly(delivery.ack())
+                return
+            except TimeoutError:
+                pass
+            except asyncio.CancelledError:
+                if not outcome.cancelled() or _being_cancelled():
+                    await _quietly(delivery.nak(delay=1.0))  # stopping: redelivered, resumed from the log
+                    raise
+                # The session passivated or failed: assert the work again below.
+            await _quietly(delivery.in_progress())
+            try:
+                if asyncio.get_running_loop().time() > deadline and isinstance(command, SendMessage):
+                    reason = f"no answer within {self._work_timeout:.0f} s"
+                    key = command.idempotency_key
+                    await self._host.ask(SessionActor.kind, delivery.session_id, Abandon(key=key, reason=reason))
+                renewed = await self._host.ask(SessionActor.kind, delivery.session_id, Deliver(command=command))
+            except Exception as exc:
+                logger.warning("command_hold_retry", error=str(exc))
+                continue
+            if renewed is None:
+                await _quietly(delivery.ack())
+                return
+            outcome = renewed
+
+
+def _being_cancelled() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+async def _quietly(operation: Awaitable[None]) -> None:
+    """Acknowledge, refuse or publish what we can: with NATS gone, JetStream redelivers later instead."""
+    try:
+        async with asyncio.timeout(5.0):
+            await operation
+    except (BusError, TimeoutError, OSError) as exc:
+        logger.warning("command_ack_failed", error=str(exc) or type(exc).__name__)
