@@ -15,7 +15,9 @@ from collections.abc import Awaitable
 import structlog
 
 from bus import Bus, BusError, CommandConsumer, CommandDelivery
-from schemas import CommandRefused, DecodeError, SendMessage
+from projections import EventLog, EventLogError, NewEvent
+from schemas import CommandRefused, DecodeError, EventMeta, SendMessage, refusals_stream
+from schemas.events import CommandRejected
 
 from .errors import is_outage
 from .runtime import ActorHost
@@ -35,8 +37,9 @@ MAX_BACKOFF = 5.0
 class CommandIntake:
     """Takes deliveries from consumers and hands them to session actors; owns the tasks that do it."""
 
-    def __init__(self, bus: Bus, host: ActorHost, *, ack_wait: float, work_timeout: float) -> None:
+    def __init__(self, bus: Bus, host: ActorHost, event_log: EventLog, *, ack_wait: float, work_timeout: float) -> None:
         self._bus = bus
+        self._event_log = event_log
         self._host = host
         self._ack_wait = ack_wait
         self._work_timeout = work_timeout
@@ -120,11 +123,20 @@ class CommandIntake:
         hold.add_done_callback(self.in_flight.discard)
 
     async def _refuse(self, delivery: CommandDelivery, code: str, reason: str) -> None:
-        """Tell the sender a command is refused for good, and terminate it."""
+        """Record that a command is refused for good, tell the sender, and terminate it."""
         logger.warning("command_refused", code=code, reason=reason, sequence=delivery.sequence)
-        refusal = CommandRefused(
-            code=code, message=reason, idempotency_key=getattr(delivery.command, "idempotency_key", None)
-        )
+        key = getattr(delivery.command, "idempotency_key", None)
+        rejected = CommandRejected(sequence=delivery.sequence, code=code, reason=reason[:500], idempotency_key=key)
+        meta = EventMeta(correlation_id=key, causation_id=f"cmd-{delivery.sequence}", actor="worker")
+        try:
+            await self._event_log.append(
+                refusals_stream(delivery.session_id),
+                [NewEvent(event=rejected, session_id=delivery.session_id, meta=meta)],
+                expected_version=None,
+            )
+        except EventLogError as exc:  # the refusal still reaches the sender and the log of the worker
+            logger.warning("command_refusal_unrecorded", error=str(exc))
+        refusal = CommandRefused(code=code, message=reason, idempotency_key=key)
         await _quietly(self._bus.publish(self._bus.subjects.session_evt(delivery.session_id), refusal))
         await _quietly(delivery.term())
 

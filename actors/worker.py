@@ -71,7 +71,9 @@ class Worker:
         self.host.register(ExpertActor.kind, lambda actor_id, host: ExpertActor(actor_id, host, ctx))
         self._partitions = partitions
         self._ack_wait = ack_wait
-        self.intake = CommandIntake(bus, self.host, ack_wait=ack_wait, work_timeout=config.session.work_timeout)
+        self.intake = CommandIntake(
+            bus, self.host, self.event_log, ack_wait=ack_wait, work_timeout=config.session.work_timeout
+        )
         self._available = 0
         """The command stream's partitions (0: unpartitioned, NATS < 2.10)."""
         self._leases = PartitionLeases(engine, bus.subjects.prefix)

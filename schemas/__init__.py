@@ -33,7 +33,7 @@ from .frames import (
     TokenReset,
 )
 from .replies import CreateSessionReply, ErrorReply, SessionReady
-from .streams import BOARD_AGENT, board_stream, session_stream, team_stream, turn_stream
+from .streams import BOARD_AGENT, board_stream, refusals_stream, session_stream, team_stream, turn_stream
 from .subjects import InvalidId, Subjects, partition_of, validate_id
 
 __all__ = [
@@ -79,6 +79,7 @@ __all__ = [
     "events",
     "limits",
     "partition_of",
+    "refusals_stream",
     "session_stream",
     "tag_of",
     "team_stream",

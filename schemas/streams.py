@@ -16,6 +16,11 @@ def session_stream(session_id: str) -> str:
     return f"session-{session_id}"
 
 
+def refusals_stream(session_id: str) -> str:
+    """The commands of one session that were refused for good (written by the worker, not the session)."""
+    return f"refusals-{session_id}"
+
+
 def turn_stream(turn_id: str) -> str:
     """The stream of one agent turn (its id is the id of the user message it answers)."""
     return f"turn-{turn_id}"

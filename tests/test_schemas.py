@@ -76,7 +76,7 @@ def test_the_design_vocabulary_is_complete() -> None:
         "session_created", "user_message", "assistant_message", "session_closed",
         # Beyond DESIGN §2: a message that ends without an answer is a session fact too,
         # and each model call of a turn is recorded with its usage.
-        "message_failed", "model_called",
+        "message_failed", "model_called", "command_rejected",
         "turn_started", "skill_matched", "thinking", "tool_called", "tool_result",
         "confirmation_requested", "confirmation_resolved", "human_asked", "human_replied",
         "phase_changed", "phase_violation", "turn_completed", "turn_failed", "turn_cancelled",

@@ -115,3 +115,7 @@ async def test_a_raw_nats_publish_with_a_nul_is_refused_on_the_feed_once_and_not
     assert "U+0000" in refusals[0].message
     assert all(c.pending == 0 and c.ack_pending == 0 for c in backlog)
     assert await system.messages(session_id) == []
+    async with system.http() as client:  # the refusal is in the log too, with its place in the command stream
+        events = [e["event"] for e in (await client.get(f"/sessions/{session_id}/events")).json()]
+    [rejected] = [e for e in events if e["type"] == "command_rejected"]
+    assert rejected["code"] == "invalid_command" and rejected["sequence"] > 0

@@ -12,6 +12,7 @@ from .board import (
 )
 from .session import (
     AssistantMessage,
+    CommandRejected,
     MessageFailed,
     SessionClosed,
     SessionCreated,
@@ -66,6 +67,7 @@ __all__ = [
     "BoardFailed",
     "BoardStarted",
     "CollaborationNotice",
+    "CommandRejected",
     "ConfirmationRequested",
     "ConfirmationResolved",
     "ExpertProfile",

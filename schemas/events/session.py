@@ -46,10 +46,23 @@ class MessageFailed(Event, frozen=True, kw_only=True):
     reason: str
 
 
+class CommandRejected(Event, frozen=True, kw_only=True):
+    """A command was refused for good and terminated: it could not be read, or kept failing by itself.
+
+    Recorded in the session's `refusals-<sid>` stream (the session itself may be
+    what cannot take it); `sequence` is its place in the command stream.
+    """
+
+    sequence: int
+    code: str
+    reason: str
+    idempotency_key: str | None = None
+
+
 class SessionClosed(Event, frozen=True, kw_only=True):
     """The session was closed; later messages are refused."""
 
     reason: str = ""
 
 
-SessionEvent = SessionCreated | UserMessage | AssistantMessage | MessageFailed | SessionClosed
+SessionEvent = SessionCreated | UserMessage | AssistantMessage | MessageFailed | CommandRejected | SessionClosed
