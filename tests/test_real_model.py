@@ -21,11 +21,15 @@ import httpx
 import msgspec
 import pytest
 
+from actors.board.conclusion import parse_conclusion
+from actors.board.prompts import llm_request
 from actors.errors import ProviderError
 from actors.llm import LLMMessage, LLMRequest, TextDelta, ToolCallDelta, ToolSpec, Usage
 from actors.llm.fallback import collect
 from actors.llm.openai import OpenAIProvider, request_body
 from cli.local_llm import MODEL_ALIAS, LocalLLM
+from schemas.events import ExpertProfile
+from schemas.experts import Conclude, TranscriptEntry
 
 ANSWER_TIMEOUT = 120.0
 """Seconds any one answer of the real model may take (a 135M model on one thread, on a busy machine)."""
@@ -196,3 +200,30 @@ async def test_a_server_frozen_mid_stream_is_a_provider_error_after_the_read_tim
             await first_text_then(provider, ask(LONG_ANSWER, max_tokens=400), lambda: os.kill(pid, signal.SIGSTOP))
     finally:
         await provider.aclose()
+
+
+async def test_the_real_models_conclusion_is_parsed_or_repaired_into_a_conclusion(provider: OpenAIProvider) -> None:
+    """Whatever a 135M model makes of "reply with one JSON object", the board gets a conclusion out of it,
+    also when the answer comes wrapped in prose and a code fence (the repair path, on real output)."""
+    moderator = ExpertProfile(name="moderator", persona="Chairs the meeting.", is_moderator=True)
+    transcript = [
+        TranscriptEntry(kind="speech", round=1, speaker="pragmatist", content="Start with a monolith; split later."),
+        TranscriptEntry(kind="summary", round=1, speaker="moderator", content="They agree to start simple."),
+    ]
+    conclude = Conclude(
+        expert_id="b1-moderator",
+        board_id="b1",
+        session_id="s1",
+        expert=moderator,
+        model=MODEL_ALIAS,
+        topic="Should a small team adopt microservices?",
+        round=1,
+        max_rounds=1,
+        transcript=transcript,
+        max_tokens=160,
+    )
+    answer = await collect(provider, llm_request(conclude), ignore, timeout=ANSWER_TIMEOUT)
+    summaries = ["They agree to start simple."]
+    for text in (answer.text, f"Sure! Here it is:\n```json\n{answer.text}\n```\nThank you."):
+        concluded = parse_conclusion(text, board_id="b1", total_rounds=1, summaries=summaries)
+        assert concluded.summary.strip() and concluded.total_rounds == 1

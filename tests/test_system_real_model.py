@@ -14,7 +14,7 @@ from pathlib import Path
 import websockets
 
 from actors.config import DEFAULT_CONFIG
-from cli.local_llm import MODEL_ALIAS
+from cli.local_llm import MODEL_ALIAS, LocalLLM
 from tests.system import System, receive_until
 
 LIMITS = """
@@ -121,3 +121,32 @@ async def test_a_tool_call_with_the_real_model_runs_the_calculator_and_answers_f
     assert called["tool"] == "calculator" and isinstance(json.loads(called["arguments"])["expression"], str)
     assert result["call_id"] == called["call_id"] and result["content"]
     assert frames[-1]["content"].strip()
+
+
+async def test_the_real_server_killed_mid_answer_falls_through_and_the_client_discards_the_partial_text(
+    tmp_path: Path, system_env: dict[str, str], local_llm_url: str
+) -> None:
+    own = LocalLLM(log_path=tmp_path / "own-llm.log")  # built already by `local_llm_url`: ours to kill
+    base_url = own.start()
+    fallback = '\n[llm.offline]\nkind = "offline"\n\n[agents.resilient]\nfallback = ["offline"]\n'
+    system = real_model_system(tmp_path, system_env, base_url, extra=fallback)
+    try:
+        async with system.http() as client:
+            session_id = (await client.post("/sessions", json={"agent_name": "resilient"})).json()["session_id"]
+        async with websockets.connect(system.ws_base + session_id) as ws:
+            await ws.recv()
+            await ws.send(json.dumps({"type": "message", "content": "Tell me a long story about a lighthouse."}))
+            first = await receive_until(ws, "token", timeout=120)
+            own.kill()
+            frames = first + await receive_until(ws, "final_answer", timeout=60)
+    finally:
+        assert system.stop() == 0
+        own.stop()
+    live = [f for f in frames if f["type"] in ("token", "token_reset")]
+    [reset] = [f for f in live if f["type"] == "token_reset"]
+    cut = reset["data"]["segment"]
+    assert all(f["data"]["segment"] == cut for f in live[: live.index(reset)])  # the real model's partial answer
+    after = live[live.index(reset) + 1 :]
+    assert after and all(f["data"]["segment"] != cut for f in after)
+    assert "".join(f["content"] for f in after) == frames[-1]["content"]
+    assert "offline assistant" in frames[-1]["content"]  # the recovery tier answered, alone
