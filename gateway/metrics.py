@@ -71,6 +71,7 @@ async def metrics(request: Request) -> Response:
     try:
         head = await ctx.event_log.last_position()
         projected = await ctx.read_models.checkpoint()
+        usage = await ctx.read_models.usage()
         relay = None if backlog is None else await relay_lag(ctx, backlog)
     except EventLogError:
         lines += ["# the event log is unreachable: positions unknown"]
@@ -81,4 +82,10 @@ async def metrics(request: Request) -> Response:
         ]
         if relay is not None:  # which checkpoints are the relay's is known from the command consumers
             lines += _gauge("agentbus_relay_lag", relay[1])
+        lines += [
+            *_gauge("agentbus_model_calls_total", usage.calls, "counter"),
+            *_gauge("agentbus_model_prompt_tokens_total", usage.prompt_tokens, "counter"),
+            *_gauge("agentbus_model_completion_tokens_total", usage.completion_tokens, "counter"),
+            *_gauge("agentbus_model_answers_truncated_total", usage.truncated, "counter"),
+        ]
     return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")

@@ -160,7 +160,10 @@ async def _wait_for_session(ctx: GatewayContext, session_id: str, timeout: float
 
 async def get_session(request: Request) -> Response:
     view = await existing_session(request)
-    return view if isinstance(view, Response) else json_response(view)
+    if isinstance(view, Response):
+        return view
+    usage = await _ctx(request).read_models.usage(view.session_id)
+    return json_response(msgspec.structs.replace(view, usage=usage))
 
 
 async def close_session(request: Request) -> Response:

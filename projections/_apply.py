@@ -8,10 +8,19 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from schemas.envelope import RecordedEvent
-from schemas.events import AssistantMessage, SessionClosed, SessionCreated, UserMessage
+from schemas.events import (
+    AssistantMessage,
+    BoardConcluded,
+    ExpertSpeech,
+    ModelCalled,
+    RoundSummary,
+    SessionClosed,
+    SessionCreated,
+    UserMessage,
+)
 
 from ._board_messages import board_message
-from .tables import rm_messages, rm_sessions
+from .tables import rm_messages, rm_sessions, rm_usage
 
 
 async def apply(conn: AsyncConnection, recorded: RecordedEvent) -> None:
@@ -40,12 +49,30 @@ async def apply(conn: AsyncConnection, recorded: RecordedEvent) -> None:
             await _add_message(conn, recorded, message_id, "assistant", content, agent_name)
         case SessionClosed():
             await _touch(conn, recorded, status="closed")
-        case _:
-            shown = board_message(recorded.event)
-            if shown is not None:
-                await _add_message(
-                    conn, recorded, recorded.event_id, shown.role, shown.content, shown.agent_name, shown.metadata
+        case ModelCalled() | ExpertSpeech() | RoundSummary() | BoardConcluded() as used:
+            await conn.execute(
+                insert(rm_usage)
+                .values(
+                    event_id=recorded.event_id,
+                    session_id=recorded.session_id,
+                    prompt_tokens=used.prompt_tokens,
+                    completion_tokens=used.completion_tokens,
+                    truncated=used.truncated,
                 )
+                .on_conflict_do_nothing()
+            )
+            await _show_on_board(conn, recorded)
+        case _:
+            await _show_on_board(conn, recorded)
+
+
+async def _show_on_board(conn: AsyncConnection, recorded: RecordedEvent) -> None:
+    """A board's events are shown in the session's history as messages with their metadata."""
+    shown = board_message(recorded.event)
+    if shown is not None:
+        await _add_message(
+            conn, recorded, recorded.event_id, shown.role, shown.content, shown.agent_name, shown.metadata
+        )
 
 
 async def _add_message(

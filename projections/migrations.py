@@ -86,6 +86,20 @@ MIGRATIONS: tuple[Migration, ...] = (
         "message metadata (board speeches, summaries, conclusions)",
         ("ALTER TABLE rm_messages ADD COLUMN metadata jsonb",),
     ),
+    Migration(
+        4,
+        "model usage per call (turns' model calls, board speeches, summaries, conclusions)",
+        (
+            """CREATE TABLE rm_usage (
+                event_id uuid PRIMARY KEY,
+                session_id text NOT NULL,
+                prompt_tokens bigint NOT NULL,
+                completion_tokens bigint NOT NULL,
+                truncated boolean NOT NULL
+            )""",
+            "CREATE INDEX rm_usage_session_idx ON rm_usage (session_id)",
+        ),
+    ),
 )
 
 _CREATE_LEDGER = """CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -6,7 +6,7 @@ import asyncio
 from typing import Any, Literal
 
 import msgspec
-from sqlalchemy import Row, select
+from sqlalchemy import Row, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from schemas.commands import Metadata
@@ -14,14 +14,23 @@ from schemas.commands import Metadata
 from ._db import driver_errors
 from ._projector import Projector
 from .eventlog import EventLog
-from .tables import checkpoints, rm_messages, rm_sessions
+from .tables import checkpoints, rm_messages, rm_sessions, rm_usage
 
 __all__ = ["MessageView", "Projector", "ReadModels", "SessionView"]
 
 _metadata = msgspec.json.Decoder(Metadata)
 
 
-class SessionView(msgspec.Struct, frozen=True, kw_only=True):
+class UsageTotals(msgspec.Struct, frozen=True, kw_only=True):
+    """Model calls and their tokens, summed; `truncated`: how many answers were cut at their limit."""
+
+    calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    truncated: int
+
+
+class SessionView(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """A session as `GET /sessions` returns it; times are ISO 8601 strings."""
 
     session_id: str
@@ -30,6 +39,8 @@ class SessionView(msgspec.Struct, frozen=True, kw_only=True):
     metadata: Metadata
     created_at: str
     updated_at: str
+    usage: UsageTotals | None = None
+    """The session's model usage (`GET /sessions/{id}` only)."""
 
 
 class MessageView(msgspec.Struct, frozen=True, kw_only=True):
@@ -72,6 +83,20 @@ class ReadModels:
             .offset(offset)
         )
         return [_message(row) for row in await self._rows(query, "list messages")]
+
+    async def usage(self, session_id: str | None = None) -> UsageTotals:
+        """What the model calls took, summed over everything or one session (as far as the projector got)."""
+        query = select(
+            func.count(),
+            func.coalesce(func.sum(rm_usage.c.prompt_tokens), 0),
+            func.coalesce(func.sum(rm_usage.c.completion_tokens), 0),
+            func.count().filter(rm_usage.c.truncated),
+        )
+        if session_id is not None:
+            query = query.where(rm_usage.c.session_id == session_id)
+        # PostgreSQL sums bigints as numeric: back to int.
+        calls, prompt, completion, truncated = (int(value) for value in (await self._rows(query, "read usage"))[0])
+        return UsageTotals(calls=calls, prompt_tokens=prompt, completion_tokens=completion, truncated=truncated)
 
     async def checkpoint(self, name: str = "read_models") -> int:
         """The last log position projector `name` has applied (0 before its first event)."""

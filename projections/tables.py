@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     DateTime,
@@ -81,5 +82,17 @@ rm_messages = Table(
     Index("rm_messages_session_position_idx", "session_id", "position"),
 )
 
-READ_MODEL_TABLES = (rm_sessions, rm_messages)
+rm_usage = Table(
+    "rm_usage",
+    metadata,
+    Column("event_id", Uuid(as_uuid=False), primary_key=True),
+    Column("session_id", Text, nullable=False),
+    Column("prompt_tokens", BigInteger, nullable=False),
+    Column("completion_tokens", BigInteger, nullable=False),
+    Column("truncated", Boolean, nullable=False),
+    Index("rm_usage_session_idx", "session_id"),
+)
+"""One row per model call (its event), so applying an event twice counts it once."""
+
+READ_MODEL_TABLES = (rm_sessions, rm_messages, rm_usage)
 """What `Projector.rebuild` empties before replaying the log."""

@@ -7,6 +7,7 @@ moderator's conclusion is parsed or repaired into one.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from pathlib import Path
@@ -58,6 +59,11 @@ async def test_a_chat_turn_streams_the_real_models_tokens_and_records_its_usage(
             frames = await receive_until(ws, "final_answer", timeout=120)
         async with system.http() as client:
             events = [e["event"] for e in (await client.get(f"/sessions/{session_id}/events")).json()]
+            # Projected asynchronously: the session's view and /metrics show the usage once the projector has it.
+            async with asyncio.timeout(10):
+                while not (usage := (await client.get(f"/sessions/{session_id}")).json()["usage"])["calls"]:
+                    await asyncio.sleep(0.1)
+            metrics = (await client.get(system.http_url + "/metrics")).text
     finally:
         assert system.stop() == 0
     tokens = [f for f in frames if f["type"] == "token"]
@@ -66,6 +72,8 @@ async def test_a_chat_turn_streams_the_real_models_tokens_and_records_its_usage(
     [completed] = [e for e in events if e["type"] == "turn_completed"]
     assert 0 < called["completion_tokens"] <= 80 and called["prompt_tokens"] > 0
     assert completed["completion_tokens"] == called["completion_tokens"] and completed["tier"] == "main"
+    assert usage["completion_tokens"] == called["completion_tokens"] and usage["calls"] == 1
+    assert f"agentbus_model_completion_tokens_total {called['completion_tokens']}" in metrics.splitlines()
 
 
 async def test_a_board_of_three_on_the_real_model_finishes_within_its_limits_with_a_conclusion(
