@@ -76,14 +76,7 @@ class BoardActor(DrivenActor[logic.BoardState]):
         return None
 
     async def _start(self, request: StartBoard) -> None:
-        self.session_id = self.session_id or request.session_id
-        if self.state.outcome is not None:
-            self.report()
-            return
-        if self.busy():
-            return
-        if (given_up := self.exhausted()) is not None and self.state.running:
-            await self._end([BoardFailed(board_id=self.id, reason=given_up)])
+        if not await self.take_start(request.session_id, lambda reason: [BoardFailed(board_id=self.id, reason=reason)]):
             return
         if self.state.started is None:
             plan = request.plan

@@ -120,12 +120,25 @@ class DrivenActor(EventSourcedActor[S]):
 
     _driver: asyncio.Task[None] | None = None
 
-    def exhausted(self) -> str | None:
-        """Why the work must not be resumed again, or None: after `MAX_ATTEMPTS` incarnations failed by themselves."""
+    async def take_start(self, session_id: str, failed: Callable[[str], list[AnyEvent]]) -> bool:
+        """Take a request to start (or resume) the work; True if the caller should start its driver now.
+
+        An ended work is reported again, one at work ignores the request, and
+        after `MAX_ATTEMPTS` incarnations failed by themselves the work is
+        recorded as failed (`failed(reason)` gives its events) instead of resumed.
+        """
+        self.session_id = self.session_id or session_id
+        if self.finished() is not None:
+            self.report()
+            return False
+        if self.busy():
+            return False
         failures = self.host.failures(self.kind, self.id)
-        if failures < MAX_ATTEMPTS:
-            return None
-        return f"gave up after {failures} failed attempts (see the worker's log for {self.kind}:{self.id})"
+        if failures >= MAX_ATTEMPTS:
+            reason = f"gave up after {failures} failed attempts (see the worker's log for {self.kind}:{self.id})"
+            await self.record(failed(reason), cause=self.id)
+            return False
+        return True
 
     def busy(self) -> bool:
         return self._driver is not None and not self._driver.done()

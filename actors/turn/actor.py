@@ -86,14 +86,9 @@ class TurnActor(DrivenActor[TurnState]):
         return True
 
     async def _start(self, request: StartTurn) -> None:
-        self.session_id = self.session_id or request.session_id
-        if self.state.outcome is not None:
-            self.report()
-            return
-        if self.busy():
-            return
-        if (given_up := self.exhausted()) is not None:
-            await self.record([TurnFailed(turn_id=self.id, message=given_up, code="gave_up")], cause=self.id)
+        if not await self.take_start(
+            request.session_id, lambda reason: [TurnFailed(turn_id=self.id, message=reason, code="gave_up")]
+        ):
             return
         content = request.history[-1].content if request.history else ""
         setup = resolve_setup(
