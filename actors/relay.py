@@ -51,8 +51,6 @@ class Relay:
         self._saved: dict[int, int] = {}
         self.position = 0
         """How far the relay has read the log (every owned partition is published up to here)."""
-        self.published = 0
-        """Events published since start (a figure for metrics and tests)."""
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
 
     def own(self, partitions: set[int], *, of: int) -> None:
@@ -156,7 +154,6 @@ class Relay:
                 reason=str(exc),
             )
             await self._bus.publish(subject, notice)
-        self.published += 1
 
     async def _save_periodically(self) -> None:
         while True:
