@@ -41,7 +41,7 @@ from schemas.events import (
     RoundSummary,
     UserMessage,
 )
-from schemas.experts import Conclude, ExpertRequest, Speak, SummarizeRound, TranscriptEntry
+from schemas.experts import Conclude, BoardRequest, Speak, SummarizeRound, TranscriptEntry
 
 from .append import _RAW_DDL, _RAW_INSERT, RAW_TABLE
 
@@ -152,7 +152,7 @@ async def _meeting(provider: OfflineProvider) -> list[AnyEvent]:
 
 async def _generate(
     provider: OfflineProvider,
-    kind: type[ExpertRequest],
+    kind: type[BoardRequest],
     expert: ExpertProfile,
     round_: int,
     transcript: list[TranscriptEntry],

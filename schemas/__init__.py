@@ -29,6 +29,7 @@ from .frames import (
     ExpertSpeechChunkReset,
     TeamInterventionAck,
     TeamSynthesisChunk,
+    TeamSynthesisChunkReset,
     Token,
     TokenReset,
 )
@@ -71,6 +72,7 @@ __all__ = [
     "Subjects",
     "TeamInterventionAck",
     "TeamSynthesisChunk",
+    "TeamSynthesisChunkReset",
     "Token",
     "TokenReset",
     "board_stream",

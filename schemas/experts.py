@@ -1,8 +1,8 @@
-"""Requests a board sends its experts over `<prefix>.actor.expert.<expert_id>`, and their answers.
+"""Requests boards and teams send their experts over `<prefix>.actor.expert.<expert_id>`, and the answers.
 
-Every request carries what the expert needs to answer (the topic, the
-transcript so far, who it is), so any worker serving the subject can answer
-it: experts keep no state between requests.
+Every request carries what the expert needs to answer (the topic or task, the
+discussion or the phase results so far, who it is), so any worker serving the
+subject can answer it: experts keep no state between requests.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import msgspec
 from ._base import Message, Reply
 from .codec import Decoder
 from .events.board import ExpertProfile
+from .events.team import PlanPhase, TeamExpert
 from .replies import ErrorReply
 
 
@@ -59,7 +60,85 @@ class Conclude(ExpertAsk, frozen=True, kw_only=True):
     """As moderator, conclude the meeting as JSON (see `actors.board.conclusion`)."""
 
 
-ExpertRequest = Speak | SummarizeRound | Conclude
+BoardRequest = Speak | SummarizeRound | Conclude
+
+
+class PhaseOutput(msgspec.Struct, frozen=True, kw_only=True):
+    """What a phase has produced so far, as a request carries it (`content` bounded by the role's budget)."""
+
+    phase_id: str
+    phase_name: str
+    expert_name: str
+    status: Literal["pending", "running", "completed", "failed"] = "completed"
+    content: str = ""
+
+
+class TeamAsk(Message, frozen=True, kw_only=True):
+    """What every request of a team to one of its experts carries; `expert_id` is the last token of its subject."""
+
+    expert_id: str
+    team_id: str
+    session_id: str
+    expert: TeamExpert
+    model: str
+    llm: str = "default"
+    """The configured LLM endpoint the expert answers with."""
+    task: str
+    interventions: list[str] = []
+    """What the user said while the team ran, oldest first."""
+    segment: str = ""
+    """The segment id of the streamed chunks (phase results, synthesis); a reset frame names it."""
+    max_tokens: int | None = None
+    """The most tokens the answer may have."""
+    timeout: float | None = None
+    """Seconds the expert may generate; past them its answer is cut, and `truncated`."""
+
+
+class PlanTeam(TeamAsk, frozen=True, kw_only=True):
+    """As lead, plan the task's phases for `members` as JSON (see `actors.team.plans`).
+
+    When replanning, `progress` is the current plan with each phase's status
+    and result, and `reason` says why the plan must change.
+    """
+
+    members: list[TeamExpert]
+    progress: list[PhaseOutput] = []
+    current: list[PlanPhase] = []
+    reason: str = ""
+
+
+class ExecutePhase(TeamAsk, frozen=True, kw_only=True):
+    """As member, do `phase`, building on `inputs` (the results of the phases it depends on).
+
+    On a revision, `previous` is the last result and `review` the lead's reasons.
+    Stream the result as `expert_result_chunk` frames on the session's feed.
+    """
+
+    phase: PlanPhase
+    inputs: list[PhaseOutput] = []
+    attempt: int = 1
+    previous: str = ""
+    review: list[str] = []
+
+
+class ReviewPhase(TeamAsk, frozen=True, kw_only=True):
+    """As lead, review a member's result for `phase`: accept, or revise with reasons, as JSON."""
+
+    phase: PlanPhase
+    result: str
+    attempt: int = 1
+    final: bool = False
+    """No revision is left: a `revise` verdict completes the phase unaccepted."""
+
+
+class SynthesizeTeam(TeamAsk, frozen=True, kw_only=True):
+    """As lead, write the team's answer to the task from the phase results; stream it as `team_synthesis_chunk`."""
+
+    results: list[PhaseOutput]
+
+
+TeamRequest = PlanTeam | ExecutePhase | ReviewPhase | SynthesizeTeam
+ExpertRequest = BoardRequest | TeamRequest
 
 
 class ExpertAnswer(Reply, frozen=True, kw_only=True):

@@ -50,14 +50,16 @@ class ExpertResultChunk(Frame, frozen=True, kw_only=True):
     phase_id: str
     expert_name: str
     content: str
+    segment: str = ""
 
 
 class ExpertResultChunkReset(Frame, frozen=True, kw_only=True):
-    """Discard the chunks streamed so far for a phase (the member starts over)."""
+    """Discard the chunks of `segment`: that attempt at the phase failed or was interrupted, and starts over."""
 
     team_id: str
     phase_id: str
     expert_name: str
+    segment: str
 
 
 class TeamSynthesisChunk(Frame, frozen=True, kw_only=True):
@@ -65,6 +67,14 @@ class TeamSynthesisChunk(Frame, frozen=True, kw_only=True):
 
     team_id: str
     content: str
+    segment: str = ""
+
+
+class TeamSynthesisChunkReset(Frame, frozen=True, kw_only=True):
+    """Discard the synthesis chunks of `segment`: that attempt failed or was interrupted, and starts over."""
+
+    team_id: str
+    segment: str
 
 
 class TeamInterventionAck(Frame, frozen=True, kw_only=True):
@@ -103,6 +113,7 @@ AnyFrame = (
     | ExpertResultChunk
     | ExpertResultChunkReset
     | TeamSynthesisChunk
+    | TeamSynthesisChunkReset
     | TeamInterventionAck
     | CommandRefused
     | EventOmitted

@@ -84,6 +84,8 @@ def test_the_design_vocabulary_is_complete() -> None:
         "team_formed", "plan_update", "phase_started", "expert_step", "expert_result", "review_result",
         "risk_flagged", "phase_completed", "phase_failed", "replanning", "collaboration_notice",
         "team_synthesis", "team_dissolved",
+        # The seed's team events beyond DESIGN §2: what each member owes whom, and each planned step.
+        "collaboration_contract_defined", "plan_step",
     }  # fmt: skip
     assert named == {tag_of(t) for t in EVENT_TYPES}
     frames = {
@@ -92,6 +94,7 @@ def test_the_design_vocabulary_is_complete() -> None:
         "expert_result_chunk",
         "expert_result_chunk_reset",
         "team_synthesis_chunk",
+        "team_synthesis_chunk_reset",
     }
     assert frames <= {tag_of(t) for t in FEED_TYPES}
 

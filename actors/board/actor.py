@@ -20,7 +20,7 @@ import structlog
 from bus import RequestFailed
 from schemas import ErrorReply, TeamInterventionAck, board_stream
 from schemas.events import AnyEvent, BoardConcluded, BoardFailed, BoardStarted, ExpertSpeech, RoundSummary
-from schemas.experts import Conclude, ExpertAnswer, ExpertRequest, Speak, SummarizeRound, expert_replies
+from schemas.experts import Conclude, ExpertAnswer, BoardRequest, Speak, SummarizeRound, expert_replies
 
 from ..config import Role
 from ..context import WorkerContext
@@ -143,10 +143,10 @@ class BoardActor(DrivenActor[logic.BoardState]):
         except ActorError:
             pass  # the worker is stopping: the board resumes from its stream after the restart
 
-    def _request(self, step: logic.NextStep) -> ExpertRequest:
+    def _request(self, step: logic.NextStep) -> BoardRequest:
         started = self.state.started
         assert started is not None and self.session_id is not None
-        kind: type[ExpertRequest]
+        kind: type[BoardRequest]
         role: Role
         match step:
             case logic.SpeakStep(round=round_, expert=expert):
@@ -210,7 +210,7 @@ class BoardActor(DrivenActor[logic.BoardState]):
             truncated=answer.truncated,
         )
 
-    async def _ask(self, request: ExpertRequest) -> ExpertAnswer:
+    async def _ask(self, request: BoardRequest) -> ExpertAnswer:
         """Ask an expert, retrying a few times: a worker serving experts may have just died.
 
         The expert cuts its own generation at the request's timeout, so the wait

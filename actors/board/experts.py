@@ -18,7 +18,7 @@ from typing import Any
 import structlog
 
 from schemas import ErrorReply, ExpertSpeechChunk, ExpertSpeechChunkReset
-from schemas.experts import Conclude, ExpertAnswer, ExpertRequest, Speak, SummarizeRound
+from schemas.experts import Conclude, ExpertAnswer, BoardRequest, Speak, SummarizeRound
 
 from ..context import WorkerContext
 from ..errors import ProviderError
@@ -51,7 +51,7 @@ class ExpertActor(Actor):
                 return await self._answer(message)
         raise TypeError(f"expert actor cannot handle {type(message).__name__}")
 
-    async def _answer(self, request: ExpertRequest) -> ExpertAnswer | ErrorReply:
+    async def _answer(self, request: BoardRequest) -> ExpertAnswer | ErrorReply:
         structlog.contextvars.bind_contextvars(session_id=request.session_id, correlation_id=request.board_id)
         feed = self.ctx.bus.subjects.session_evt(request.session_id)
         segment = uuid.uuid4().hex[:12]
@@ -92,10 +92,10 @@ class ExpertActor(Actor):
         )
 
 
-def answer_experts(host: ActorHost) -> Callable[[ExpertRequest], Awaitable[ExpertAnswer | ErrorReply]]:
+def answer_experts(host: ActorHost) -> Callable[[BoardRequest], Awaitable[ExpertAnswer | ErrorReply]]:
     """Return the request handler a worker serves on `subjects.all_actors("expert")` (queue `QUEUE`)."""
 
-    async def answer(request: ExpertRequest) -> ExpertAnswer | ErrorReply:
+    async def answer(request: BoardRequest) -> ExpertAnswer | ErrorReply:
         return await host.ask(ExpertActor.kind, request.expert_id, request)
 
     return answer

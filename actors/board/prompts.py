@@ -7,7 +7,7 @@ entry; the offline provider reads these lines back (see `llm.offline_board`).
 
 from __future__ import annotations
 
-from schemas.experts import Conclude, ExpertRequest, Speak, SummarizeRound, TranscriptEntry
+from schemas.experts import Conclude, BoardRequest, Speak, SummarizeRound, TranscriptEntry
 
 from ..llm import LLMMessage, LLMRequest
 from ..llm.budget import estimate_tokens, newest_that_fit
@@ -37,7 +37,7 @@ def fit_transcript(transcript: list[TranscriptEntry], budget: int) -> list[Trans
     return newest_that_fit(transcript, budget, lambda entry: estimate_tokens(transcript_line(entry)), always=latest)
 
 
-def llm_request(request: ExpertRequest) -> LLMRequest:
+def llm_request(request: BoardRequest) -> LLMRequest:
     """Build what to ask the model for `request`."""
     expert = request.expert
     header = [f"Topic: {request.topic}", f"Expert: {expert.name}", f"Round: {request.round} of {request.max_rounds}"]
