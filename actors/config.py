@@ -112,7 +112,27 @@ class BoardConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     expert_attempts: int = 3
 
 
-Role = Literal["chat", "speech", "summary", "conclusion", "plan", "phase_result", "review"]
+class TeamConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Team pipelines: the template a plain `@team` uses, and the bounds of its work.
+
+    `templates` name experts, the first of them the lead. A phase result the
+    lead asks to revise is done again at most `max_revisions` times; a failed
+    phase or an intervention makes the lead replan at most `max_replans` times.
+    An expert request waits for the role's generation timeout plus
+    `expert_margin` seconds, and is asked `expert_attempts` times before the
+    step fails.
+    """
+
+    default_template: str = "dev_team"
+    templates: dict[str, list[str]] = {}
+    max_phases: int = 8
+    max_revisions: int = 1
+    max_replans: int = 2
+    expert_margin: float = 15.0
+    expert_attempts: int = 3
+
+
+Role = Literal["chat", "speech", "summary", "conclusion", "plan", "phase_result", "review", "synthesis"]
 """What a model call is for; each role has its own generation limits."""
 
 
@@ -139,6 +159,7 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     plan: GenerationLimit = GenerationLimit(max_tokens=512, timeout=90.0)
     phase_result: GenerationLimit = GenerationLimit(max_tokens=512, timeout=120.0)
     review: GenerationLimit = GenerationLimit(max_tokens=256, timeout=60.0)
+    synthesis: GenerationLimit = GenerationLimit(max_tokens=512, timeout=120.0)
 
     def of(self, role: Role) -> GenerationLimit:
         limit: GenerationLimit = getattr(self, role)
@@ -166,6 +187,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     plan_exec: PlanExecConfig = PlanExecConfig()
     experts: dict[str, ExpertTemplate] = {}
     board: BoardConfig = BoardConfig()
+    team: TeamConfig = TeamConfig()
     session: SessionConfig = SessionConfig()
     limits: Limits = Limits()
 
@@ -201,6 +223,15 @@ def _check_references(config: Config, path: Path) -> None:
     unknown = [name for name in config.board.default_experts if name not in config.experts]
     if unknown:
         raise ConfigError(f"config {path}: board.default_experts names unknown experts {unknown}")
+    for template, names in config.team.templates.items():
+        unknown = [name for name in names if name not in config.experts]
+        if unknown or not names:
+            raise ConfigError(f"config {path}: team.templates.{template} needs known experts, unknown: {unknown}")
+    if config.team.templates and config.team.default_template not in config.team.templates:
+        raise ConfigError(f"config {path}: team.default_template {config.team.default_template!r} is not a template")
+    team = config.team
+    if team.max_phases < 1 or team.max_revisions < 0 or team.max_replans < 0 or team.expert_attempts < 1:
+        raise ConfigError(f"config {path}: team needs max_phases, expert_attempts >= 1 and no negative bounds")
     if not config.agents:
         raise ConfigError(f"config {path}: declares no agents")
     _check_agents(config, path)

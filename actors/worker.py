@@ -13,18 +13,19 @@ from projections import Checkpoints, Engine, EventLog, PartitionLeases, Projecto
 from schemas import CreateSession, ErrorReply, InvalidId, SessionReady, codec, validate_id
 from schemas.experts import expert_requests
 
-from .board import BoardActor, ExpertActor
-from .board.experts import QUEUE as EXPERTS_QUEUE
-from .board.experts import answer_experts
+from .board import BoardActor
 from .config import DEFAULT_CONFIG, Config, load_config
 from .context import WorkerContext
 from .errors import is_outage
+from .experts.actor import QUEUE as EXPERTS_QUEUE
+from .experts.actor import ExpertActor, answer_experts
 from .intake import CommandIntake
 from .llm import Provider
 from .llm.registry import build_providers, close_providers
 from .relay import Relay
 from .runtime import ActorHost
 from .session import SessionActor
+from .team.actor import TeamActor
 from .turn import TurnActor
 
 logger = structlog.get_logger("agentbus.worker")
@@ -68,6 +69,7 @@ class Worker:
         self.host.register(SessionActor.kind, lambda actor_id, host: SessionActor(actor_id, host, ctx))
         self.host.register(TurnActor.kind, lambda actor_id, host: TurnActor(actor_id, host, ctx))
         self.host.register(BoardActor.kind, lambda actor_id, host: BoardActor(actor_id, host, ctx))
+        self.host.register(TeamActor.kind, lambda actor_id, host: TeamActor(actor_id, host, ctx))
         self.host.register(ExpertActor.kind, lambda actor_id, host: ExpertActor(actor_id, host, ctx))
         self._partitions = partitions
         self._ack_wait = ack_wait

@@ -64,6 +64,16 @@ class ErrorData(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     code: str | None = None
 
 
+class TeamEndedData(msgspec.Struct, frozen=True, kw_only=True):
+    """The `error` frame of a team that was cancelled or failed: the seed's message, plus the team's end."""
+
+    message: str
+    code: str
+    team_id: str
+    status: str
+    reason: str
+
+
 class ResultData(msgspec.Struct, frozen=True, kw_only=True):
     """The `result` frame of a cancelled turn (the seed's `{"status": "cancelled"}`)."""
 

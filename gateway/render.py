@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 from schemas import CommandRefused, FeedItem, RecordedEvent, TeamInterventionAck, Token, tag_of
-from schemas.events import AssistantMessage, BoardFailed, Thinking, TurnCancelled, TurnCompleted, TurnFailed
+from schemas.events import (
+    AssistantMessage,
+    BoardFailed,
+    TeamDissolved,
+    Thinking,
+    TurnCancelled,
+    TurnCompleted,
+    TurnFailed,
+)
 
-from .protocol import ErrorData, ResultData, ServerFrame, StepData, error_frame, raw
+from .protocol import ErrorData, ResultData, ServerFrame, StepData, TeamEndedData, error_frame, raw
 
 # Turn events that the seed shows as a ReAct `step`; the others keep their own name.
 _STEP_EVENTS = frozenset({"turn_started", "tool_called", "tool_result", "turn_completed", "human_replied"})
@@ -71,6 +79,16 @@ def _render_event(recorded: RecordedEvent) -> ServerFrame:
                 position=position,
                 data=raw(ErrorData(message=f"board meeting ended: {reason}", code=code)),
             )
+        case TeamDissolved(status="cancelled" | "failed" as status, reason=reason):
+            # The seed told a cancelled or failed team with an error frame; `data` keeps the event's fields too.
+            ended = TeamEndedData(
+                message=f"the team collaboration was {status}: {reason}",
+                code=f"team_{status}",
+                team_id=event.team_id,
+                status=status,
+                reason=reason,
+            )
+            return ServerFrame(type="error", position=position, data=raw(ended))
     if name in _STEP_EVENTS:
         step = getattr(event, "step", 0)
         data = StepData(event_type=name, step=step, data=raw(event))

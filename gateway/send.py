@@ -25,6 +25,7 @@ from schemas.events import (
     TurnCancelled,
     TurnCompleted,
     TurnFailed,
+    UserIntervention,
     UserMessage,
 )
 
@@ -130,6 +131,13 @@ class _Waiter:
                 return problem(_REFUSED_STATUS.get(code, 400), message, code)
             case RecordedEvent(event=UserMessage(idempotency_key=key, message_id=message_id)) if key == self.key:
                 self.message_id = message_id
+            case RecordedEvent(event=UserIntervention(idempotency_key=key, target_id=target_id)) if key == self.key:
+                # No answer of its own will come: the message joined the running board or team.
+                detail = (
+                    f"the message was taken as an intervention into the running board or team {target_id}; "
+                    "its answer is that board's or team's final answer"
+                )
+                return problem(409, detail, "taken_as_intervention")
             case RecordedEvent(event=TurnCompleted(turn_id=turn_id) as completed) if turn_id == self.message_id:
                 self.completed = completed
             case RecordedEvent(event=TurnFailed(turn_id=turn_id, message=message, code=code)) if (
@@ -141,7 +149,7 @@ class _Waiter:
             case RecordedEvent(event=MessageFailed(reply_to=reply_to, code=code, reason=reason)) if (
                 reply_to == self.message_id
             ):
-                # A board that failed, or work given up: the session's own record of the message's end.
+                # A board or team that failed or was cancelled, or work given up: the session's record of its end.
                 return problem(409 if code == "cancelled" else 500, reason, code)
             case RecordedEvent(event=AssistantMessage(reply_to=reply_to) as answer) if (
                 reply_to and reply_to == self.message_id

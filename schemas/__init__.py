@@ -34,11 +34,12 @@ from .frames import (
     TokenReset,
 )
 from .replies import CreateSessionReply, ErrorReply, SessionReady
-from .streams import BOARD_AGENT, board_stream, refusals_stream, session_stream, team_stream, turn_stream
+from .streams import BOARD_AGENT, TEAM_AGENT, board_stream, refusals_stream, session_stream, team_stream, turn_stream
 from .subjects import InvalidId, Subjects, partition_of, validate_id
 
 __all__ = [
     "BOARD_AGENT",
+    "TEAM_AGENT",
     "AnyFrame",
     "Cancel",
     "CloseSession",

@@ -18,6 +18,11 @@ from .events.team import PlanPhase, TeamExpert
 from .replies import ErrorReply
 
 
+def expert_id(owner_id: str, name: str) -> str:
+    """The id (and subject token) of the expert `name` of one board or team."""
+    return f"{owner_id}-{name}"
+
+
 class TranscriptEntry(msgspec.Struct, frozen=True, kw_only=True):
     """One thing said in the meeting so far, in the order it was said."""
 

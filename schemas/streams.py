@@ -10,6 +10,9 @@ from __future__ import annotations
 BOARD_AGENT = "board_meeting"
 """The agent name a board's final answer is recorded under in its session."""
 
+TEAM_AGENT = "team_collab"
+"""The agent name a team's final answer is recorded under in its session (the seed's)."""
+
 
 def session_stream(session_id: str) -> str:
     """The stream of one chat session: its messages, creation and close."""

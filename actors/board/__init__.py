@@ -2,12 +2,11 @@
 
 `plan` reads an `@board` message; `logic` folds the board's events and names
 its next step (pure); `actor` records each step and runs the meeting in its
-driver; `experts` answer speak / summarize / conclude requests over NATS on
-any worker, with `prompts` and `conclusion` shaping what the models see and say.
+driver, asking the experts (`actors.experts`) over NATS; `prompts` and
+`conclusion` shape what the models see and say.
 """
 
 from .actor import BoardActor
-from .experts import ExpertActor
 from .messages import BoardFinished
 
-__all__ = ["BoardActor", "BoardFinished", "ExpertActor"]
+__all__ = ["BoardActor", "BoardFinished"]

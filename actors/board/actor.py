@@ -11,24 +11,23 @@ the driver starts from the first step not recorded.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import msgspec
 import structlog
 
 from bus import RequestFailed
-from schemas import ErrorReply, TeamInterventionAck, board_stream
+from schemas import TeamInterventionAck, board_stream
 from schemas.events import AnyEvent, BoardConcluded, BoardFailed, BoardStarted, ExpertSpeech, RoundSummary
-from schemas.experts import Conclude, ExpertAnswer, BoardRequest, Speak, SummarizeRound, expert_replies
+from schemas.experts import BoardRequest, Conclude, ExpertAnswer, Speak, SummarizeRound, expert_id
 
 from ..config import Role
 from ..context import WorkerContext
 from ..errors import ActorError, is_outage
+from ..experts.ask import ask_expert
 from ..runtime import ActorHost, DrivenActor
 from . import logic
 from .conclusion import parse_conclusion
-from .experts import expert_id
 from .messages import BoardFinished, CancelBoard, DriverGaveUp, Intervene, StartBoard, StepDone
 from .plan import BoardRefused
 from .prompts import fit_transcript, split_consensus
@@ -211,27 +210,5 @@ class BoardActor(DrivenActor[logic.BoardState]):
         )
 
     async def _ask(self, request: BoardRequest) -> ExpertAnswer:
-        """Ask an expert, retrying a few times: a worker serving experts may have just died.
-
-        The expert cuts its own generation at the request's timeout, so the wait
-        is that plus a margin: a retry never queues behind a stream still running.
-        """
-        subject = self.ctx.bus.subjects.actor("expert", request.expert_id)
         board = self.ctx.config.board
-        wait = (request.timeout or 0.0) + board.expert_margin
-        for attempt in range(1, board.expert_attempts + 1):
-            try:
-                reply = await self.ctx.bus.request(subject, request, expert_replies, timeout=wait)
-            except RequestFailed:
-                if attempt == board.expert_attempts:
-                    raise
-                await asyncio.sleep(0.5 * attempt)
-                continue
-            match reply:
-                case ExpertAnswer():
-                    return reply
-                case ErrorReply(message=message):
-                    if attempt == board.expert_attempts:
-                        raise RequestFailed(subject, message)
-                    await asyncio.sleep(0.5 * attempt)
-        raise RequestFailed(subject, "no attempts configured")
+        return await ask_expert(self.ctx.bus, request, attempts=board.expert_attempts, margin=board.expert_margin)

@@ -7,7 +7,7 @@ entry; the offline provider reads these lines back (see `llm.offline_board`).
 
 from __future__ import annotations
 
-from schemas.experts import Conclude, BoardRequest, Speak, SummarizeRound, TranscriptEntry
+from schemas.experts import BoardRequest, Conclude, Speak, SummarizeRound, TranscriptEntry
 
 from ..llm import LLMMessage, LLMRequest
 from ..llm.budget import estimate_tokens, newest_that_fit

@@ -11,12 +11,15 @@ import asyncio
 from collections.abc import AsyncIterator
 
 from .offline_board import board_answer
+from .offline_team import team_answer
 from .offline_tools import offline_tool_move
 from .protocol import Delta, LLMRequest, TextDelta, ToolCallDelta, Usage
 
 
 def offline_answer(request: LLMRequest) -> str:
     """Compose the offline answer to the conversation in `request`."""
+    if request.purpose.startswith("team_"):
+        return team_answer(request)
     if request.purpose != "chat":
         return board_answer(request)
     users = [m.content for m in request.messages if m.role == "user"]

@@ -8,7 +8,16 @@ from typing import Literal, Protocol
 import msgspec
 
 Role = Literal["system", "user", "assistant", "tool"]
-Purpose = Literal["chat", "board_speech", "board_summary", "board_conclusion"]
+Purpose = Literal[
+    "chat",
+    "board_speech",
+    "board_summary",
+    "board_conclusion",
+    "team_plan",
+    "team_phase",
+    "team_review",
+    "team_synthesis",
+]
 
 
 class ToolCall(msgspec.Struct, frozen=True, kw_only=True):
@@ -47,7 +56,10 @@ class LLMRequest(msgspec.Struct, frozen=True, kw_only=True):
     messages: list[LLMMessage]
     system_prompt: str | None = None
     purpose: Purpose = "chat"
-    """What the answer is for; `board_conclusion` wants JSON. A deterministic provider answers by it."""
+    """What the answer is for; `board_conclusion`, `team_plan` and `team_review` want JSON.
+
+    A deterministic provider answers by it.
+    """
     tools: list[ToolSpec] = []
     """Tools the model may call; none means a plain answer."""
     tool_choice: str | None = None

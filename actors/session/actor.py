@@ -1,8 +1,8 @@
-"""The session actor: owns `session-<sid>`, records user and assistant messages, starts turns and boards.
+"""The session actor: owns `session-<sid>`, records user and assistant messages, starts turns, boards and teams.
 
 Everything it decides comes from its own events: which messages still wait
-for an answer, hence which turns run (the cap) and which board is open (where
-an intervention or a cancel goes). Every accepted message ends with a recorded
+for an answer, hence which turns run (the cap) and which board or team is
+open (where an intervention or a cancel goes). Every accepted message ends with a recorded
 answer or a recorded `message_failed`, so nothing stays unanswered for ever.
 """
 
@@ -16,6 +16,7 @@ import structlog
 
 from schemas import (
     BOARD_AGENT,
+    TEAM_AGENT,
     Cancel,
     CloseSession,
     CommandRefused,
@@ -33,6 +34,8 @@ from ..board.messages import BoardFinished, CancelBoard, Intervene, StartBoard
 from ..board.plan import BoardRefused, plan_board
 from ..context import WorkerContext
 from ..runtime import ActorHost, EventSourcedActor
+from ..team.messages import CancelTeam, InterveneTeam, StartTeam, TeamFinished
+from ..team.routing import TeamRefused, team_spec
 from ..turn.messages import CancelTurn, StartTurn, TurnFinished
 from .messages import Abandon, Deliver
 from .routing import route_to_turn
@@ -45,6 +48,7 @@ from .state import (
     decide_create,
     decide_send,
     evolve,
+    group_kind,
 )
 
 logger = structlog.get_logger("agentbus.session")
@@ -80,7 +84,7 @@ class SessionActor(EventSourcedActor[SessionState]):
             future.cancel()
 
     async def handle(self, message: Any) -> Any:
-        if isinstance(message, Deliver) and await self._to_board(message.command):
+        if isinstance(message, Deliver) and await self._to_group(message.command):
             return None
         match message:
             case CreateSession():
@@ -120,6 +124,16 @@ class SessionActor(EventSourcedActor[SessionState]):
                     if failed
                     else AssistantMessage(
                         message_id=new_id(), content=content, agent_name=BOARD_AGENT, reply_to=message_id
+                    )
+                )
+                await self._finish(message_id, answer, code, content)
+                return None
+            case TeamFinished(user_message_id=message_id, failed=failed, content=content, code=code):
+                answer = (
+                    None
+                    if failed
+                    else AssistantMessage(
+                        message_id=new_id(), content=content, agent_name=TEAM_AGENT, reply_to=message_id
                     )
                 )
                 await self._finish(message_id, answer, code, content)
@@ -164,8 +178,11 @@ class SessionActor(EventSourcedActor[SessionState]):
                 if isinstance(plan := plan_board(user.content, self.ctx.config), BoardRefused):
                     await self._refuse(Refused(code=plan.code, message=plan.message), command.idempotency_key)
                     return None
+                if isinstance(team := team_spec(user.content, self.ctx.config, user.message_id), TeamRefused):
+                    await self._refuse(Refused(code=team.code, message=team.message), command.idempotency_key)
+                    return None
                 cap = self.ctx.config.session.max_running_turns
-                if plan is None and len(self.state.running_turns()) >= cap:
+                if plan is None and team is None and len(self.state.running_turns()) >= cap:
                     busy = f"{cap} turns are running; wait for one to finish"
                     await self._refuse(Refused(code="too_many_turns", message=busy), command.idempotency_key)
                     return None
@@ -180,11 +197,15 @@ class SessionActor(EventSourcedActor[SessionState]):
         return future
 
     def _start_work(self, message_id: str) -> None:
-        """Start (or resume) the board or the turn that answers a message."""
+        """Start (or resume) the board, the team or the turn that answers a message."""
         pending = self.state.unanswered[message_id]
         plan = plan_board(pending.message.content, self.ctx.config)
         if plan is not None:
             self.host.tell("board", message_id, StartBoard(session_id=self.id, user_message_id=message_id, plan=plan))
+            return
+        spec = team_spec(pending.message.content, self.ctx.config, message_id)
+        if spec is not None:
+            self.host.tell("team", message_id, StartTeam(session_id=self.id, user_message_id=message_id, spec=spec))
             return
         start = StartTurn(
             session_id=self.id,
@@ -211,28 +232,33 @@ class SessionActor(EventSourcedActor[SessionState]):
         if message_id not in self.state.unanswered:
             return
         logger.warning("work_abandoned", message_id=message_id, reason=reason)
-        if message_id == self.state.open_board():
-            self.host.tell("board", message_id, CancelBoard(reason=reason))
-        else:
-            self.host.tell("turn", message_id, CancelTurn())
+        match group_kind(self.state.unanswered[message_id].message.content):
+            case "board":
+                self.host.tell("board", message_id, CancelBoard(reason=reason))
+            case "team":
+                self.host.tell("team", message_id, CancelTeam(reason=reason))
+            case None:
+                self.host.tell("turn", message_id, CancelTurn())
         await self._finish(message_id, None, "gave_up", reason)
 
-    async def _to_board(self, command: object) -> bool:
-        """Give a command to the running board, if any: a message intervenes, a cancel ends it.
+    async def _to_group(self, command: object) -> bool:
+        """Give a command to the running board or team, if any: a message intervenes, a cancel ends it.
 
-        Return False when no board runs (or the command is not for it); the
-        board itself says whether it runs, as only its stream knows.
+        Return False when none runs (or the command is not for it); the board
+        or team itself says whether it runs, as only its stream knows.
         """
-        board_id = self.state.open_board()
+        group = self.state.open_group()
+        if group is None:
+            return False
+        kind, group_id = group
         match command:
-            case _ if board_id is None:
-                return False
             case SendMessage(content=content, idempotency_key=key) if (
                 content.strip() and (key or "") not in self.state.keys
             ):
-                taken = await self.host.ask("board", board_id, Intervene(content=content, idempotency_key=key))
-            case Cancel(turn_id=turn_id) if turn_id in (None, board_id):
-                taken = await self.host.ask("board", board_id, CancelBoard())
+                join = Intervene if kind == "board" else InterveneTeam
+                taken = await self.host.ask(kind, group_id, join(content=content, idempotency_key=key))
+            case Cancel(turn_id=turn_id) if turn_id in (None, group_id):
+                taken = await self.host.ask(kind, group_id, CancelBoard() if kind == "board" else CancelTeam())
             case _:
                 return False
         return bool(taken)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Literal
 
 import msgspec
 
@@ -11,6 +12,18 @@ from schemas.events import AnyEvent, AssistantMessage, MessageFailed, SessionClo
 
 from ..board.plan import is_board_message
 from ..llm import LLMMessage
+from ..team.routing import is_team_message
+
+GroupKind = Literal["board", "team"]
+
+
+def group_kind(content: str) -> GroupKind | None:
+    """Whether a message asks for a board or a team (well-formed or not); None for an agent turn."""
+    if is_board_message(content):
+        return "board"
+    if is_team_message(content):
+        return "team"
+    return None
 
 
 class Pending(msgspec.Struct, frozen=True, kw_only=True):
@@ -35,14 +48,15 @@ class SessionState(msgspec.Struct, kw_only=True):
     """user message id -> the message, until its answer (or its failure) is recorded"""
 
     def running_turns(self) -> list[str]:
-        """The user messages whose agent turn is still at work (every unanswered one that is not a board)."""
-        return [mid for mid, pending in self.unanswered.items() if not is_board_message(pending.message.content)]
+        """The user messages whose agent turn is still at work (every unanswered one not for a board or team)."""
+        return [mid for mid, pending in self.unanswered.items() if group_kind(pending.message.content) is None]
 
-    def open_board(self) -> str | None:
-        """The board that may be running: the latest unanswered `@board` message."""
+    def open_group(self) -> tuple[GroupKind, str] | None:
+        """The board or team that may be running: the latest unanswered `@board` or `@team` message."""
         for message_id in reversed(self.unanswered):
-            if is_board_message(self.unanswered[message_id].message.content):
-                return message_id
+            kind = group_kind(self.unanswered[message_id].message.content)
+            if kind is not None:
+                return kind, message_id
         return None
 
 

@@ -1,0 +1,70 @@
+"""Messages between the session and team actors inside a worker (never on the wire)."""
+
+from __future__ import annotations
+
+import msgspec
+
+from schemas.experts import ExpertAnswer
+
+from .logic import Step
+from .routing import TeamRefused, TeamSpec
+
+
+class StartTeam(msgspec.Struct, frozen=True, kw_only=True):
+    """Form the team asked for by a user message (idempotent: a running team continues, an ended one reports).
+
+    `spec` is refused only when the configuration changed since the message
+    was accepted; the team then ends at once with that reason.
+    """
+
+    session_id: str
+    user_message_id: str
+    spec: TeamSpec | TeamRefused
+
+
+class InterveneTeam(msgspec.Struct, frozen=True, kw_only=True):
+    """A user message while the team may be running; the team answers True if it took it."""
+
+    content: str
+    idempotency_key: str | None = None
+
+
+class CancelTeam(msgspec.Struct, frozen=True, kw_only=True):
+    """End the team as cancelled; the team answers True if it was running."""
+
+    reason: str = "cancelled by the user"
+
+
+class TeamFinished(msgspec.Struct, frozen=True, kw_only=True):
+    """A team ended: with the final answer for the session, or `failed` with the reason in `content`."""
+
+    team_id: str
+    user_message_id: str
+    content: str
+    failed: bool = False
+    code: str = "team_failed"
+
+
+class Answered(msgspec.Struct, frozen=True, kw_only=True):
+    """An expert answered a step's request."""
+
+    answer: ExpertAnswer
+
+
+class NoAnswer(msgspec.Struct, frozen=True, kw_only=True):
+    """No expert answered a step's request after its attempts."""
+
+    reason: str
+
+
+class StepDone(msgspec.Struct, frozen=True, kw_only=True):
+    """The driver finished a step (`outcome` None for steps without a model call); the team answers its log position, or None."""
+
+    step: Step
+    outcome: Answered | NoAnswer | None = None
+
+
+class DriverGaveUp(msgspec.Struct, frozen=True, kw_only=True):
+    """The team's driver could not go on (a bug); the team ends as failed."""
+
+    reason: str

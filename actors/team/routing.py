@@ -1,0 +1,80 @@
+"""Read `@team[:lead,member,…] <task>` into the team it asks for.
+
+Pure: the same message and configuration always give the same team, so a
+session re-activated after a crash restarts exactly the team it started.
+"""
+
+from __future__ import annotations
+
+import re
+
+import msgspec
+
+from schemas.events import TeamExpert
+from schemas.experts import expert_id
+
+from ..config import Config
+
+EXAMPLE = "@team Build a user login feature with email and password"
+
+_TEAM = re.compile(r"^\s*@team(?=$|[\s:])(?::(?P<names>\S*))?(?P<rest>.*)$", re.DOTALL)
+
+
+class TeamSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """A team to form: the task, and its experts with the lead first."""
+
+    task: str
+    experts: list[TeamExpert]
+
+    @property
+    def lead(self) -> TeamExpert:
+        return self.experts[0]
+
+
+class TeamRefused(msgspec.Struct, frozen=True, kw_only=True):
+    """An `@team` message that cannot form a team; `message` says how to fix it."""
+
+    code: str
+    message: str
+
+
+def is_team_message(content: str) -> bool:
+    """Return whether `content` asks for a team (well-formed or not)."""
+    return _TEAM.match(content) is not None
+
+
+def team_spec(content: str, config: Config, team_id: str) -> TeamSpec | TeamRefused | None:
+    """The team `content` asks for (its experts' ids scoped to `team_id`); None if it is not an `@team` message."""
+    match = _TEAM.match(content)
+    if match is None:
+        return None
+    task = match["rest"].strip()
+    if not task:
+        return TeamRefused(code="team_needs_task", message=f"a team needs a task, for example: {EXAMPLE}")
+    names = list(dict.fromkeys(name for name in (match["names"] or "").split(",") if name))
+    experts = config.experts
+    unknown = [name for name in names if name not in experts]
+    if unknown:
+        known = ", ".join(sorted(experts)) or "none configured"
+        return TeamRefused(code="unknown_experts", message=f"unknown experts: {', '.join(unknown)} (known: {known})")
+    if not names:
+        names = config.team.templates.get(config.team.default_template, [])
+    if not names:
+        return TeamRefused(
+            code="no_team_template",
+            message=f"no experts named and no template {config.team.default_template!r} configured ([team.templates])",
+        )
+    return TeamSpec(
+        task=task,
+        experts=[
+            TeamExpert(
+                expert_id=expert_id(team_id, name),
+                name=name,
+                avatar=experts[name].avatar,
+                color=experts[name].color,
+                persona=experts[name].persona,
+                role="lead" if index == 0 else "member",
+            )
+            for index, name in enumerate(names)
+        ],
+    )
