@@ -6,7 +6,7 @@ agentbus gateway   HTTP/WebSocket only (external services)
 agentbus publish   put a chat message on the bus, as another service would
 agentbus migrate   create or upgrade the database schema
 agentbus projections rebuild   recreate the read models from the log
-agentbus replay    rebuild a board meeting or outline a session from the log
+agentbus replay    rebuild a board meeting or a team, or outline a session, from the log
 agentbus bench     measure latency and throughput against raw baselines
 """
 
@@ -64,13 +64,15 @@ def build_parser() -> argparse.ArgumentParser:
     projections.add_argument("action", choices=["rebuild"], help="recreate the read models from the event log")
     projections.set_defaults(func=cmd_projections)
 
-    replay = with_data_dir(sub.add_parser("replay", help="rebuild a board or outline a session from the event log"))
-    replay.add_argument("what", choices=["board", "session"])
-    replay.add_argument("id", help="the board id (= the id of the message that started it) or the session id")
-    replay.add_argument(
-        "--format", choices=["markdown", "json"], default="markdown", help="board output (default markdown)"
+    replay = with_data_dir(
+        sub.add_parser("replay", help="rebuild a board or a team, or outline a session, from the event log")
     )
-    replay.add_argument("--at", type=int, help="show the board as it stood at this log position")
+    replay.add_argument("what", choices=["board", "team", "session"])
+    replay.add_argument("id", help="the board or team id (= the id of the message that started it) or the session id")
+    replay.add_argument(
+        "--format", choices=["markdown", "json"], default="markdown", help="board or team output (default markdown)"
+    )
+    replay.add_argument("--at", type=int, help="show the board or team as it stood at this log position")
     replay.set_defaults(func=cmd_replay)
 
     # Every argument after `bench` goes to `python -m bench.run`, `--help` included.

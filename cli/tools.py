@@ -14,7 +14,7 @@ import msgspec
 
 from bus import Bus, BusError, publish_command
 from projections import EventLog, Projector, create_engine
-from projections.replay import board_markdown, load_board, session_outline
+from projections.replay import board_markdown, load_board, load_team, session_outline, team_markdown
 from schemas import SendMessage, Subjects
 
 from .serve import database
@@ -76,7 +76,7 @@ def cmd_projections(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
-    """Rebuild a board or outline a session from the event log alone (only the database is needed)."""
+    """Rebuild a board or a team, or outline a session, from the event log alone (only the database is needed)."""
     url = database_url(args, settings)
 
     async def main() -> str:
@@ -85,6 +85,11 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
         try:
             if args.what == "session":
                 return msgspec.json.format(msgspec.json.encode(await session_outline(event_log, args.id))).decode()
+            if args.what == "team":
+                team = await load_team(event_log, args.id, at=args.at)
+                if team is None:
+                    raise SystemExit(f"team {args.id} not found in the event log")
+                return team_markdown(team) if args.format == "markdown" else msgspec.json.encode(team).decode()
             view = await load_board(event_log, args.id, at=args.at)
             if view is None:
                 raise SystemExit(f"board {args.id} not found in the event log")

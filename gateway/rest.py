@@ -15,7 +15,7 @@ from starlette.routing import Route
 
 from bus import BusError, publish_command
 from projections import SessionView
-from projections.replay import load_board
+from projections.replay import load_board, load_team
 from schemas import CloseSession, CreateSession, ErrorReply, InvalidId, Metadata, codec, limits, validate_id
 
 from .context import GatewayContext
@@ -225,6 +225,20 @@ async def get_board(request: Request) -> Response:
     return json_response(view)
 
 
+async def get_team(request: Request) -> Response:
+    """Return a team rebuilt from its stream (as `agentbus replay team --format json`); `?at=` a past position."""
+    ctx = _ctx(request)
+    try:
+        team_id = validate_id(request.path_params["team_id"], "team")
+        at = _int_param(request, "at", None)
+    except (InvalidId, ValueError) as exc:
+        return problem(400, str(exc), "invalid_request")
+    view = await load_team(ctx.event_log, team_id, at=at)
+    if view is None:
+        return problem(404, f"Team '{team_id}' not found", "unknown_team")
+    return json_response(view)
+
+
 async def list_events(request: Request) -> Response:
     ctx = _ctx(request)
     session_id = await _session_id(request)
@@ -246,4 +260,5 @@ routes = [
     Route("/sessions/{session_id}/messages", list_messages, methods=["GET"]),
     Route("/sessions/{session_id}/events", list_events, methods=["GET"]),
     Route("/boards/{board_id}", get_board, methods=["GET"]),
+    Route("/teams/{team_id}", get_team, methods=["GET"]),
 ]

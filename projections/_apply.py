@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import msgspec
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -20,7 +20,12 @@ from schemas.events import (
 )
 
 from ._board_messages import board_message
-from .tables import rm_messages, rm_sessions, rm_usage
+from ._team_messages import needs_phase_name, team_message
+from .tables import events, rm_messages, rm_sessions, rm_usage
+from .teams import ModelCall, is_model_call
+
+_Usage = ModelCalled | ExpertSpeech | RoundSummary | BoardConcluded | ModelCall
+"""The events that record a model call and what it took."""
 
 
 async def apply(conn: AsyncConnection, recorded: RecordedEvent) -> None:
@@ -50,29 +55,58 @@ async def apply(conn: AsyncConnection, recorded: RecordedEvent) -> None:
         case SessionClosed():
             await _touch(conn, recorded, status="closed")
         case ModelCalled() | ExpertSpeech() | RoundSummary() | BoardConcluded() as used:
-            await conn.execute(
-                insert(rm_usage)
-                .values(
-                    event_id=recorded.event_id,
-                    session_id=recorded.session_id,
-                    prompt_tokens=used.prompt_tokens,
-                    completion_tokens=used.completion_tokens,
-                    truncated=used.truncated,
-                )
-                .on_conflict_do_nothing()
-            )
-            await _show_on_board(conn, recorded)
+            await _add_usage(conn, recorded, used)
+            await _show_in_history(conn, recorded)
+        case team_call if is_model_call(team_call):
+            await _add_usage(conn, recorded, team_call)
+            await _show_in_history(conn, recorded)
         case _:
-            await _show_on_board(conn, recorded)
+            await _show_in_history(conn, recorded)
 
 
-async def _show_on_board(conn: AsyncConnection, recorded: RecordedEvent) -> None:
-    """A board's events are shown in the session's history as messages with their metadata."""
-    shown = board_message(recorded.event)
+async def _add_usage(conn: AsyncConnection, recorded: RecordedEvent, used: _Usage) -> None:
+    """One usage row per model call, keyed by its event, so a replay counts it once."""
+    await conn.execute(
+        insert(rm_usage)
+        .values(
+            event_id=recorded.event_id,
+            session_id=recorded.session_id,
+            prompt_tokens=used.prompt_tokens,
+            completion_tokens=used.completion_tokens,
+            truncated=used.truncated,
+        )
+        .on_conflict_do_nothing()
+    )
+
+
+async def _show_in_history(conn: AsyncConnection, recorded: RecordedEvent) -> None:
+    """A board's or team's events are shown in the session's history as messages with their metadata."""
+    event = recorded.event
+    phase_id = needs_phase_name(event)
+    shown = board_message(event) or team_message(
+        event, None if phase_id is None else await _phase_name(conn, recorded, phase_id)
+    )
     if shown is not None:
         await _add_message(
             conn, recorded, recorded.event_id, shown.role, shown.content, shown.agent_name, shown.metadata
         )
+
+
+async def _phase_name(conn: AsyncConnection, recorded: RecordedEvent, phase_id: str) -> str | None:
+    """The name of phase `phase_id` as its team's stream said it last before `recorded` (None if it never did)."""
+    named = (
+        select(events.c.data["phase_name"].astext)
+        .where(
+            events.c.stream == recorded.stream,
+            events.c.position < recorded.position,
+            events.c.type.in_(("phase_started", "plan_step")),
+            events.c.data["phase_id"].astext == phase_id,
+        )
+        .order_by(events.c.position.desc())
+        .limit(1)
+    )
+    name: str | None = await conn.scalar(named)
+    return name
 
 
 async def _add_message(

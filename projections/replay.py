@@ -1,7 +1,7 @@
-"""Replay for operators: boards and session outlines read from the event log alone.
+"""Replay for operators: boards, teams and session outlines read from the event log alone.
 
 Only the database is needed (no NATS, no LLM): `agentbus replay` and the
-gateway's `GET /boards/{id}` both call these.
+gateway's `GET /boards/{id}` and `GET /teams/{id}` call these.
 """
 
 from __future__ import annotations
@@ -12,10 +12,26 @@ import msgspec
 
 from schemas import tag_of
 from schemas.events import TurnStarted
-from schemas.streams import board_stream
+from schemas.streams import board_stream, team_stream
 
+from ._team_markdown import team_markdown
 from .boards import BoardStatus, BoardView, apply, fold
 from .eventlog import EventLog
+from .teams import TeamView, TeamViewStatus
+from .teams import apply as apply_team
+from .teams import fold as fold_team
+
+__all__ = [
+    "BoardOutline",
+    "SessionOutline",
+    "TeamOutline",
+    "TurnOutline",
+    "board_markdown",
+    "load_board",
+    "load_team",
+    "session_outline",
+    "team_markdown",
+]
 
 TurnStatus = Literal["running", "completed", "failed", "cancelled"]
 
@@ -34,12 +50,31 @@ async def load_board(event_log: EventLog, board_id: str, *, at: int | None = Non
     return fold(board_id, events, at=at)
 
 
+async def load_team(event_log: EventLog, team_id: str, *, at: int | None = None) -> TeamView | None:
+    """Rebuild a team from its stream (as it stood at position `at`, if given); None if it has no events."""
+    events = [recorded async for recorded in event_log.iter_stream(team_stream(team_id))]
+    if not events:
+        return None
+    return fold_team(team_id, events, at=at)
+
+
 class BoardOutline(msgspec.Struct, frozen=True, kw_only=True):
     board_id: str
     status: BoardStatus
     topic: str
     rounds: int
     speeches: int
+    first_position: int
+
+
+class TeamOutline(msgspec.Struct, frozen=True, kw_only=True):
+    """A team of the session: `phases` in its current plan, `completed` of them done."""
+
+    team_id: str
+    status: TeamViewStatus
+    task: str
+    phases: int
+    completed: int
     first_position: int
 
 
@@ -52,11 +87,12 @@ class TurnOutline(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class SessionOutline(msgspec.Struct, frozen=True, kw_only=True):
-    """The boards and turns of one session, each in the order it started."""
+    """The boards, turns and teams of one session, each in the order it started."""
 
     session_id: str
     boards: list[BoardOutline]
     turns: list[TurnOutline]
+    teams: list[TeamOutline] = []
 
 
 class _Turn(msgspec.Struct, kw_only=True):
@@ -67,14 +103,18 @@ class _Turn(msgspec.Struct, kw_only=True):
 
 
 async def session_outline(event_log: EventLog, session_id: str) -> SessionOutline:
-    """List the session's boards and turns from its events (one pass, one page in memory at a time)."""
+    """List the session's boards, turns and teams from its events (one pass, one page in memory at a time)."""
     boards: dict[str, tuple[int, BoardView]] = {}
+    teams: dict[str, tuple[int, TeamView]] = {}
     turns: dict[str, _Turn] = {}
     async for recorded in event_log.iter_session(session_id):
         kind, _, actor_id = recorded.stream.partition("-")
         if kind == "board":
             _, view = boards.setdefault(actor_id, (recorded.position, BoardView(board_id=actor_id)))
             apply(view, recorded)
+        elif kind == "team":
+            _, team = teams.setdefault(actor_id, (recorded.position, TeamView(team_id=actor_id)))
+            apply_team(team, recorded)
         elif kind == "turn":
             turn = turns.setdefault(actor_id, _Turn(first_position=recorded.position))
             turn.events += 1
@@ -103,6 +143,17 @@ async def session_outline(event_log: EventLog, session_id: str) -> SessionOutlin
                 first_position=turn.first_position,
             )
             for turn_id, turn in turns.items()
+        ],
+        teams=[
+            TeamOutline(
+                team_id=team_id,
+                status=team.status,
+                task=team.task,
+                phases=len(team.plan),
+                completed=sum(phase.status == "completed" for phase in team.plan),
+                first_position=first,
+            )
+            for team_id, (first, team) in teams.items()
         ],
     )
 
