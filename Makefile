@@ -32,7 +32,15 @@ lint: $(STAMP)
 llm: $(STAMP)
 	$(BIN)/python -m cli.local_llm build
 
-bench: $(STAMP)
+# The peers (eventsourcing, AutoGen, LangGraph, DBOS) live in a venv of their own, built once from
+# bench/peers/requirements.txt, so they never change agentbus's dependency versions.
+BENCH_VENV := .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed
+
+$(BENCH_STAMP): bench/peers/requirements.txt bench/peers/install.sh | $(STAMP)
+	sh bench/peers/install.sh $(BENCH_VENV) $(BIN)/python
+
+bench: $(STAMP) $(BENCH_STAMP)
 	$(BIN)/python -m bench.run
 
 clean:

@@ -41,7 +41,7 @@ from schemas.events import (
     RoundSummary,
     UserMessage,
 )
-from schemas.experts import Conclude, BoardRequest, Speak, SummarizeRound, TranscriptEntry
+from schemas.experts import BoardRequest, Conclude, Speak, SummarizeRound, TranscriptEntry
 
 from .append import _RAW_DDL, _RAW_INSERT, RAW_TABLE
 

@@ -1,13 +1,20 @@
-"""Run every benchmark once and print figures with their raw baselines.
+"""Run every benchmark once and print figures with their raw baselines and peers.
 
-    python -m bench.run [--turns N]      (also: make bench, agentbus bench)
+    python -m bench.run [--turns N] [--only board|peers]   (also: make bench, agentbus bench)
 
-1. WebSocket message → first token latency of `agentbus up` (a subprocess),
-   against raw nats-py request/reply between two processes.
+0. The raw floors of a turn: nats-py request/reply between two processes, and the
+   durable floor (a JetStream publish with its stored ack, plus one PostgreSQL commit).
+1. WebSocket message → first token latency of `agentbus up` (a subprocess).
 2. Event append throughput of `projections.EventLog`, against raw asyncpg inserts.
 3. Board meeting (5 experts, 3 rounds, offline provider, delay 0): wall time and
    overhead per speech, against the same generations and raw inserts in-process.
    `--only board` runs this one alone.
+4. The peers, in `.venv-bench` (`make bench` builds it): eventsourcing's PostgreSQL
+   recorder, AutoGen's RoundRobinGroupChat, LangGraph with its Postgres checkpointer,
+   a DBOS workflow. `--only peers` runs the floors and the peers alone.
+
+Last, one table of agentbus's figures beside the peers' and the floors', with the
+ratios, also written to bench/results.json with the machine and the command.
 
 Services are the ones named by AGENTBUS_NATS_URL / AGENTBUS_DATABASE_URL, else an
 embedded nats-server and PostgreSQL in a temporary directory; every process and
@@ -18,8 +25,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
-import platform
 import shlex
 import shutil
 import signal
@@ -28,37 +35,68 @@ import tempfile
 import threading
 import time
 import traceback
-import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from cli.settings import configure_logging
 
-from ._services import SUBJECT_PREFIX, Services, agentbus_up, scratch_database, services
+from . import _machine
+from ._services import Services, agentbus_up, scratch_database, services
 from ._stats import LATENCY_HEADERS, Summary, ratio, table
-from .append import Counts, measure_appends
+from .append import Case, Counts, measure_appends
 from .board import EXPERTS, ROUNDS, SPEECHES, STEPS, measure_boards, measure_raw
-from .latency import echo_responder, measure_request_reply, measure_turns, split_summary
+from .compare import BoardFigures, Collected, render, results, rows
+from .floors import Floors, floors_table, measure_floors
+from .latency import measure_turns, split_summary
+from .peer_runs import PeerResult, peer_table, peers_python, run_peers
+
+RESULTS = Path(__file__).resolve().parent / "results.json"
+ONLY = ("board", "peers")
 
 
-def main(turns: int = 1000, *, only: str | None = None, boards: int = 5) -> int:
-    """Run the benchmarks (`only="board"`: the board benchmark alone); return 0, 1 on failure, 130 when interrupted."""
+def main(
+    turns: int = 1000, *, only: str | None = None, boards: int = 5, peer_runs: int = 20, write: Path | None = None
+) -> int:
+    """Run the benchmarks (`only`: "board" or "peers" alone), write the results to `write` if given.
+
+    Return 0, 1 on failure, 130 when interrupted.
+    """
     if turns < 10:
         raise ValueError("turns must be at least 10")
+    if only not in (None, *ONLY):
+        raise ValueError(f"only must be one of {ONLY}")
     configure_logging("warning")  # our own log lines go to stderr, never into the tables
-    print(f"agentbus benchmarks — command: {_command(turns, only, boards)}")
-    print(f"  cwd {os.getcwd()} | python {platform.python_version()} | {os.cpu_count()} CPUs | {platform.platform()}")
+    command = _command(turns, only, boards, peer_runs)
+    machine = _machine.machine()
+    print(f"agentbus benchmarks — command: {command}")
+    print(
+        f"  cwd {os.getcwd()} | revision {machine['revision']} | python {machine['python']} | {machine['cpus']} CPUs "
+        f"({machine['processor']}) | {machine['platform']} | load average {_machine.load(machine['load_average_start'])}"
+    )
     workdir = Path(tempfile.mkdtemp(prefix="agentbus-bench-"))
     restore = _sigterm_as_interrupt()
-    started = time.monotonic()
+    started, started_at = time.monotonic(), datetime.now(UTC).isoformat(timespec="seconds")
+    collected = Collected()
     try:
         with services(workdir) as svc:
             print(f"  services: {svc.origin}")
+            if only in (None, "peers"):
+                collected.floors = _floors(svc, turns)
             if only is None:
-                _latency(svc, workdir, turns)
-                _appends(svc)
-            _boards(svc, workdir, boards)
-        print(f"\ntotal wall time {time.monotonic() - started:.1f} s")
+                collected.first_token, collected.final_answer = _latency(svc, workdir, turns, collected.floors)
+                collected.appends = _appends(svc)
+            if only in (None, "board"):
+                collected.board = _boards(svc, workdir, boards)
+            if only in (None, "peers"):
+                collected.peers = _peers(svc, peer_runs)
+        wall = time.monotonic() - started
+        machine["load_average_end"] = list(os.getloadavg())
+        if only != "board":
+            run = {"command": command, "started_at": started_at, "wall_seconds": round(wall, 1), "machine": machine}
+            _report(collected, {**run, "services": svc.origin}, write)
+        print(f"\ntotal wall time {wall:.1f} s | load average at the end {_machine.load(machine['load_average_end'])}")
         return 0
     except KeyboardInterrupt:
         print("\ninterrupted: everything started was stopped", file=sys.stderr)
@@ -71,10 +109,30 @@ def main(turns: int = 1000, *, only: str | None = None, boards: int = 5) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _latency(svc: Services, workdir: Path, turns: int) -> None:
-    subject = f"{SUBJECT_PREFIX}.bench.echo.{uuid.uuid4().hex}"
-    with echo_responder(svc.nats_url, subject):
-        raw = asyncio.run(measure_request_reply(svc.nats_url, subject, turns))
+def _report(collected: Collected, run: dict[str, Any], write: Path | None) -> None:
+    """Print the one table of the run; write it, with every figure and the run's facts, as JSON to `write`."""
+    table_rows = rows(collected)
+    print()
+    print(render(table_rows))
+    print(
+        "ratio = agentbus / other: for ms, 2.00x means agentbus takes twice as long; "
+        "for events/s, 0.50x means it writes half as many"
+    )
+    if write is None:
+        print("results not written (a partial run; --write PATH writes them)")
+        return
+    write.write_text(json.dumps(results(collected, table_rows, run), indent=2) + "\n")
+    print(f"written to {write}")
+
+
+def _floors(svc: Services, turns: int) -> Floors:
+    floors = measure_floors(svc.nats_url, svc.database_url, turns)
+    print()
+    print(floors_table(floors))
+    return floors
+
+
+def _latency(svc: Services, workdir: Path, turns: int, floors: Floors | None) -> tuple[Summary, Summary]:
     with (
         scratch_database(svc.database_url, "up") as database_url,
         agentbus_up(workdir, svc.nats_url, database_url) as system,
@@ -85,18 +143,19 @@ def _latency(svc: Services, workdir: Path, turns: int) -> None:
 
     first = Summary.of_seconds(result.first_token)
     final = Summary.of_seconds(result.final_answer)
-    baseline = Summary.of_seconds(raw.samples)
+    baselines = []
+    if floors is not None:
+        baselines = [
+            ["raw nats-py request/reply (floor [0])", *floors.request_reply.cells()],
+            ["durable floor (floor [0])", *floors.durable_turn.cells()],
+        ]
     print()
     print(
         table(
             f"WebSocket message -> first token: {turns} turns in sequence on one session "
             f"(after {result.warmup} warm-up turns), offline provider, delay 0",
             ["latency", *LATENCY_HEADERS],
-            [
-                ["ws message -> first token", *first.cells()],
-                ["ws message -> final_answer", *final.cells()],
-                ["raw nats-py request/reply (baseline)", *baseline.cells()],
-            ],
+            [["ws message -> first token", *first.cells()], ["ws message -> final_answer", *final.cells()], *baselines],
         )
     )
     head, tail = split_summary(result.first_token)
@@ -110,23 +169,21 @@ def _latency(svc: Services, workdir: Path, turns: int) -> None:
         f"({result.server_cpu / result.elapsed:.0%} of one core over the sequence), "
         f"bench client {result.client_cpu / turns * 1000:.2f} ms"
     )
-    print(f"raw request/reply/s:      {raw.per_second:.1f} ({turns} requests in {raw.elapsed:.2f} s)")
-    print(f"ratio first-token p50 / raw request-reply p50 = {ratio(first.p50, baseline.p50)}")
-    print(f"ratio final_answer p50 / raw request-reply p50 = {ratio(final.p50, baseline.p50)}")
-    print(
-        "baseline: one nats-py client sends the same-size JSON to an echo responder in another process "
-        "(bench._echo) on the same nats-server, one request at a time"
-    )
+    if floors is not None:
+        print(f"ratio first-token p50 / raw request-reply p50 = {ratio(first.p50, floors.request_reply.p50)}")
+        print(f"ratio final_answer p50 / raw request-reply p50 = {ratio(final.p50, floors.request_reply.p50)}")
+        print(f"ratio first-token p50 / durable floor p50 = {ratio(first.p50, floors.durable_turn.p50)}")
+    return first, final
 
 
-def _appends(svc: Services) -> None:
+def _appends(svc: Services) -> list[Case]:
     counts = Counts()
     with scratch_database(svc.database_url, "append") as database_url:
         cases = asyncio.run(measure_appends(database_url, counts))
-    rows = []
+    cells = []
     for case in cases:
         for label, measured in (("EventLog.append", case.eventlog), ("raw asyncpg", case.raw)):
-            rows.append(
+            cells.append(
                 [
                     case.name,
                     label,
@@ -147,7 +204,7 @@ def _appends(svc: Services) -> None:
         table(
             "Event append throughput on a fresh database (UserMessage, 100-char content)",
             ["case", "writer", "appends", "events", "s", "appends/s", "events/s", "p50 ms", "p99 ms", "EventLog/raw"],
-            rows,
+            cells,
         )
     )
     print(
@@ -156,9 +213,10 @@ def _appends(svc: Services) -> None:
         f"(c) executemany of {counts.batch_size} rows in one transaction. "
         "EventLog: expected_version checked on every append; (b) goes through the group-commit appender."
     )
+    return cases
 
 
-def _boards(svc: Services, workdir: Path, boards: int) -> None:
+def _boards(svc: Services, workdir: Path, boards: int) -> BoardFigures:
     with scratch_database(svc.database_url, "board") as database_url:
         raw = asyncio.run(measure_raw(database_url, boards))
         with agentbus_up(workdir, svc.nats_url, database_url) as system:
@@ -190,12 +248,21 @@ def _boards(svc: Services, workdir: Path, boards: int) -> None:
         "baseline: in this process, the same 19 offline-provider generations on the same prompts (transcripts growing as the "
         "meeting's), then one autocommit asyncpg INSERT per recorded event (22), all in sequence"
     )
+    return BoardFigures(overhead_per_speech_ms=overhead, wall=wall, baseline=baseline)
 
 
-def _command(turns: int, only: str | None = None, boards: int = 5) -> str:
+def _peers(svc: Services, runs: int) -> list[PeerResult]:
+    print(f"\n[4] peers, each by {peers_python()} on a scratch database of the same PostgreSQL")
+    peers = run_peers(svc.nats_url, svc.database_url, runs)
+    print()
+    print(peer_table(peers, runs))
+    return peers
+
+
+def _command(turns: int, only: str | None, boards: int, peer_runs: int) -> str:
     if Path(sys.argv[0]).name == "run.py":
         flags = f" --only {only}" if only else ""
-        return f"{shlex.quote(sys.executable)} -m bench.run --turns {turns}{flags} --boards {boards}"
+        return f"{shlex.quote(sys.executable)} -m bench.run --turns {turns}{flags} --boards {boards} --peer-runs {peer_runs}"
     return " ".join(shlex.quote(arg) for arg in [sys.executable, *sys.argv])
 
 
@@ -221,10 +288,19 @@ def _parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--turns", type=int, default=1000, help="measured WebSocket turns (default 1000)")
     parser.add_argument("--boards", type=int, default=5, help="measured board meetings (default 5)")
-    parser.add_argument("--only", choices=["board"], help="run only this benchmark")
-    return parser.parse_args(argv)
+    parser.add_argument("--peer-runs", type=int, default=20, help="measured runs of each peer (default 20)")
+    parser.add_argument("--only", choices=ONLY, help="run only this benchmark (peers: the floors and the peers)")
+    parser.add_argument(
+        "--write",
+        type=Path,
+        help=f"write the results as JSON here (default: {RESULTS.name} beside this file, full runs only)",
+    )
+    args = parser.parse_args(argv)
+    if args.write is None and args.only is None:
+        args.write = RESULTS
+    return args
 
 
 if __name__ == "__main__":
     _args = _parse()
-    sys.exit(main(_args.turns, only=_args.only, boards=_args.boards))
+    sys.exit(main(_args.turns, only=_args.only, boards=_args.boards, peer_runs=_args.peer_runs, write=_args.write))
