@@ -10,6 +10,7 @@ from bus import Bus
 from projections import EventLog
 
 from .config import Config
+from .experts.withdrawals import Withdrawals
 from .llm import Provider
 
 Relayed = Callable[[int], Awaitable[object]]
@@ -27,3 +28,5 @@ class WorkerContext(msgspec.Struct, frozen=True, kw_only=True):
     config: Config = Config()
     providers: dict[str, Provider] = {}
     """A provider per configured LLM endpoint name (agent turns choose theirs by name)."""
+    withdrawals: Withdrawals = msgspec.field(default_factory=Withdrawals)
+    """The boards and teams that ended lately: their experts stop streaming for them."""

@@ -8,10 +8,10 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 
-from bus import Bus, CommandConsumer, ensure_command_stream
+from bus import Bus, CommandConsumer, TypedSubscription, ensure_command_stream
 from projections import Checkpoints, Engine, EventLog, PartitionLeases, Projector
 from schemas import CreateSession, ErrorReply, InvalidId, SessionReady, codec, validate_id
-from schemas.experts import expert_requests
+from schemas.experts import WithdrawExperts, expert_requests, withdrawals
 
 from .board import BoardActor
 from .config import DEFAULT_CONFIG, Config, load_config
@@ -19,6 +19,7 @@ from .context import WorkerContext
 from .errors import is_outage
 from .experts.actor import QUEUE as EXPERTS_QUEUE
 from .experts.actor import ExpertActor, answer_experts
+from .experts.withdrawals import KIND as WITHDRAWALS
 from .intake import CommandIntake
 from .llm import Provider
 from .llm.registry import build_providers, close_providers
@@ -92,6 +93,7 @@ class Worker:
         creates = await self.bus.serve(
             self.bus.subjects.sessions_create, codec.create_session, self._create, queue="workers"
         )
+        withdrawn = await self.bus.subscribe(self.bus.subjects.all_actors(WITHDRAWALS), withdrawals)
         experts = await self.bus.serve(
             self.bus.subjects.all_actors(ExpertActor.kind),
             expert_requests,
@@ -104,6 +106,7 @@ class Worker:
         background = [
             asyncio.create_task(_supervised("relay", self.relay.run), name="relay"),
             asyncio.create_task(_supervised("projector", self.projector.run), name="projector"),
+            asyncio.create_task(self._take_withdrawals(withdrawn), name="withdrawals"),
         ]
         await self._rebalance(wanted, partitioned=available > 0)
         logger.info("worker_started", partitions=sorted(self._consumers))
@@ -128,6 +131,7 @@ class Worker:
             # JetStream redelivers its command, and it resumes from its log at the next start.
             await self.intake.stop(STOP_GRACE)
             await experts.unsubscribe()
+            await withdrawn.close()
             await self._leases.close()
             for task in background:
                 task.cancel()
@@ -135,6 +139,10 @@ class Worker:
             await self.host.stop()
             await close_providers(self.ctx.providers)
             await self.event_log.close()
+
+    async def _take_withdrawals(self, withdrawn: TypedSubscription[WithdrawExperts]) -> None:
+        async for message in withdrawn:
+            self.ctx.withdrawals.add(message.owner_id)
 
     async def _rebalance(self, wanted: list[int], *, partitioned: bool) -> None:
         """Consume exactly the partitions whose lease this worker holds (taking free ones over)."""

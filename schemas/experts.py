@@ -143,6 +143,15 @@ class SynthesizeTeam(TeamAsk, frozen=True, kw_only=True):
 
 
 TeamRequest = PlanTeam | ExecutePhase | ReviewPhase | SynthesizeTeam
+
+
+class WithdrawExperts(Message, frozen=True, kw_only=True):
+    """The board or team `owner_id` ended: its experts stop answering it (published to every worker)."""
+
+    owner_id: str
+
+
+withdrawals: Decoder[WithdrawExperts] = Decoder(WithdrawExperts, "expert withdrawal")
 ExpertRequest = BoardRequest | TeamRequest
 
 

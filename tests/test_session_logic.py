@@ -96,7 +96,17 @@ def test_the_running_turns_and_the_open_board_come_from_the_sessions_events_alon
     state = evolve(state, AssistantMessage(message_id="a1", content="done", agent_name="assistant", reply_to="m1"))
     state = evolve(state, MessageFailed(reply_to="m2", code="cancelled", reason="cancelled"))
     assert state.running_turns() == ["m3", "m4"]
-    assert state.open_board() == "b1"
+    assert state.open_group() == ("board", "b1")
     state = evolve(state, MessageFailed(reply_to="b1", code="board_failed", reason="an expert did not answer"))
-    assert state.open_board() is None
+    assert state.open_group() is None
     assert list(state.unanswered) == ["m3", "m4"]
+
+
+def test_a_team_is_the_open_group_and_not_a_running_turn() -> None:
+    """An unanswered `@team` message is where interventions and cancel go, and it does not count as a turn."""
+    state = said(created(), "m1")
+    state = said(state, "t1", "@team Build a login feature")
+    assert state.running_turns() == ["m1"]
+    assert state.open_group() == ("team", "t1")
+    state = evolve(state, AssistantMessage(message_id="a1", content="done", agent_name="team_collab", reply_to="t1"))
+    assert state.open_group() is None

@@ -25,6 +25,7 @@ from ..config import Role
 from ..context import WorkerContext
 from ..errors import ActorError, is_outage
 from ..experts.ask import ask_expert
+from ..experts.withdrawals import withdraw
 from ..runtime import ActorHost, DrivenActor
 from . import logic
 from .conclusion import parse_conclusion
@@ -109,6 +110,7 @@ class BoardActor(DrivenActor[logic.BoardState]):
             return False
         await self.record(events, cause=self.id)
         await self._stop_driver()
+        await withdraw(self.ctx.bus, self.id)  # an expert still speaking to the board stops within a chunk
         return True
 
     async def _drive(self) -> None:

@@ -50,6 +50,13 @@ logger = structlog.get_logger("agentbus.experts")
 
 QUEUE = "experts"
 
+WITHDRAWN = ErrorReply(code="withdrawn", message="the board or team ended")
+
+
+class Withdrawn(Exception):
+    """The board or team an expert streams for ended (cancelled or failed): stop generating."""
+
+
 Chunks = tuple[Callable[[str], msgspec.Struct], msgspec.Struct] | None
 """How a request's answer streams: a chunk frame for a piece of text, and the reset frame of its segment."""
 
@@ -66,19 +73,24 @@ class ExpertActor(Actor):
     async def handle(self, message: Any) -> ExpertAnswer | ErrorReply:
         if isinstance(message, BoardRequest):
             structlog.contextvars.bind_contextvars(session_id=message.session_id, correlation_id=message.board_id)
-            return await self._answer(message, board_prompts.llm_request(message))
+            return await self._answer(message, message.board_id, board_prompts.llm_request(message))
         if isinstance(message, TeamRequest):
             structlog.contextvars.bind_contextvars(session_id=message.session_id, correlation_id=message.team_id)
-            return await self._answer(message, team_prompts.llm_request(message))
+            return await self._answer(message, message.team_id, team_prompts.llm_request(message))
         raise TypeError(f"expert actor cannot handle {type(message).__name__}")
 
-    async def _answer(self, request: ExpertRequest, llm: LLMRequest) -> ExpertAnswer | ErrorReply:
+    async def _answer(self, request: ExpertRequest, owner_id: str, llm: LLMRequest) -> ExpertAnswer | ErrorReply:
+        """Answer for the board or team `owner_id`, unless it ended (then within one chunk)."""
+        if owner_id in self.ctx.withdrawals:
+            return WITHDRAWN
         feed = self.ctx.bus.subjects.session_evt(request.session_id)
         chunks = _chunks(request)
         streamed = False
 
         async def stream_chunk(text: str) -> None:
             nonlocal streamed
+            if owner_id in self.ctx.withdrawals:
+                raise Withdrawn(owner_id)
             if chunks is not None:
                 streamed = True
                 await self.ctx.bus.publish(feed, chunks[0](text))
@@ -86,6 +98,9 @@ class ExpertActor(Actor):
         provider = self.ctx.providers.get(request.llm, self.ctx.provider)
         try:
             answer = await collect(provider, llm, stream_chunk, timeout=request.timeout)
+        except Withdrawn:
+            logger.info("expert_withdrawn", expert=request.expert.name)
+            return WITHDRAWN
         except ProviderError as exc:
             logger.warning("expert_failed", expert=request.expert.name, error=str(exc))
             if streamed and chunks is not None:

@@ -34,6 +34,7 @@ from ..config import Role
 from ..context import WorkerContext
 from ..errors import ActorError, is_outage
 from ..experts.ask import ask_expert
+from ..experts.withdrawals import withdraw
 from ..runtime import ActorHost, DrivenActor
 from . import logic
 from .messages import (
@@ -136,6 +137,7 @@ class TeamActor(DrivenActor[logic.TeamState]):
             return False
         await self.record(events, cause=self.id)
         await self._stop_driver()
+        await withdraw(self.ctx.bus, self.id)  # an expert still streaming for the team stops within a chunk
         return True
 
     def _decide(self, done: StepDone) -> list[AnyEvent]:
@@ -180,7 +182,7 @@ class TeamActor(DrivenActor[logic.TeamState]):
         try:
             while self.state.running:
                 for step in logic.next_steps(self.state):
-                    if step not in running:
+                    if _may_start(step, running):
                         running[step] = asyncio.create_task(self._run(step, resumed=resumed))
                 resumed = False
                 if not running:
@@ -355,3 +357,18 @@ class TeamActor(DrivenActor[logic.TeamState]):
             await self.ctx.bus.publish(feed, frame)
 
         return publish
+
+
+def _may_start(step: logic.Step, running: dict[logic.Step, asyncio.Task[None]]) -> bool:
+    """Whether `step` may start beside the steps still running.
+
+    A step runs once its predecessor has finished, published position included
+    (one step at a time per phase), so no chunk overtakes the event before it;
+    a plan or the synthesis waits for everything.
+    """
+    if step in running:
+        return False
+    if isinstance(step, logic.Plan | logic.Synthesize):
+        return not running
+    phase_id = step.phase_id
+    return all(getattr(other, "phase_id", None) != phase_id for other in running)
