@@ -4,7 +4,7 @@ Deterministic and derived from the prompt (see `actors.team.prompts`). The
 first plan is a pipeline over the members: the first designs, the last
 writes the test plan at the same time, the ones between build on the design,
 and the last verifies the build against the test plan (4 phases for the
-`dev_team`). Markers in the task steer it, so tests can provoke each path:
+`dev_team`); a lone member designs, builds and verifies, one after the other. Markers in the task steer it, so tests can provoke each path:
 `[fail:<phase id>]` makes the member of that phase fail (a replanned phase
 gets a new id, so it succeeds), `[revise:<phase id>]` makes the lead ask for
 one revision of it, and `[malformed-plan]` makes the lead's JSON need repair.
@@ -79,6 +79,13 @@ def _plan(prompt: _Prompt) -> str:
     members = prompt.members or [prompt.expert]
     first, last, middle = members[0], members[-1], members[1:-1] or members[:1]
     task = prompt.task
+    if len(members) == 1:
+        phases = [
+            _phase("design", "Design", f"Design the solution for: {task}", first, []),
+            _phase("implementation", "Implementation", f"Implement the design of: {task}", first, ["design"]),
+            _phase("verification", "Verification", f"Verify the implementation of: {task}", first, ["implementation"]),
+        ]
+        return msgspec.json.encode({"phases": phases}).decode()
     phases = [
         _phase("design", "Design", f"Design the solution for: {task}", first, []),
         _phase("test-plan", "Test plan", f"Write the acceptance tests for: {task}", last, []),
