@@ -102,10 +102,12 @@ def _peer_value(result: PeerResult | None, *path: str) -> tuple[float | None, st
     return result.get(*path), ""
 
 
-def _number(value: float | None) -> str:
+def _number(value: float | None, unit: str) -> str:
     if value is None:
         return "—"
-    return f"{value:,.0f}" if value >= 1000 else f"{value:.3f}" if value < 10 else f"{value:.1f}"
+    if unit != "ms":
+        return f"{value:,.0f}"
+    return f"{value:.3f}" if value < 10 else f"{value:.1f}"
 
 
 def render(table_rows: list[Row]) -> str:
@@ -114,9 +116,9 @@ def render(table_rows: list[Row]) -> str:
         [
             r.figure,
             r.unit,
-            _number(r.agentbus),
+            _number(r.agentbus, r.unit),
             r.other,
-            r.reason if r.value is None and r.reason else _number(r.value),
+            r.reason if r.value is None and r.reason else _number(r.value, r.unit),
             f"{r.ratio:.2f}x" if r.ratio is not None else "n/a",
         ]
         for r in table_rows
@@ -138,13 +140,13 @@ def markdown(runs: list[dict[str, Any]]) -> str:
         head = "| figure | compared with | " + " | ".join(numbered) + " |"
     lines = [head, "|---|" + "---|" * (head.count("|") - 2)]
     for index, row in enumerate(first):
-        figure = f"{row['figure']} ({row['unit']})"
+        figure = f"{row['figure']} ({row['unit']})".replace("->", "→")
         cells = []
         for run in runs:
             r = run["table"][index]
-            value = _number(r["value"]) if r["value"] is not None else r.get("missing", "—")
+            value = _number(r["value"], r["unit"]) if r["value"] is not None else r.get("missing", "—")
             ratio = f"{r['ratio']:.2f}×" if r["ratio"] is not None else "n/a"
-            cells.append((_number(r["agentbus"]), value, ratio))
+            cells.append((_number(r["agentbus"], r["unit"]), value, ratio))
         if len(runs) == 1:
             mine, value, ratio = cells[0]
             lines.append(f"| {figure} | {mine} | {row['other']} | {value} | {ratio} |")
