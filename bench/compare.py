@@ -28,12 +28,21 @@ class BoardFigures:
     baseline: Summary
 
 
+@dataclass(frozen=True, slots=True)
+class TeamFigures:
+    phases: int
+    overhead_per_phase_ms: float  # (p50 wall - p50 baseline) / phases
+    wall: Summary
+    baseline: Summary
+
+
 @dataclass(slots=True)
 class Collected:
     first_token: Summary | None = None
     final_answer: Summary | None = None
     appends: list[Case] | None = None
     board: BoardFigures | None = None
+    team: TeamFigures | None = None
     floors: Floors | None = None
     peers: list[PeerResult] = field(default_factory=list)
 
@@ -178,6 +187,14 @@ def results(c: Collected, table_rows: list[Row], run: dict[str, Any]) -> dict[st
                 "overhead_per_speech_ms": c.board.overhead_per_speech_ms,
                 "wall_ms": asdict(c.board.wall),
                 "baseline_ms": asdict(c.board.baseline),
+            },
+            "team": None
+            if c.team is None
+            else {
+                "phases": c.team.phases,
+                "overhead_per_phase_ms": c.team.overhead_per_phase_ms,
+                "wall_ms": asdict(c.team.wall),
+                "baseline_ms": asdict(c.team.baseline),
             },
         },
         "floors": None

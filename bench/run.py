@@ -1,6 +1,6 @@
 """Run every benchmark once and print figures with their raw baselines and peers.
 
-    python -m bench.run [--turns N] [--only board|peers]   (also: make bench, agentbus bench)
+    python -m bench.run [--turns N] [--only board|team|peers]   (also: make bench, agentbus bench)
 
 0. The raw floors of a turn: nats-py request/reply between two processes, and the
    durable floor (a JetStream publish with its stored ack, plus one PostgreSQL commit).
@@ -9,6 +9,9 @@
 3. Board meeting (5 experts, 3 rounds, offline provider, delay 0): wall time and
    overhead per speech, against the same generations and raw inserts in-process.
    `--only board` runs this one alone.
+3b. Team pipeline (the dev_team: 4 phases, 2 of them concurrent, offline provider,
+   delay 0): wall time and overhead per phase, against the same generations and
+   raw inserts in-process. `--only team` runs this one alone.
 4. The peers, in `.venv-bench` (`make bench` builds it): eventsourcing's PostgreSQL
    recorder, AutoGen's RoundRobinGroupChat, LangGraph with its Postgres checkpointer,
    a DBOS workflow. `--only peers` runs the floors and the peers alone.
@@ -47,17 +50,25 @@ from ._services import Services, agentbus_up, scratch_database, services
 from ._stats import LATENCY_HEADERS, Summary, ratio, table
 from .append import Case, Counts, measure_appends
 from .board import EXPERTS, ROUNDS, SPEECHES, STEPS, measure_boards, measure_raw
-from .compare import BoardFigures, Collected, render, results, rows
+from .compare import BoardFigures, Collected, TeamFigures, render, results, rows
 from .floors import Floors, floors_table, measure_floors
 from .latency import measure_turns, split_summary
 from .peer_runs import PeerResult, peer_table, peers_python, run_peers
+from .team import measure_raw as measure_raw_teams
+from .team import measure_teams
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
-ONLY = ("board", "peers")
+ONLY = ("board", "team", "peers")
 
 
 def main(
-    turns: int = 1000, *, only: str | None = None, boards: int = 5, peer_runs: int = 20, write: Path | None = None
+    turns: int = 1000,
+    *,
+    only: str | None = None,
+    boards: int = 5,
+    teams: int = 5,
+    peer_runs: int = 20,
+    write: Path | None = None,
 ) -> int:
     """Run the benchmarks (`only`: "board" or "peers" alone), write the results to `write` if given.
 
@@ -68,7 +79,7 @@ def main(
     if only not in (None, *ONLY):
         raise ValueError(f"only must be one of {ONLY}")
     configure_logging("warning")  # our own log lines go to stderr, never into the tables
-    command = _command(turns, only, boards, peer_runs)
+    command = _command(turns, only, boards, teams, peer_runs)
     machine = _machine.machine()
     print(f"agentbus benchmarks — command: {command}")
     print(
@@ -89,11 +100,13 @@ def main(
                 collected.appends = _appends(svc)
             if only in (None, "board"):
                 collected.board = _boards(svc, workdir, boards)
+            if only in (None, "team"):
+                collected.team = _teams(svc, workdir, teams)
             if only in (None, "peers"):
                 collected.peers = _peers(svc, peer_runs)
         wall = time.monotonic() - started
         machine["load_average_end"] = list(os.getloadavg())
-        if only != "board":
+        if only not in ("board", "team"):
             run = {"command": command, "started_at": started_at, "wall_seconds": round(wall, 1), "machine": machine}
             _report(collected, {**run, "services": svc.origin}, write)
         print(f"\ntotal wall time {wall:.1f} s | load average at the end {_machine.load(machine['load_average_end'])}")
@@ -251,6 +264,38 @@ def _boards(svc: Services, workdir: Path, boards: int) -> BoardFigures:
     return BoardFigures(overhead_per_speech_ms=overhead, wall=wall, baseline=baseline)
 
 
+def _teams(svc: Services, workdir: Path, teams: int) -> TeamFigures:
+    with scratch_database(svc.database_url, "team") as database_url:
+        with agentbus_up(workdir, svc.nats_url, database_url) as system:
+            print(f"\n[3b] system under test: {system.command}")
+            runs = asyncio.run(measure_teams(system.endpoints, teams))
+        raw = asyncio.run(measure_raw_teams(database_url, teams, events=runs[0].events))
+    wall = Summary.of_seconds([run.wall for run in runs])
+    baseline = Summary.of_seconds(raw)
+    phases = runs[0].phases
+    print()
+    print(
+        table(
+            f"Team pipeline, dev_team (a lead, 3 members): {phases} phases (2 concurrent), each executed and reviewed, "
+            f"plan + synthesis = {2 * phases + 2} model calls, offline provider, delay 0; {teams} teams in sequence "
+            "on one session (after 1 warm-up team)",
+            ["per team", *LATENCY_HEADERS],
+            [
+                ["ws @team -> final_answer", *wall.cells()],
+                ["raw: same generations + raw INSERTs (baseline)", *baseline.cells()],
+            ],
+        )
+    )
+    overhead = (wall.p50 - baseline.p50) / phases
+    print(f"overhead per phase (p50 wall - p50 baseline) / {phases} = {overhead:.2f} ms")
+    print(f"ratio team wall p50 / baseline p50 = {ratio(wall.p50, baseline.p50)}")
+    print(
+        f"baseline: in this process, the same {2 * phases + 2} offline-provider generations on the same prompts, then "
+        f"one autocommit asyncpg INSERT per event the team and its session recorded ({runs[0].events}), all in sequence"
+    )
+    return TeamFigures(phases=phases, overhead_per_phase_ms=overhead, wall=wall, baseline=baseline)
+
+
 def _peers(svc: Services, runs: int) -> list[PeerResult]:
     print(f"\n[4] peers, each by {peers_python()} on a scratch database of the same PostgreSQL")
     peers = run_peers(svc.nats_url, svc.database_url, runs)
@@ -259,10 +304,10 @@ def _peers(svc: Services, runs: int) -> list[PeerResult]:
     return peers
 
 
-def _command(turns: int, only: str | None, boards: int, peer_runs: int) -> str:
+def _command(turns: int, only: str | None, boards: int, teams: int, peer_runs: int) -> str:
     if Path(sys.argv[0]).name == "run.py":
         flags = f" --only {only}" if only else ""
-        return f"{shlex.quote(sys.executable)} -m bench.run --turns {turns}{flags} --boards {boards} --peer-runs {peer_runs}"
+        return f"{shlex.quote(sys.executable)} -m bench.run --turns {turns}{flags} --boards {boards} --teams {teams} --peer-runs {peer_runs}"
     return " ".join(shlex.quote(arg) for arg in [sys.executable, *sys.argv])
 
 
@@ -288,6 +333,7 @@ def _parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--turns", type=int, default=1000, help="measured WebSocket turns (default 1000)")
     parser.add_argument("--boards", type=int, default=5, help="measured board meetings (default 5)")
+    parser.add_argument("--teams", type=int, default=5, help="measured team pipelines (default 5)")
     parser.add_argument("--peer-runs", type=int, default=20, help="measured runs of each peer (default 20)")
     parser.add_argument("--only", choices=ONLY, help="run only this benchmark (peers: the floors and the peers)")
     parser.add_argument(
@@ -303,4 +349,13 @@ def _parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 if __name__ == "__main__":
     _args = _parse()
-    sys.exit(main(_args.turns, only=_args.only, boards=_args.boards, peer_runs=_args.peer_runs, write=_args.write))
+    sys.exit(
+        main(
+            _args.turns,
+            only=_args.only,
+            boards=_args.boards,
+            teams=_args.teams,
+            peer_runs=_args.peer_runs,
+            write=_args.write,
+        )
+    )

@@ -50,3 +50,39 @@ async def test_a_board_of_experts_that_never_stop_talking_concludes_with_every_s
     assert usage["prompt_tokens"] > 0  # estimated: a cut stream reports no usage
     # The moderator's endless "JSON" never parses: the conclusion falls back to the round's summary.
     assert all(body.get("max_tokens") in (20, 30, 40) for body in server.requests)
+
+
+async def test_a_team_of_experts_that_never_stop_talking_still_plans_works_and_answers(
+    tmp_path: Path, system_env: dict[str, str]
+) -> None:
+    """Every role's generation is cut at its limit: the unreadable plan falls back, each result is cut, the team ends."""
+    async with OpenAIServer() as server:
+        config = endless_config(tmp_path / "agentbus.toml", server.base_url)
+        limits = "".join(
+            f"\n[limits.{role}]\nmax_tokens = {tokens}\ntimeout = 5\n"
+            for role, tokens in (("plan", 25), ("phase_result", 30), ("review", 15), ("synthesis", 35))
+        )
+        config.write_text(config.read_text() + limits)
+        system = System(tmp_path / "data", {**system_env, "AGENTBUS_CONFIG": str(config)}).start()
+        try:
+            session_id = await system.create_session()
+            async with websockets.connect(system.ws_base + session_id) as ws:
+                await ws.recv()
+                await ws.send(json.dumps({"type": "message", "content": "@team:product_lead,architect,qa Talk?"}))
+                frames = await receive_until(ws, "final_answer", timeout=120)
+        finally:
+            assert system.stop() == 0
+    def of(kind: str) -> list[dict]:
+        return [f["data"] for f in frames if f["type"] == kind]
+
+    formed = of("team_formed")[0]
+    # "more more more …" is no plan: one phase per member.
+    assert [(p["id"], p["assignee"]) for p in formed["plan_phases"]] == [("architect", "architect"), ("qa", "qa")]
+    assert formed["truncated"] and formed["completion_tokens"] == 25
+    results = of("expert_result")
+    assert len(results) == 2 and all(r["truncated"] and r["completion_tokens"] == 30 for r in results)
+    assert all(r["truncated"] and r["completion_tokens"] == 15 for r in of("review_result"))
+    synthesis = of("team_synthesis")[0]
+    assert synthesis["truncated"] and synthesis["completion_tokens"] == 35
+    assert frames[-1]["content"] == synthesis["content"]
+    assert {body.get("max_tokens") for body in server.requests} == {25, 30, 15, 35}

@@ -16,7 +16,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -477,10 +476,6 @@ def test_a_phase_failing_with_the_replans_used_up_dissolves_the_team_as_failed_w
     assert next_steps(run.state) == []
 
 
-@pytest.mark.xfail(
-    reason="logic.py decide_phase_failure counts a Replanning even when one is already pending (state.replanning)",
-    strict=True,
-)
 def test_two_phases_failing_before_the_lead_replans_use_one_replan() -> None:
     """With max_replans=1, design and test-plan failing concurrently are covered by the one replan the lead makes."""
     run = design_failed(max_replans=1)

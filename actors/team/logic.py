@@ -332,11 +332,13 @@ def decide_unreviewed(state: TeamState, step: ReviewStep, reason: str) -> list[A
 
 
 def decide_phase_failure(state: TeamState, step: Execute, reason: str, max_replans: int) -> list[AnyEvent]:
-    """A phase got no result: the lead replans, or the team fails once the replans are used up."""
+    """A phase got no result: the lead replans (once for failures before it does), or the team fails once the replans are used up."""
     phase = state.phases[step.phase_id].phase
     events: list[AnyEvent] = [
         PhaseFailed(team_id=state.team_id, phase_id=phase.id, phase_name=phase.name, reason=reason)
     ]
+    if state.replanning is not None:
+        return events  # the replan asked for already will see this failure too
     if state.replans < max_replans:
         why = f"phase {phase.name} failed: {reason}"
         events.append(Replanning(team_id=state.team_id, reason=why, trigger="phase_failed"))

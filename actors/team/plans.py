@@ -21,7 +21,7 @@ import msgspec
 from schemas.events import Contract, PlanPhase, TeamExpert
 from schemas.events.team import Severity, Verdict
 
-_TRAILING_COMMA = re.compile(r",(\s*[}\]])")
+_CLOSER = re.compile(r"\s*[}\]]")
 _SLUG = re.compile(r"[^a-z0-9]+")
 
 _ALIASES = {
@@ -80,12 +80,32 @@ def _json_candidates(text: str) -> Iterable[str]:
 
 
 def _decode(candidate: str) -> Any:
-    for attempt in (candidate, _TRAILING_COMMA.sub(r"\1", candidate)):
+    for attempt in (candidate, _without_trailing_commas(candidate)):
         try:
             return msgspec.json.decode(attempt)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):  # a model stuck on "[[[[…" nests past the decoder's depth
             continue
     return None
+
+
+def _without_trailing_commas(text: str) -> str:
+    """`text` without the commas before a closing `}` or `]`, leaving the insides of strings alone."""
+    out: list[str] = []
+    in_string = escaped = False
+    for index, char in enumerate(text):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char == "," and _CLOSER.match(text, index + 1):
+            continue
+        out.append(char)
+    return "".join(out)
 
 
 def _lenient_phase(item: object) -> PlanPhase | None:
@@ -222,15 +242,16 @@ class Review(msgspec.Struct, frozen=True, kw_only=True):
     risks: list[Risk] = []
 
 
+_VERDICT_KEYS = {"verdict", "decision", "status", "approved"}
 _SEVERITIES: dict[str, Severity] = {"low": "low", "medium": "medium", "high": "high"}
 _REVISE = re.compile(r"\b(revise|revision|rework|redo|reject(ed)?)\b", re.IGNORECASE)
 
 
 def parse_review(text: str) -> Review:
-    """The lead's review; never raises. Unreadable text is a verdict by its words (accept unless it says revise)."""
+    """The lead's review; never raises. Text without a JSON verdict is judged by its words (accept unless it says revise)."""
     for candidate in _json_candidates(text):
         raw = _decode(candidate)
-        if isinstance(raw, dict):
+        if isinstance(raw, dict) and {str(key).lower() for key in raw} & _VERDICT_KEYS:
             return _lenient_review(raw)
     verdict: Verdict = "revise" if _REVISE.search(text) else "accept"
     reason = " ".join(text.split())[:500]
@@ -239,7 +260,8 @@ def parse_review(text: str) -> Review:
 
 def _lenient_review(raw: dict[str, Any]) -> Review:
     fields = {str(key).lower(): value for key, value in raw.items()}
-    verdict_text = str(fields.get("verdict", fields.get("decision", fields.get("status", "")))).lower()
+    said = next((fields[key] for key in ("verdict", "decision", "status") if fields.get(key)), None)
+    verdict_text = str(said or "").lower()
     if "approved" in fields and not verdict_text:
         verdict_text = "accept" if fields["approved"] is True else "revise"
     verdict: Verdict = "revise" if _REVISE.search(verdict_text) else "accept"
