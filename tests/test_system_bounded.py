@@ -72,6 +72,7 @@ async def test_a_team_of_experts_that_never_stop_talking_still_plans_works_and_a
                 frames = await receive_until(ws, "final_answer", timeout=120)
         finally:
             assert system.stop() == 0
+
     def of(kind: str) -> list[dict]:
         return [f["data"] for f in frames if f["type"] == kind]
 

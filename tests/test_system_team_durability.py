@@ -54,6 +54,6 @@ async def test_a_team_killed_in_its_second_phase_resumes_without_redoing_finishe
         assert started == Counter(p["id"] for p in plan)  # the interrupted one resumed, not restarted
         results = Counter((e["phase_id"], e["attempt"]) for e in log if e["type"] == "expert_result")
         assert results == Counter((p["id"], 1) for p in plan)  # the first phase was not run again
-        assert [e for e in log if e["type"] == "team_dissolved"][0]["status"] == "completed"
+        assert next(e for e in log if e["type"] == "team_dissolved")["status"] == "completed"
     finally:
         assert system.stop() == 0
