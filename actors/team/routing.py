@@ -26,10 +26,6 @@ class TeamSpec(msgspec.Struct, frozen=True, kw_only=True):
     task: str
     experts: list[TeamExpert]
 
-    @property
-    def lead(self) -> TeamExpert:
-        return self.experts[0]
-
 
 class TeamRefused(msgspec.Struct, frozen=True, kw_only=True):
     """An `@team` message that cannot form a team; `message` says how to fix it."""
