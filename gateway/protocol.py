@@ -56,6 +56,10 @@ class ServerFrame(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     content: str | None = None
     is_final: bool | None = None
     turn_id: str | None = None
+    question: str | None = None
+    """`ask_human` only: the question, at the top level as the seed sent it (also in `data`)."""
+    request_id: str | None = None
+    """`ask_human` only: the id a `reply` answers, at the top level as the seed sent it (also in `data`)."""
     data: msgspec.Raw | None = None
 
 
@@ -74,11 +78,12 @@ class TeamEndedData(msgspec.Struct, frozen=True, kw_only=True):
     reason: str
 
 
-class ResultData(msgspec.Struct, frozen=True, kw_only=True):
-    """The `result` frame of a cancelled turn (the seed's `{"status": "cancelled"}`)."""
+class ResultData(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """The `result` frame of a cancel (the seed's `{"status": "cancelled"}`): a turn's, a board's, or of nothing."""
 
     status: str
     turn_id: str | None = None
+    board_id: str | None = None
 
 
 class StepData(msgspec.Struct, frozen=True, kw_only=True):
@@ -94,7 +99,7 @@ def encode_frame(frame: ServerFrame) -> str:
     return _encoder.encode(frame).decode()
 
 
-def raw(value: msgspec.Struct) -> msgspec.Raw:
+def raw(value: object) -> msgspec.Raw:
     return msgspec.Raw(_encoder.encode(value))
 
 

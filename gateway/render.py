@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import msgspec
+
 from schemas import CommandRefused, FeedItem, RecordedEvent, TeamInterventionAck, Token, tag_of
 from schemas.events import (
     AssistantMessage,
     BoardFailed,
+    BoardStarted,
+    HumanAsked,
     TeamDissolved,
     Thinking,
     TurnCancelled,
@@ -17,6 +21,8 @@ from .protocol import ErrorData, ResultData, ServerFrame, StepData, TeamEndedDat
 
 # Turn events that the seed shows as a ReAct `step`; the others keep their own name.
 _STEP_EVENTS = frozenset({"turn_started", "tool_called", "tool_result", "turn_completed", "human_replied"})
+# The step's `event_type` as the seed's ReAct engine named it, where ours differs.
+_SEED_STEP_NAMES = {"tool_called": "tool_call"}
 _SEED_NAMES = {
     "skill_matched": "skill_match",
     "human_asked": "ask_human",
@@ -33,6 +39,9 @@ def render(item: FeedItem) -> ServerFrame:
         case Token(turn_id=turn_id, content=content):
             # `data.segment` says which attempt the token belongs to (a `token_reset` discards one).
             return ServerFrame(type="token", content=content, turn_id=turn_id, data=raw(item))
+        case CommandRefused(code="nothing_to_cancel"):
+            # The seed answered every cancel with `result`, also when nothing was running.
+            return ServerFrame(type="result", data=raw(ResultData(status="cancelled")))
         case CommandRefused(code=code, message=message):
             return error_frame(message, code)
         case TeamInterventionAck():
@@ -72,12 +81,28 @@ def _render_event(recorded: RecordedEvent) -> ServerFrame:
             )
         case Thinking(turn_id=turn_id, content=content):
             return ServerFrame(type="thinking", position=position, content=content, turn_id=turn_id, data=raw(event))
-        case BoardFailed(reason=reason, cancelled=cancelled):
-            code = "board_cancelled" if cancelled else "board_failed"
+        case BoardFailed(board_id=board_id, cancelled=True):
+            return ServerFrame(
+                type="result", position=position, data=raw(ResultData(status="cancelled", board_id=board_id))
+            )
+        case BoardFailed(reason=reason):
             return ServerFrame(
                 type="error",
                 position=position,
-                data=raw(ErrorData(message=f"board meeting ended: {reason}", code=code)),
+                data=raw(ErrorData(message=f"board meeting ended: {reason}", code="board_failed")),
+            )
+        case BoardStarted():
+            # The seed's board_started named the board `team_id`; both names are kept.
+            fields = {**msgspec.structs.asdict(event), "team_id": event.board_id}
+            return ServerFrame(type=name, position=position, data=raw(_with_tag(name, fields)))
+        case HumanAsked(question=question, request_id=request_id):
+            return ServerFrame(
+                type="ask_human",
+                position=position,
+                turn_id=event.turn_id,
+                question=question,
+                request_id=request_id,
+                data=raw(event),
             )
         case TeamDissolved(status="cancelled" | "failed" as status, reason=reason):
             # The seed told a cancelled or failed team with an error frame; `data` keeps the event's fields too.
@@ -91,6 +116,11 @@ def _render_event(recorded: RecordedEvent) -> ServerFrame:
             return ServerFrame(type="error", position=position, data=raw(ended))
     if name in _STEP_EVENTS:
         step = getattr(event, "step", 0)
-        data = StepData(event_type=name, step=step, data=raw(event))
+        data = StepData(event_type=_SEED_STEP_NAMES.get(name, name), step=step, data=raw(event))
         return ServerFrame(type="step", position=position, turn_id=getattr(event, "turn_id", None), data=raw(data))
     return ServerFrame(type=_SEED_NAMES.get(name, name), position=position, data=raw(event))
+
+
+def _with_tag(name: str, fields: dict[str, object]) -> dict[str, object]:
+    """An event's fields as its JSON carries them (the `type` tag first), for a frame that adds a field."""
+    return {"type": name, **fields}

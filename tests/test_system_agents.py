@@ -70,7 +70,7 @@ def steps(frames: list[dict], event_type: str) -> list[dict]:
 async def test_arithmetic_shows_the_calculator_step_then_the_answer(ws: websockets.ClientConnection) -> None:
     frames = await say(ws, "what is 17*23?")
     types = [f["type"] for f in frames]
-    [call] = steps(frames, "tool_called")
+    [call] = steps(frames, "tool_call")
     [result] = steps(frames, "tool_result")
     assert call["tool"] == "calculator" and json.loads(call["arguments"]) == {"expression": "17*23"}
     assert result["content"] == "17*23 = 391" and not result["is_error"]
@@ -104,8 +104,11 @@ async def test_an_approved_confirmation_runs_the_tool(ws: websockets.ClientConne
 
 
 async def test_ask_human_round_trip(ws: websockets.ClientConnection) -> None:
-    asked = (await say(ws, "ask me for my name", until="ask_human"))[-1]["data"]
+    frame = (await say(ws, "ask me for my name", until="ask_human"))[-1]
+    asked = frame["data"]
     assert asked["question"] == "What is your name?"
+    # A seed client reads the question and the id at the top level.
+    assert (frame["question"], frame["request_id"]) == (asked["question"], asked["request_id"])
     await ws.send(json.dumps({"type": "reply", "request_id": asked["request_id"], "content": "Ada"}))
     frames = await receive_until(ws, "final_answer")
     assert 'You told me: "Ada"' in frames[-1]["content"]
@@ -124,6 +127,13 @@ async def test_cancel_stops_the_stream_and_the_next_message_works(ws: websockets
     assert len(tokens) < 60  # it stopped early (the cancel travels over JetStream: allow some latency)
     final = (await say(ws, "are you still there?"))[-1]
     assert final["content"].startswith('You said: "are you still there?"')
+
+
+async def test_cancel_with_nothing_running_answers_cancelled_as_the_seed_did(ws: websockets.ClientConnection) -> None:
+    await ws.send(json.dumps({"type": "cancel"}))
+    frames = await receive_until(ws, "result")
+    assert frames[-1]["data"] == {"status": "cancelled"}
+    assert not [f for f in frames if f["type"] == "error"]
 
 
 async def test_a_fifth_concurrent_turn_gets_an_error(ws: websockets.ClientConnection) -> None:
@@ -158,7 +168,7 @@ async def test_plan_exec_reports_phases_and_violations(ws: websockets.ClientConn
 
 async def test_direct_mode_and_a_model_override_answer_without_tools(ws: websockets.ClientConnection) -> None:
     frames = await say(ws, "what is 2*3?", execution_mode="direct", model="tiny-model")
-    assert steps(frames, "tool_called") == []
+    assert steps(frames, "tool_call") == []
     [started] = steps(frames, "turn_started")
     assert started["model"] == "tiny-model" and started["execution_mode"] == "direct"
     assert frames[-1]["content"].startswith('You said: "what is 2*3?"')

@@ -53,6 +53,7 @@ async def test_a_board_over_the_websocket_yields_every_step_in_order(system: Sys
 
     started = next(f for f in frames if f["type"] == "board_started")["data"]
     assert started["topic"] == TOPIC and started["max_rounds"] == 2
+    assert started["team_id"] == started["board_id"]  # the seed's name for it
     assert [(e["name"], e["is_moderator"]) for e in started["experts"]] == [
         ("moderator", True), ("pragmatist", False), ("skeptic", False), ("visionary", False),
     ]  # fmt: skip
@@ -148,8 +149,8 @@ async def test_cancel_ends_the_board_with_board_failed_and_an_error_frame(
             await ws.send(json.dumps({"type": "message", "content": f"@board {TOPIC}"}))
             await receive_until(ws, "expert_speech_chunk", timeout=30)
             await ws.send(json.dumps({"type": "cancel"}))
-            error = (await receive_until(ws, "error", timeout=30))[-1]
-            assert error["data"]["code"] == "board_cancelled" and "position" in error
+            result = (await receive_until(ws, "result", timeout=30))[-1]
+            assert result["data"]["status"] == "cancelled" and result["data"]["board_id"] and "position" in result
             # The session is free again: the next message is an ordinary chat turn.
             await ws.send(json.dumps({"type": "message", "content": "hello again"}))
             answer = (await receive_until(ws, "final_answer", timeout=30))[-1]

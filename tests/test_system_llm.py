@@ -107,7 +107,7 @@ async def test_an_openai_compatible_server_streams_tokens_and_calls_tools_end_to
         await ws.send(json.dumps({"type": "message", "content": "what is 17*23?"}))
         frames = await receive_until(ws, "final_answer")
     assert [f["content"] for f in frames if f["type"] == "thinking"] == ["Let me compute."]
-    calls = [f["data"]["data"] for f in frames if f["type"] == "step" and f["data"]["event_type"] == "tool_called"]
+    calls = [f["data"]["data"] for f in frames if f["type"] == "step" and f["data"]["event_type"] == "tool_call"]
     assert [(c["tool"], c["call_id"]) for c in calls] == [("calculator", "call_test_1")]
     tokens = "".join(f["content"] for f in frames if f["type"] == "token")
     assert tokens.endswith("The result is 391.") and frames[-1]["content"] == "The result is 391."

@@ -124,7 +124,7 @@ async def test_a_tool_call_with_the_real_model_runs_the_calculator_and_answers_f
     finally:
         assert system.stop() == 0
     steps = [f["data"] for f in frames if f["type"] == "step"]
-    [called, *_] = [s["data"] for s in steps if s["event_type"] == "tool_called"]
+    [called, *_] = [s["data"] for s in steps if s["event_type"] == "tool_call"]
     [result, *_] = [s["data"] for s in steps if s["event_type"] == "tool_result"]
     assert called["tool"] == "calculator" and isinstance(json.loads(called["arguments"])["expression"], str)
     assert result["call_id"] == called["call_id"] and result["content"]
