@@ -76,8 +76,12 @@ class PhaseConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
 
 
 class PlanExecConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """The phase policy of `plan_exec` turns; `advance_phase` and `ask_human` are allowed in every phase."""
+    """The phase policy of `plan_exec` turns; `advance_phase` and `ask_human` are allowed in every phase.
 
+    With `enabled = false`, a `plan_exec` request runs as a ReAct turn instead.
+    """
+
+    enabled: bool = True
     phases: list[PhaseConfig] = msgspec.field(
         default_factory=lambda: [
             PhaseConfig(name="plan", instructions="Plan the steps; call advance_phase when the plan is ready."),
@@ -176,6 +180,9 @@ class SessionConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
 
     max_running_turns: int = 4
     work_timeout: float = 1800.0
+    greeting: str = r"(?i)^\s*(hi|hello|hey|hiya|good (morning|afternoon|evening)|你好|您好|嗨|哈喽)\s*[!！.。~～]*\s*$"
+    """A message this regular expression matches (and that names no skill or mode) is answered in the
+    direct-chat mode: one model call, no tools. Empty: never."""
 
 
 class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -265,8 +272,12 @@ def _check_agents(config: Config, path: Path) -> None:
             raise ConfigError(f"config {path}: agents.{name}.fallback names unknown endpoints {missing}")
         if agent.max_steps < 1:
             raise ConfigError(f"config {path}: agents.{name}.max_steps must be at least 1")
-    if not config.plan_exec.phases:
+    if config.plan_exec.enabled and not config.plan_exec.phases:
         raise ConfigError(f"config {path}: plan_exec.phases is empty")
+    try:
+        re.compile(config.session.greeting)
+    except re.error as exc:
+        raise ConfigError(f"config {path}: session.greeting is not a regular expression: {exc}") from None
     for role in msgspec.structs.fields(Limits):
         limit = config.limits.of(role.name)  # type: ignore[arg-type]
         if limit.max_tokens < 1 or limit.timeout <= 0 or limit.prompt_tokens < 1:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 import pytest
 
 from actors.config import load_config
@@ -49,7 +50,7 @@ NOW = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 T = "turn1"
 
 
-def setup(content: str = "hi", **overrides: object) -> TurnSetup:
+def setup(content: str = "what can you do?", **overrides: object) -> TurnSetup:
     resolved = resolve_setup(CONFIG, "assistant", content, **overrides)  # type: ignore[arg-type]
     assert isinstance(resolved, TurnSetup)
     return resolved
@@ -296,3 +297,21 @@ def test_the_model_sees_the_newest_history_that_fits_its_prompt_budget() -> None
     assert 1 < len(messages) < len(history)
     kept = [m.content[:3] for m in messages[:-1]]
     assert kept == [f"{i:03}" for i in range(20 - len(kept), 20)]  # the newest, in order
+
+
+@pytest.mark.parametrize("greeting", ["hi", "Hello!", "hey", "good morning.", "你好", "您好！"])
+def test_a_greeting_is_answered_in_the_direct_chat_mode(greeting: str) -> None:
+    s = setup(greeting)
+    assert (s.execution_mode, s.tools) == ("direct", [])
+
+
+def test_a_greeting_with_more_to_say_or_an_explicit_mode_is_a_normal_turn() -> None:
+    assert setup("hi, what is 6*7?").execution_mode == "react"
+    assert setup("hi", execution_mode="react").execution_mode == "react"
+
+
+def test_plan_exec_switched_off_runs_the_react_loop() -> None:
+    off = msgspec.structs.replace(CONFIG, plan_exec=msgspec.structs.replace(CONFIG.plan_exec, enabled=False))
+    resolved = resolve_setup(off, "assistant", "do it", execution_mode="plan_exec")
+    assert isinstance(resolved, TurnSetup) and resolved.execution_mode == "react"
+    assert "advance_phase" not in resolved.tools

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import re
+
 import msgspec
 
 from schemas import ExecutionMode
@@ -58,7 +61,12 @@ def resolve_setup(
             known = ", ".join(sorted(config.skills)) or "none"
             return SetupRefused(code="unknown_skill", message=f"unknown skill {requested.name!r} (known: {known})")
         content = requested.content
-    mode = execution_mode or (skill.execution_mode if skill else None) or agent.execution_mode
+    greeted = skill is None and execution_mode is None and _is_greeting(config.session.greeting, content)
+    mode = (
+        execution_mode or (skill.execution_mode if skill else None) or ("direct" if greeted else agent.execution_mode)
+    )
+    if mode == "plan_exec" and not config.plan_exec.enabled:
+        mode = "react"  # as the seed did: plan_exec switched off runs the ReAct loop
     tools = list(skill.tools if skill else agent.tools)
     if mode == "direct":
         tools = []
@@ -77,3 +85,14 @@ def resolve_setup(
         skill=requested.name if requested else None,
         tool_choice=((skill.tool_choice if skill else None) or agent.tool_choice) if tools else None,
     )
+
+
+@functools.lru_cache(maxsize=8)
+def _greeting(pattern: str) -> re.Pattern[str] | None:
+    return re.compile(pattern) if pattern else None
+
+
+def _is_greeting(pattern: str, content: str) -> bool:
+    """Whether `content` is a greeting, answered with one model call (the seed's greeting shortcut)."""
+    greeting = _greeting(pattern)
+    return greeting is not None and greeting.match(content) is not None
