@@ -48,8 +48,10 @@ async def apply(conn: AsyncConnection, recorded: RecordedEvent) -> None:
                 )
                 .on_conflict_do_nothing()
             )
-        case UserMessage(message_id=message_id, content=content):
-            await _add_message(conn, recorded, message_id, "user", content, None)
+        case UserMessage(message_id=message_id, content=content, shown=shown, routing=routing):
+            # History shows what the user meant: the clean text, the routing beside it (the seed's way).
+            routed: dict[str, object] | None = None if routing is None else {"routing": msgspec.to_builtins(routing)}
+            await _add_message(conn, recorded, message_id, "user", shown or content, None, routed)
         case AssistantMessage(message_id=message_id, content=content, agent_name=agent_name):
             await _add_message(conn, recorded, message_id, "assistant", content, agent_name)
         case SessionClosed():

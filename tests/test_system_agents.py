@@ -150,11 +150,14 @@ async def test_a_fifth_concurrent_turn_gets_an_error(ws: websockets.ClientConnec
             cancelled += frame["type"] == "result"
 
 
-async def test_a_skill_prefix_gives_a_skill_match_frame(ws: websockets.ClientConnection) -> None:
+async def test_a_skill_prefix_gives_a_skill_match_frame(ws: websockets.ClientConnection, system: System) -> None:
     frames = await say(ws, "@skill:math 6*7")
     [match] = [f for f in frames if f["type"] == "skill_match"]
     assert match["data"]["skill"] == "math" and match["data"]["method"] == "prefix"
     assert "42" in frames[-1]["content"]
+    # History keeps what the user meant, as the seed did: the clean content, the skill beside it.
+    user = (await system.messages(ws.session_id))[0]  # type: ignore[attr-defined]
+    assert (user["content"], user["metadata"]) == ("6*7", {"routing": {"mode": "skill", "skill": "math"}})
 
 
 async def test_plan_exec_reports_phases_and_violations(ws: websockets.ClientConnection) -> None:

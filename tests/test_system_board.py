@@ -85,6 +85,11 @@ async def test_history_redraws_the_meeting_and_the_answer_is_the_boards(system: 
         ("assistant", "board_conclusion"),
         ("assistant", None),
     ]
+    # The user's message is shown as the seed stored it: the clean topic, the routing beside it.
+    assert messages[0]["content"] == f"@board {TOPIC}"
+    assert messages[0]["metadata"]["routing"] == {
+        "mode": "board", "experts": ["moderator", "skeptic", "economist"], "rounds": 1,
+    }  # fmt: skip
     started = messages[1]["metadata"]["board_started"]
     assert started["topic"] == TOPIC and [e["name"] for e in started["experts"]] == [
         "moderator",

@@ -12,6 +12,7 @@ import asyncio
 import uuid
 from typing import Any
 
+import msgspec
 import structlog
 
 from schemas import (
@@ -39,6 +40,7 @@ from ..team.routing import TeamRefused, team_spec
 from ..turn.messages import CancelTurn, StartTurn, TurnFinished
 from .messages import Abandon, Deliver
 from .routing import route_to_turn
+from .shown import shown_as
 from .state import (
     Accepted,
     AlreadyDone,
@@ -186,6 +188,8 @@ class SessionActor(EventSourcedActor[SessionState]):
                     busy = f"{cap} turns are running; wait for one to finish"
                     await self._refuse(Refused(code="too_many_turns", message=busy), command.idempotency_key)
                     return None
+                shown, routing = shown_as(user.content, self.ctx.config)
+                user = msgspec.structs.replace(user, shown=shown, routing=routing)
                 await self.record([user], cause=user.idempotency_key)
                 message_id = user.message_id
             case _:

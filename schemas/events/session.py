@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
+import msgspec
+
 from .._base import Event
 from ..commands import ExecutionMode, Metadata
 
@@ -14,14 +18,30 @@ class SessionCreated(Event, frozen=True, kw_only=True):
     metadata: Metadata = {}
 
 
+class Routing(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Where a message's `@skill:` / `@board` / `@team` prefix sent it, as history shows it beside the clean text."""
+
+    mode: Literal["skill", "board", "team"]
+    skill: str | None = None
+    experts: list[str] = []
+    rounds: int | None = None
+
+
 class UserMessage(Event, frozen=True, kw_only=True):
-    """A user message was accepted; `idempotency_key` makes its command retry-safe."""
+    """A user message was accepted; `idempotency_key` makes its command retry-safe.
+
+    `content` is what the user sent (routing prefix included: the session
+    routes by it again after a restart); `shown` is what history shows, the
+    seed's clean content, with the prefix's choices in `routing`.
+    """
 
     message_id: str
     content: str
     idempotency_key: str
     model: str | None = None
     execution_mode: ExecutionMode | None = None
+    shown: str | None = None
+    routing: Routing | None = None
 
 
 class AssistantMessage(Event, frozen=True, kw_only=True):
