@@ -93,7 +93,8 @@ async def test_a_team_plans_runs_independent_phases_at_once_reviews_each_and_ans
     messages = await system.messages(session_id)
     assert messages[0]["role"] == "user" and messages[0]["content"] == f"@team {TASK}"
     assert messages[-1]["agent_name"] == "team_collab" and messages[-1]["content"] == synthesis
-    shown = [m["metadata"]["message_type"] for m in messages if m.get("metadata")]
+    assert messages[0]["metadata"] == {"routing": {"mode": "team", "experts": DEV_TEAM}}
+    shown = [m["metadata"]["message_type"] for m in messages if "message_type" in (m["metadata"] or {})]
     assert "team_formed" in shown and shown.count("team_phase_result") == len(phases)
 
 
