@@ -20,6 +20,7 @@ from .errors import is_outage
 from .experts.actor import QUEUE as EXPERTS_QUEUE
 from .experts.actor import ExpertActor, answer_experts
 from .experts.withdrawals import KIND as WITHDRAWALS
+from .history import HistoryServer
 from .intake import CommandIntake
 from .llm import Provider
 from .llm.registry import build_providers, close_providers
@@ -82,8 +83,9 @@ class Worker:
         self._leases = PartitionLeases(engine, bus.subjects.prefix)
         self._consumers: dict[int, tuple[CommandConsumer, asyncio.Task[None]]] = {}
         self.projector = Projector(engine, self.event_log)
+        self.history = HistoryServer(bus, self.event_log)
         self.ready = asyncio.Event()
-        """Set once the worker takes commands and answers creates and expert requests."""
+        """Set once the worker takes commands and answers creates, events requests and expert requests."""
 
     async def run(self) -> None:
         """Run until cancelled; then stop taking work and let JetStream redeliver the rest."""
@@ -93,6 +95,7 @@ class Worker:
         creates = await self.bus.serve(
             self.bus.subjects.sessions_create, codec.create_session, self._create, queue="workers"
         )
+        await self.history.start()
         withdrawn = await self.bus.subscribe(self.bus.subjects.all_actors(WITHDRAWALS), withdrawals)
         experts = await self.bus.serve(
             self.bus.subjects.all_actors(ExpertActor.kind),
@@ -131,6 +134,7 @@ class Worker:
             # JetStream redelivers its command, and it resumes from its log at the next start.
             await self.intake.stop(STOP_GRACE)
             await experts.unsubscribe()
+            await self.history.stop()
             await withdrawn.close()
             await self._leases.close()
             for task in background:

@@ -60,6 +60,10 @@ class Subjects(msgspec.Struct, frozen=True):
     def session_evt(self, session_id: str) -> str:
         return f"{self.prefix}.session.{validate_id(session_id)}.evt"
 
+    def session_events(self, session_id: str) -> str:
+        """Request/reply: the session's persisted events, answered from the log (`schemas.history`)."""
+        return f"{self.prefix}.session.{validate_id(session_id)}.events"
+
     def actor(self, kind: str, actor_id: str) -> str:
         return f"{self.prefix}.actor.{validate_id(kind, 'actor kind')}.{validate_id(actor_id, kind)}"
 
@@ -70,6 +74,11 @@ class Subjects(msgspec.Struct, frozen=True):
     @property
     def all_session_cmds(self) -> str:
         return f"{self.prefix}.session.*.cmd"
+
+    @property
+    def all_session_events(self) -> str:
+        """The wildcard subject of every session's events request (what a queue group of workers serves)."""
+        return f"{self.prefix}.session.*.events"
 
     def partitioned_cmd(self, partition: int | str = "*") -> str:
         """The subject a command is stored under once the stream has mapped it to a partition."""

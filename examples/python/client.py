@@ -1,0 +1,151 @@
+"""A service speaking to agentbus over NATS alone (nats-py, no agentbus import); see docs/bus.md.
+
+It creates a session, follows the session's live subject, publishes one chat
+message twice with one idempotency key (JetStream stores it once), waits for the
+assistant's answer, then catches up over the events request and checks that the
+log holds the user message once. The last line it prints is a JSON summary;
+it exits 1 when a check fails.
+
+    AGENTBUS_NATS_URL=nats://127.0.0.1:4222 python examples/python/client.py "hello"
+
+Without `AGENTBUS_NATS_URL` it reads `.agentbus/endpoints.json` (what `make run`
+writes), then falls back to nats://127.0.0.1:4222. `AGENTBUS_SUBJECT_PREFIX`
+is the subject prefix (default `agentbus`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import nats
+from nats.aio.msg import Msg
+
+TIMEOUT = 30.0
+"""Seconds to wait for the answer."""
+
+
+def nats_url() -> str:
+    if url := os.environ.get("AGENTBUS_NATS_URL"):
+        return url
+    endpoints = Path(os.environ.get("AGENTBUS_DATA_DIR", ".agentbus")) / "endpoints.json"
+    if endpoints.is_file():
+        return str(json.loads(endpoints.read_text())["nats_url"])
+    return "nats://127.0.0.1:4222"
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+async def request(nc: nats.NATS, subject: str, body: dict[str, Any]) -> dict[str, Any]:
+    """Send a request and return its reply; an `error` reply ends the program."""
+    msg = await nc.request(subject, json.dumps(body).encode(), timeout=5)
+    reply: dict[str, Any] = json.loads(msg.data)
+    if reply["type"] == "error":
+        raise SystemExit(f"{subject}: {reply['code']}: {reply['message']}")
+    return reply
+
+
+async def read_events(nc: nats.NATS, prefix: str, session_id: str, after: int = 0) -> list[dict[str, Any]]:
+    """Return every event of the session after `after`, page by page, from the log over the bus."""
+    found: list[dict[str, Any]] = []
+    while True:
+        page = await request(nc, f"{prefix}.session.{session_id}.events", {"after": after, "limit": 100})
+        found.extend(page["events"])
+        after = page["next_after"]
+        if not page["more"]:
+            return found
+
+
+async def main(text: str, key: str) -> int:
+    prefix = os.environ.get("AGENTBUS_SUBJECT_PREFIX", "agentbus")
+    nc = await nats.connect(nats_url(), name="agentbus-example-python")
+    try:
+        # 1. Create a session (request/reply; any worker answers).
+        ready = await request(nc, f"{prefix}.sessions.create", {"type": "create_session", "agent_name": "assistant"})
+        session_id = ready["session_id"]
+        say(f"session {session_id} created at position {ready['position']}")
+
+        # 2. Follow the session before sending, so nothing said after the send is missed.
+        live: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+        async def on_live(msg: Msg) -> None:
+            await live.put(json.loads(msg.data))
+
+        sub = await nc.subscribe(f"{prefix}.session.{session_id}.evt", cb=on_live)
+        await nc.flush()
+
+        # 3. Publish one message twice with one key: JetStream keeps the first, acks the second as a duplicate.
+        js = nc.jetstream()
+        command = {"type": "send_message", "content": text, "idempotency_key": key}
+        headers = {"Nats-Msg-Id": f"{session_id}:{key}"}
+        acks = []
+        for _ in range(2):
+            ack = await js.publish(f"{prefix}.session.{session_id}.cmd", json.dumps(command).encode(), headers=headers)
+            acks.append({"sequence": ack.seq, "duplicate": bool(ack.duplicate)})
+        say(f"published twice: {acks}")
+
+        # 4. Follow the live subject to the answer (events carry `position`; frames do not).
+        message_id = None
+        seen: set[int] = set()
+        answer = None
+        async with asyncio.timeout(TIMEOUT):
+            while answer is None:
+                item = await live.get()
+                if item["type"] == "command_refused" and item["idempotency_key"] in (key, None):
+                    raise SystemExit(f"refused: {item['code']}: {item['message']}")
+                if item["type"] == "event_omitted":
+                    seen.add(item["position"])  # too big for NATS: the events request has it
+                    continue
+                if item["type"] != "event" or item["position"] in seen:
+                    continue  # a frame (token, …), or an event delivered again
+                seen.add(item["position"])
+                event = item["event"]
+                if event["type"] == "user_message" and event["idempotency_key"] == key:
+                    message_id = event["message_id"]
+                elif event["type"] == "assistant_message" and message_id and event["reply_to"] == message_id:
+                    answer = event["content"]
+                elif event["type"] == "message_failed" and message_id and event["reply_to"] == message_id:
+                    raise SystemExit(f"no answer: {event['code']}: {event['reason']}")
+        await sub.unsubscribe()
+        say(f"answer: {answer}")
+
+        # 5. Catch up over the bus, as a service that reconnects does: the log holds the message once.
+        events = await read_events(nc, prefix, session_id)
+        recorded = [e for e in events if e["event"]["type"] == "user_message" and e["event"]["idempotency_key"] == key]
+        say(f"the log holds {len(events)} events of the session; {len(recorded)} user message with key {key!r}")
+        positions = [e["position"] for e in events]
+        ok = (
+            [a["duplicate"] for a in acks] == [False, True]
+            and len(recorded) == 1
+            and positions == sorted(set(positions))
+            and seen <= set(positions)
+        )
+        summary = {
+            "ok": ok,
+            "session_id": session_id,
+            "acks": acks,
+            "answer": answer,
+            "user_messages": len(recorded),
+            "events": len(events),
+            "live_events": len(seen),
+        }
+        print(json.dumps(summary), flush=True)
+        return 0 if ok else 1
+    finally:
+        await nc.drain()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="Chat with agentbus over NATS, as another service would.")
+    parser.add_argument("text", nargs="?", default="hello from a Python service")
+    parser.add_argument("--key", default=f"example-{uuid.uuid4().hex[:8]}", help="the idempotency key")
+    args = parser.parse_args()
+    sys.exit(asyncio.run(main(args.text, args.key)))
