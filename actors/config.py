@@ -46,6 +46,8 @@ class AgentConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     """
 
     system_prompt: str = "You are a helpful assistant."
+    description: str = ""
+    """What the agent is for, as a client's agent picker shows it."""
     llm: str = "default"
     model: str | None = None
     tools: list[str] = []

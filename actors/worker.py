@@ -11,11 +11,13 @@ import structlog
 from bus import Bus, CommandConsumer, TypedSubscription, ensure_command_stream
 from projections import Checkpoints, Engine, EventLog, PartitionLeases, Projector
 from schemas import CreateSession, ErrorReply, InvalidId, SessionReady, codec, validate_id
+from schemas.agents import list_agents
 from schemas.experts import WithdrawExperts, expert_requests, withdrawals
 
 from .board import BoardActor
 from .config import DEFAULT_CONFIG, Config, load_config
 from .context import WorkerContext
+from .directory import answer_agents
 from .errors import is_outage
 from .experts.actor import QUEUE as EXPERTS_QUEUE
 from .experts.actor import ExpertActor, answer_experts
@@ -95,6 +97,9 @@ class Worker:
         creates = await self.bus.serve(
             self.bus.subjects.sessions_create, codec.create_session, self._create, queue="workers"
         )
+        agents = await self.bus.serve(
+            self.bus.subjects.agents_list, list_agents, answer_agents(self.ctx.config), queue="workers"
+        )
         await self.history.start()
         withdrawn = await self.bus.subscribe(self.bus.subjects.all_actors(WITHDRAWALS), withdrawals)
         experts = await self.bus.serve(
@@ -128,6 +133,7 @@ class Worker:
         finally:
             # Intake stops first; experts keep answering while the work in flight gets its grace.
             await creates.unsubscribe()
+            await agents.unsubscribe()
             for partition in list(self._consumers):
                 await self._release(partition)
             # What has not finished within the grace is cut without recording anything final:

@@ -16,6 +16,7 @@ from schemas.events import (
     RoundSummary,
     SessionClosed,
     SessionCreated,
+    SessionRenamed,
     UserMessage,
 )
 
@@ -52,10 +53,18 @@ async def apply(conn: AsyncConnection, recorded: RecordedEvent) -> None:
             # History shows what the user meant: the clean text, the routing beside it (the seed's way).
             routed: dict[str, object] | None = None if routing is None else {"routing": msgspec.to_builtins(routing)}
             await _add_message(conn, recorded, message_id, "user", shown or content, None, routed)
+            # Until renamed, a session is titled by its first message.
+            await conn.execute(
+                update(rm_sessions)
+                .where(rm_sessions.c.session_id == recorded.session_id, rm_sessions.c.title.is_(None))
+                .values(title=_title(shown or content))
+            )
         case AssistantMessage(message_id=message_id, content=content, agent_name=agent_name):
             await _add_message(conn, recorded, message_id, "assistant", content, agent_name)
         case SessionClosed():
             await _touch(conn, recorded, status="closed")
+        case SessionRenamed(title=title):
+            await _touch(conn, recorded, title=title)
         case ModelCalled() | ExpertSpeech() | RoundSummary() | BoardConcluded() as used:
             await _add_usage(conn, recorded, used)
             await _show_in_history(conn, recorded)
@@ -143,3 +152,12 @@ async def _touch(conn: AsyncConnection, recorded: RecordedEvent, **changes: str)
         .where(rm_sessions.c.session_id == recorded.session_id)
         .values(updated_at=recorded.recorded_at, last_position=recorded.position, **changes)
     )
+
+
+TITLE_CHARS = 80
+
+
+def _title(content: str) -> str:
+    """A title from a message: its first line, at most `TITLE_CHARS` characters."""
+    line = " ".join(content.strip().splitlines()[0].split()) if content.strip() else ""
+    return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1].rstrip() + "…"

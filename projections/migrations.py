@@ -100,6 +100,11 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX rm_usage_session_idx ON rm_usage (session_id)",
         ),
     ),
+    Migration(
+        5,
+        "session titles (the first message, or a rename)",
+        ("ALTER TABLE rm_sessions ADD COLUMN title text",),
+    ),
 )
 
 _CREATE_LEDGER = """CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -6,7 +6,7 @@ import asyncio
 from typing import Any, Literal
 
 import msgspec
-from sqlalchemy import Row, func, select
+from sqlalchemy import Row, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from schemas.commands import Metadata
@@ -41,6 +41,8 @@ class SessionView(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     updated_at: str
     usage: UsageTotals | None = None
     """The session's model usage (`GET /sessions/{id}` only)."""
+    title: str | None = None
+    """What clients list the session by: its rename, else its first message (shortened)."""
 
 
 class MessageView(msgspec.Struct, frozen=True, kw_only=True):
@@ -63,9 +65,15 @@ class ReadModels:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
-    async def list_sessions(self) -> list[SessionView]:
-        """Return every session, open or closed, oldest first."""
+    async def list_sessions(self, q: str | None = None) -> list[SessionView]:
+        """Return every session, open or closed, oldest first; with `q`, those whose title or a message contains it."""
         query = select(rm_sessions).order_by(rm_sessions.c.created_at, rm_sessions.c.session_id)
+        if q:
+            pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            said = select(rm_messages.c.session_id).where(rm_messages.c.content.ilike(pattern, escape="\\"))
+            query = query.where(
+                or_(rm_sessions.c.title.ilike(pattern, escape="\\"), rm_sessions.c.session_id.in_(said))
+            )
         return [_session(row) for row in await self._rows(query, "list sessions")]
 
     async def get_session(self, session_id: str) -> SessionView | None:
@@ -138,6 +146,7 @@ def _session(row: Row[Any]) -> SessionView:
         metadata=_metadata.decode(row.metadata),
         created_at=row.created_at.isoformat(),
         updated_at=row.updated_at.isoformat(),
+        title=row.title,
     )
 
 

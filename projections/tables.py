@@ -64,6 +64,7 @@ rm_sessions = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("last_position", BigInteger, nullable=False),
+    Column("title", Text, nullable=True),
     CheckConstraint("status IN ('active', 'closed')", name="rm_sessions_status_check"),
 )
 

@@ -15,6 +15,7 @@ from .commands import (
     ExecutionMode,
     HumanReply,
     Metadata,
+    RenameSession,
     SendMessage,
     SessionCommand,
 )
@@ -66,6 +67,7 @@ __all__ = [
     "Message",
     "Metadata",
     "RecordedEvent",
+    "RenameSession",
     "Reply",
     "SendMessage",
     "SessionCommand",

@@ -54,5 +54,11 @@ class CloseSession(Command, frozen=True, kw_only=True):
     """Close a session; later messages are refused."""
 
 
-SessionCommand = SendMessage | Cancel | HumanReply | ConfirmationReply | CloseSession
+class RenameSession(Command, frozen=True, kw_only=True):
+    """Give a session the title clients list it by (by default its first message)."""
+
+    title: str
+
+
+SessionCommand = SendMessage | Cancel | HumanReply | ConfirmationReply | CloseSession | RenameSession
 """Every command addressed to one session (subject `session.<sid>.cmd`)."""

@@ -12,11 +12,16 @@ takes 2 bytes, another control character 6, `\\u0001`), non-ASCII travels as
 UTF-8 (2-4 bytes a character). The largest event a command becomes is the
 offline agent's answer, which quotes the last two user messages: 2 ×
 `MAX_TEXT_BYTES` plus an envelope of a few hundred bytes, well under 1 MiB.
+
+A number a client names in a query (a position, an offset, a count) must fit
+PostgreSQL's bigint: `Position` and `Count` bound it, so a larger one is refused
+at the entrance (`position` for a socket's `?after=`, the REST query types for
+REST) instead of failing in the database.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -48,9 +53,19 @@ MAX_SOCKET_FRAME_BYTES = 64 * 1024
 NATS_MAX_PAYLOAD = 1024 * 1024
 """NATS's default `max_payload`: the largest message the live subject carries."""
 
+MAX_POSITION = 2**63 - 1
+"""The largest log position, offset or count a request may name: a PostgreSQL bigint holds no more."""
+
+Position = Annotated[int, msgspec.Meta(ge=0, le=MAX_POSITION)]
+"""A log position or an offset a client names (`?after=`, `?offset=`, `?at=`)."""
+
+Count = Annotated[int, msgspec.Meta(ge=1, le=MAX_POSITION)]
+"""How many items a client asks for (`?limit=`)."""
+
 TOO_LARGE = "too_large"
 INVALID_TEXT = "invalid_text"
 TOO_DEEP = "too_deep"
+INVALID_NUMBER = "invalid_number"
 
 _encoder = msgspec.json.Encoder()
 _WORST_ESCAPE = 6  # bytes one character can become in msgspec's JSON (`\u001f`)
@@ -85,6 +100,23 @@ def check(command: Command) -> Refusal | None:
     if size > MAX_COMMAND_BYTES:
         return Refusal(code=TOO_LARGE, message=f"the command is {size} bytes as JSON, more than {MAX_COMMAND_BYTES}")
     return None
+
+
+def check_json(value: object, path: str, depth: int = 0) -> Refusal | None:
+    """Return why a decoded JSON value breaks the text or nesting limits, or None.
+
+    `depth` is where the value will sit in a command (1 for a command's field), so a
+    value a gateway takes apart before it builds the command is held to the same limits.
+    """
+    return _check_value(value, path, depth)
+
+
+def position(text: str, name: str) -> int | Refusal:
+    """Return the `Position` that `text` (a query parameter called `name`) names, or why it names none."""
+    try:
+        return msgspec.convert(text, Position, strict=False)
+    except msgspec.ValidationError:
+        return Refusal(code=INVALID_NUMBER, message=f"{name} must be an integer from 0 to {MAX_POSITION}")
 
 
 def _check_value(value: Any, path: str, depth: int) -> Refusal | None:

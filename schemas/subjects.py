@@ -54,6 +54,11 @@ class Subjects(msgspec.Struct, frozen=True):
     def sessions_create(self) -> str:
         return f"{self.prefix}.sessions.create"
 
+    @property
+    def agents_list(self) -> str:
+        """Request/reply: the configured agents (`schemas.agents`)."""
+        return f"{self.prefix}.agents.list"
+
     def session_cmd(self, session_id: str) -> str:
         return f"{self.prefix}.session.{validate_id(session_id)}.cmd"
 

@@ -25,6 +25,7 @@ from schemas import (
     CreateSession,
     ErrorReply,
     HumanReply,
+    RenameSession,
     SendMessage,
     SessionReady,
     session_stream,
@@ -48,6 +49,7 @@ from .state import (
     SessionState,
     decide_close,
     decide_create,
+    decide_rename,
     decide_send,
     evolve,
     group_kind,
@@ -95,6 +97,13 @@ class SessionActor(EventSourcedActor[SessionState]):
                 return await self._send(command)
             case Deliver(command=CloseSession() as command):
                 decision = decide_close(self.state, command)
+                if isinstance(decision, Accepted):
+                    await self.record(decision.events, cause=None)
+                elif isinstance(decision, Refused):
+                    await self._refuse(decision, None)
+                return None
+            case Deliver(command=RenameSession() as command):
+                decision = decide_rename(self.state, command)
                 if isinstance(decision, Accepted):
                     await self.record(decision.events, cause=None)
                 elif isinstance(decision, Refused):

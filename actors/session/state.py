@@ -7,8 +7,16 @@ from typing import Literal
 
 import msgspec
 
-from schemas import CloseSession, CreateSession, SendMessage
-from schemas.events import AnyEvent, AssistantMessage, MessageFailed, SessionClosed, SessionCreated, UserMessage
+from schemas import CloseSession, CreateSession, RenameSession, SendMessage
+from schemas.events import (
+    AnyEvent,
+    AssistantMessage,
+    MessageFailed,
+    SessionClosed,
+    SessionCreated,
+    SessionRenamed,
+    UserMessage,
+)
 
 from ..board.plan import is_board_message
 from ..llm import LLMMessage
@@ -41,6 +49,7 @@ class SessionState(msgspec.Struct, kw_only=True):
     created: bool = False
     agent_name: str = ""
     closed: bool = False
+    title: str | None = None
     history: list[LLMMessage] = []
     keys: dict[str, str] = {}
     """idempotency key -> user message id"""
@@ -79,6 +88,8 @@ def evolve(state: SessionState, event: AnyEvent) -> SessionState:
             state.unanswered.pop(reply_to, None)
         case SessionClosed():
             state.closed = True
+        case SessionRenamed(title=title):
+            state.title = title
     return state
 
 
@@ -148,3 +159,20 @@ def decide_close(state: SessionState, command: CloseSession) -> Decision:
     if state.closed:
         return AlreadyDone()
     return Accepted(events=[SessionClosed()])
+
+
+MAX_TITLE_CHARS = 200
+
+
+def decide_rename(state: SessionState, command: RenameSession) -> Decision:
+    """Judge a new title: it needs text and at most `MAX_TITLE_CHARS` characters; the same title again is a no-op."""
+    if not state.created:
+        return Refused(code="unknown_session", message=f"session {state.session_id} does not exist")
+    title = " ".join(command.title.split())
+    if not title:
+        return Refused(code="empty_title", message="a title needs some text")
+    if len(title) > MAX_TITLE_CHARS:
+        return Refused(code="title_too_long", message=f"a title has at most {MAX_TITLE_CHARS} characters")
+    if title == state.title:
+        return AlreadyDone()
+    return Accepted(events=[SessionRenamed(title=title)])

@@ -18,6 +18,7 @@ from .session import (
     SessionClosed,
     SessionCreated,
     SessionEvent,
+    SessionRenamed,
     UserMessage,
 )
 from .team import (
@@ -102,6 +103,7 @@ __all__ = [
     "SessionClosed",
     "SessionCreated",
     "SessionEvent",
+    "SessionRenamed",
     "SkillMatched",
     "TeamDissolved",
     "TeamEvent",

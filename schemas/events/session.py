@@ -85,4 +85,12 @@ class SessionClosed(Event, frozen=True, kw_only=True):
     reason: str = ""
 
 
-SessionEvent = SessionCreated | UserMessage | AssistantMessage | MessageFailed | CommandRejected | SessionClosed
+class SessionRenamed(Event, frozen=True, kw_only=True):
+    """The session's title was set (until then, clients see its first message as the title)."""
+
+    title: str
+
+
+SessionEvent = (
+    SessionCreated | UserMessage | AssistantMessage | MessageFailed | CommandRejected | SessionClosed | SessionRenamed
+)
