@@ -182,6 +182,8 @@ class SessionConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
 
     max_running_turns: int = 4
     work_timeout: float = 1800.0
+    locale: str = "en"
+    """The language of users' texts in a session whose metadata names none (`AGENTBUS_LOCALE` overrides it)."""
     greeting: str = r"(?i)^\s*(hi|hello|hey|hiya|good (morning|afternoon|evening)|你好|您好|嗨|哈喽)\s*[!！.。~～]*\s*$"
     """A message this regular expression matches (and that names no skill or mode) is answered in the
     direct-chat mode: one model call, no tools. Empty: never."""
@@ -215,6 +217,8 @@ def load_config(path: str | Path | None = None) -> Config:
     except msgspec.ValidationError as exc:
         raise ConfigError(f"config {chosen}: {exc}") from None
     _check_references(config, chosen)
+    if locale := os.environ.get("AGENTBUS_LOCALE"):
+        config = msgspec.structs.replace(config, session=msgspec.structs.replace(config.session, locale=locale))
     return config
 
 

@@ -1,4 +1,4 @@
-"""The NATS side of agentbus: typed connection, command stream, embedded server."""
+"""The NATS side of agentbus: typed connection, command stream, object store, embedded server."""
 
 from .commands import (
     DEFAULT_PARTITIONS,
@@ -11,9 +11,20 @@ from .commands import (
 from .connection import Bus, TypedSubscription
 from .embedded import EmbeddedNats, free_port
 from .errors import BusError, MessageTooLarge, PublishFailed, RequestFailed
+from .objects import (
+    MAX_UPLOAD_BYTES,
+    ObjectBucket,
+    ObjectStoreFailed,
+    StoredObject,
+    is_upload_name,
+    new_upload_name,
+    uploads,
+    uploads_bucket_name,
+)
 
 __all__ = [
     "DEFAULT_PARTITIONS",
+    "MAX_UPLOAD_BYTES",
     "Bus",
     "BusError",
     "CommandAck",
@@ -21,10 +32,17 @@ __all__ = [
     "CommandDelivery",
     "EmbeddedNats",
     "MessageTooLarge",
+    "ObjectBucket",
+    "ObjectStoreFailed",
     "PublishFailed",
     "RequestFailed",
+    "StoredObject",
     "TypedSubscription",
     "ensure_command_stream",
     "free_port",
+    "is_upload_name",
+    "new_upload_name",
     "publish_command",
+    "uploads",
+    "uploads_bucket_name",
 ]

@@ -22,6 +22,7 @@ from .metrics import metrics, relay_lag
 from .rest import problem
 from .rest import routes as rest_routes
 from .send import send_message
+from .uploads import download, upload
 from .ws import chat_socket
 
 _STATIC = Path(__file__).parent / "static"
@@ -94,6 +95,8 @@ def create_app(ctx: GatewayContext) -> Starlette:
                 routes=[
                     *rest_routes,
                     Route("/sessions/{session_id}/messages", send_message, methods=["POST"]),
+                    Route("/upload", upload, methods=["POST"]),
+                    Route("/uploads/{name:path}", download, methods=["GET"]),
                     WebSocketRoute("/ws/{session_id}", chat_socket),
                 ],
             ),

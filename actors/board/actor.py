@@ -27,6 +27,7 @@ from ..errors import ActorError, is_outage
 from ..experts.ask import ask_expert
 from ..experts.withdrawals import withdraw
 from ..runtime import ActorHost, DrivenActor
+from ..texts import ENGLISH, texts_for
 from . import logic
 from .conclusion import parse_conclusion
 from .messages import BoardFinished, CancelBoard, DriverGaveUp, Intervene, StartBoard, StepDone
@@ -50,6 +51,8 @@ class BoardActor(DrivenActor[logic.BoardState]):
             state=logic.BoardState(board_id=actor_id),
             evolve=logic.evolve,
         )
+        self._texts = ENGLISH
+        """The session's language, from the start request (a board re-activated by another message reports in English)."""
 
     async def handle(self, message: Any) -> Any:
         match message:
@@ -69,13 +72,15 @@ class BoardActor(DrivenActor[logic.BoardState]):
     def finished(self) -> BoardFinished | None:
         match self.state.outcome:
             case BoardConcluded() as concluded:
-                return BoardFinished(board_id=self.id, user_message_id=self.id, content=logic.final_answer(concluded))
+                content = logic.final_answer(concluded, self._texts)
+                return BoardFinished(board_id=self.id, user_message_id=self.id, content=content)
             case BoardFailed(reason=reason, cancelled=cancelled):
                 code = "cancelled" if cancelled else "board_failed"
                 return BoardFinished(board_id=self.id, user_message_id=self.id, content=reason, failed=True, code=code)
         return None
 
     async def _start(self, request: StartBoard) -> None:
+        self._texts = texts_for(request.locale)
         if not await self.take_start(request.session_id, lambda reason: [BoardFailed(board_id=self.id, reason=reason)]):
             return
         if self.state.started is None:

@@ -22,6 +22,8 @@ from schemas.events import (
 )
 from schemas.experts import TranscriptEntry
 
+from ..texts import ENGLISH, Texts
+
 
 class BoardState(msgspec.Struct, kw_only=True):
     """What a board's own events say about it. Mutable: `evolve` updates it in place."""
@@ -147,19 +149,19 @@ def decide_cancel(state: BoardState, reason: str = "cancelled by the user") -> l
     return [BoardFailed(board_id=state.board_id, reason=reason, cancelled=True)]
 
 
-def final_answer(concluded: BoardConcluded) -> str:
-    """The session's answer to the message that started the board: the conclusion in sections."""
+def final_answer(concluded: BoardConcluded, texts: Texts = ENGLISH) -> str:
+    """The session's answer to the message that started the board: the conclusion in sections, in `texts`' language."""
 
     def bullets(points: list[str]) -> str:
-        return "\n".join(f"- {point}" for point in points) if points else "- (none)"
+        return "\n".join(f"- {point}" for point in points) if points else f"- {texts.none}"
 
     rounds = concluded.total_rounds
     return "\n\n".join(
         [
-            f"## Summary\n\n{concluded.summary}",
-            f"## Decision advice\n\n{concluded.decision_advice or '(none)'}",
-            f"## Consensus\n\n{bullets(concluded.consensus_points)}",
-            f"## Dissent\n\n{bullets(concluded.dissent_points)}",
-            f"_{rounds} round{'s' if rounds != 1 else ''} of discussion_",
+            f"## {texts.summary}\n\n{concluded.summary}",
+            f"## {texts.decision_advice}\n\n{concluded.decision_advice or texts.none}",
+            f"## {texts.consensus}\n\n{bullets(concluded.consensus_points)}",
+            f"## {texts.dissent}\n\n{bullets(concluded.dissent_points)}",
+            texts.one_round if rounds == 1 else texts.rounds.format(rounds=rounds),
         ]
     )

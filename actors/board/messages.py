@@ -19,6 +19,8 @@ class StartBoard(msgspec.Struct, frozen=True, kw_only=True):
     session_id: str
     user_message_id: str
     plan: BoardPlan | BoardRefused
+    locale: str = "en"
+    """The session's language: the final answer's sections are written in it."""
 
 
 class Intervene(msgspec.Struct, frozen=True, kw_only=True):

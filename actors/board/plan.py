@@ -13,9 +13,9 @@ import msgspec
 from schemas.events import ExpertProfile
 
 from ..config import Config, ExpertTemplate
+from ..texts import ENGLISH, Texts
 
 MAX_ROUNDS_LIMIT = 20
-EXAMPLE = "@board Should we move our monolith to microservices?"
 
 _BOARD = re.compile(r"^\s*@board(?=$|[\s:])(?::(?P<names>\S*))?(?P<rest>.*)$", re.DOTALL)
 _ROUNDS = re.compile(r"^\s*rounds=(?P<n>\S*)(?=\s|$)")
@@ -41,8 +41,8 @@ def is_board_message(content: str) -> bool:
     return _BOARD.match(content) is not None
 
 
-def plan_board(content: str, config: Config) -> BoardPlan | BoardRefused | None:
-    """Plan the board `content` asks for; None if it is not an `@board` message."""
+def plan_board(content: str, config: Config, texts: Texts = ENGLISH) -> BoardPlan | BoardRefused | None:
+    """Plan the board `content` asks for (a refusal in `texts`' language); None if it is not an `@board` message."""
     match = _BOARD.match(content)
     if match is None:
         return None
@@ -53,26 +53,28 @@ def plan_board(content: str, config: Config) -> BoardPlan | BoardRefused | None:
         text = rounds["n"]
         if not text.isdigit() or not 1 <= int(text) <= MAX_ROUNDS_LIMIT:
             return BoardRefused(
-                code="invalid_rounds", message=f"rounds must be a number from 1 to {MAX_ROUNDS_LIMIT}, got {text!r}"
+                code="invalid_rounds", message=texts.invalid_rounds.format(limit=MAX_ROUNDS_LIMIT, got=text)
             )
         max_rounds = int(text)
         rest = rest[rounds.end() :]
     topic = rest.strip()
     if not topic:
-        return BoardRefused(code="board_needs_topic", message=f"a board meeting needs a topic, for example: {EXAMPLE}")
+        example = texts.board_example
+        return BoardRefused(code="board_needs_topic", message=texts.board_needs_topic.format(example=example))
     names = [name for name in (match["names"] or "").split(",") if name]
-    members = _members(names, config)
+    members = _members(names, config, texts)
     if isinstance(members, BoardRefused):
         return members
     return BoardPlan(topic=topic, experts=members, max_rounds=max_rounds)
 
 
-def _members(names: list[str], config: Config) -> list[ExpertProfile] | BoardRefused:
+def _members(names: list[str], config: Config, texts: Texts) -> list[ExpertProfile] | BoardRefused:
     experts = config.experts
     unknown = [name for name in names if name not in experts]
     if unknown:
         known = ", ".join(sorted(experts)) or "none configured"
-        return BoardRefused(code="unknown_experts", message=f"unknown experts: {', '.join(unknown)} (known: {known})")
+        message = texts.unknown_experts.format(unknown=", ".join(unknown), known=known)
+        return BoardRefused(code="unknown_experts", message=message)
     chosen = list(dict.fromkeys(names or config.board.default_experts or list(experts)))
     moderators = [name for name in chosen if experts[name].is_moderator]
     if not moderators:
@@ -81,9 +83,7 @@ def _members(names: list[str], config: Config) -> list[ExpertProfile] | BoardRef
         moderators = [default_moderator] if default_moderator else []
     speakers = [name for name in chosen if not experts[name].is_moderator]
     if not speakers:
-        return BoardRefused(
-            code="no_experts", message="a board meeting needs at least one expert who is not the moderator"
-        )
+        return BoardRefused(code="no_experts", message=texts.no_experts)
     return [_profile(name, experts[name]) for name in [*moderators[:1], *speakers]]
 
 

@@ -2,8 +2,9 @@
 
 Given the tools a request offers, the offline "model" calls one when the
 user's message fits it (arithmetic → `calculator`, "what time" → `clock`,
-"delete <name>" → `delete_upload`, which needs confirmation, "ask me …" →
-`ask_human`), then answers from the tool's result. In `plan_exec` it reads
+"delete <name>" → `delete_upload`, which needs confirmation, a message that
+names an upload by its stored name or download URL → `read_upload`, "ask me …"
+→ `ask_human`), then answers from the tool's result. In `plan_exec` it reads
 its phase from the system prompt; in the first phase it acts hastily (it
 calls the tool before planning), which shows the phase policy at work.
 """
@@ -24,6 +25,7 @@ _CLOCK = re.compile(
 _DELETE = re.compile(
     r"\b(?:delete|remove)\s+(?:the\s+)?(?:upload(?:ed)?\s+)?(?:file\s+)?([A-Za-z0-9_][A-Za-z0-9._-]*)", re.I
 )
+_UPLOAD = re.compile(r"(?<![0-9A-Za-z])[0-9a-f]{32}(?:\.[A-Za-z0-9]{1,10})?(?![0-9A-Za-z])")
 _ASK = re.compile(r"\bask me(?:\s+(?:for|about))?\s+(?P<what>[^.?!,]+)?", re.I)
 _PHASE = re.compile(r"Current phase: (\S+?)\.")
 
@@ -46,6 +48,8 @@ def _intent(content: str, tools: set[str]) -> tuple[str, dict[str, str], str] | 
     if "delete_upload" in tools and (found := _DELETE.search(content)):
         name = found.group(1).rstrip(".")
         return "delete_upload", {"filename": name}, f"Deleting {name} cannot be undone, so I will ask you to confirm."
+    if "read_upload" in tools and (found := _UPLOAD.search(content)):
+        return "read_upload", {"filename": found.group(0)}, f"I will read the upload {found.group(0)}."
     if "ask_human" in tools and (found := _ASK.search(content)):
         what = re.sub(r"\bmy\b", "your", (found.group("what") or "").strip())
         question = f"What is {what}?" if what else "What more can you tell me?"

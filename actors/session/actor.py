@@ -38,6 +38,7 @@ from ..context import WorkerContext
 from ..runtime import ActorHost, EventSourcedActor
 from ..team.messages import CancelTeam, InterveneTeam, StartTeam, TeamFinished
 from ..team.routing import TeamRefused, team_spec
+from ..texts import Texts, texts_for
 from ..turn.messages import CancelTurn, StartTurn, TurnFinished
 from .messages import Abandon, Deliver
 from .routing import route_to_turn
@@ -178,7 +179,8 @@ class SessionActor(EventSourcedActor[SessionState]):
         worker re-asserting a command it holds) starts its work again: a turn
         or board at work ignores that, one that died resumes from its log.
         """
-        decision = decide_send(self.state, command, new_id)
+        texts = self._texts()
+        decision = decide_send(self.state, command, new_id, texts)
         match decision:
             case Refused():
                 await self._refuse(decision, command.idempotency_key)
@@ -186,15 +188,15 @@ class SessionActor(EventSourcedActor[SessionState]):
             case AlreadyDone(message_id=str() as message_id) if message_id in self.state.unanswered:
                 pass
             case Accepted(events=[UserMessage() as user]):
-                if isinstance(plan := plan_board(user.content, self.ctx.config), BoardRefused):
+                if isinstance(plan := plan_board(user.content, self.ctx.config, texts), BoardRefused):
                     await self._refuse(Refused(code=plan.code, message=plan.message), command.idempotency_key)
                     return None
-                if isinstance(team := team_spec(user.content, self.ctx.config, user.message_id), TeamRefused):
+                if isinstance(team := team_spec(user.content, self.ctx.config, user.message_id, texts), TeamRefused):
                     await self._refuse(Refused(code=team.code, message=team.message), command.idempotency_key)
                     return None
                 cap = self.ctx.config.session.max_running_turns
                 if plan is None and team is None and len(self.state.running_turns()) >= cap:
-                    busy = f"{cap} turns are running; wait for one to finish"
+                    busy = texts.too_many_turns.format(cap=cap)
                     await self._refuse(Refused(code="too_many_turns", message=busy), command.idempotency_key)
                     return None
                 shown, routing = shown_as(user.content, self.ctx.config)
@@ -209,16 +211,25 @@ class SessionActor(EventSourcedActor[SessionState]):
         self._start_work(message_id)
         return future
 
+    def _locale(self) -> str:
+        """The session's language: its metadata's `locale`, else the configured one."""
+        return self.state.locale or self.ctx.config.session.locale
+
+    def _texts(self) -> Texts:
+        return texts_for(self._locale())
+
     def _start_work(self, message_id: str) -> None:
         """Start (or resume) the board, the team or the turn that answers a message."""
         pending = self.state.unanswered[message_id]
         plan = plan_board(pending.message.content, self.ctx.config)
         if plan is not None:
-            self.host.tell("board", message_id, StartBoard(session_id=self.id, user_message_id=message_id, plan=plan))
+            start_board = StartBoard(session_id=self.id, user_message_id=message_id, plan=plan, locale=self._locale())
+            self.host.tell("board", message_id, start_board)
             return
         spec = team_spec(pending.message.content, self.ctx.config, message_id)
         if spec is not None:
-            self.host.tell("team", message_id, StartTeam(session_id=self.id, user_message_id=message_id, spec=spec))
+            start_team = StartTeam(session_id=self.id, user_message_id=message_id, spec=spec, locale=self._locale())
+            self.host.tell("team", message_id, start_team)
             return
         start = StartTurn(
             session_id=self.id,

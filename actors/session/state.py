@@ -21,6 +21,7 @@ from schemas.events import (
 from ..board.plan import is_board_message
 from ..llm import LLMMessage
 from ..team.routing import is_team_message
+from ..texts import ENGLISH, Texts
 
 GroupKind = Literal["board", "team"]
 
@@ -50,6 +51,8 @@ class SessionState(msgspec.Struct, kw_only=True):
     agent_name: str = ""
     closed: bool = False
     title: str | None = None
+    locale: str | None = None
+    """The language the session asked for in its metadata (`locale`), if any."""
     history: list[LLMMessage] = []
     keys: dict[str, str] = {}
     """idempotency key -> user message id"""
@@ -73,9 +76,11 @@ def evolve(state: SessionState, event: AnyEvent) -> SessionState:
     """Apply one of the session's own events (mutating and returning `state`)."""
     state.version += 1
     match event:
-        case SessionCreated(agent_name=agent_name):
+        case SessionCreated(agent_name=agent_name, metadata=metadata):
             state.created = True
             state.agent_name = agent_name
+            locale = metadata.get("locale")
+            state.locale = locale if isinstance(locale, str) else None
         case UserMessage():
             state.keys[event.idempotency_key] = event.message_id
             state.history.append(LLMMessage(role="user", content=event.content))
@@ -128,17 +133,19 @@ def decide_create(state: SessionState, command: CreateSession) -> Decision:
     )
 
 
-def decide_send(state: SessionState, command: SendMessage, new_id: Callable[[], str]) -> Decision:
-    """Judge a user message: refused on an unknown or closed session, deduplicated by key."""
+def decide_send(
+    state: SessionState, command: SendMessage, new_id: Callable[[], str], texts: Texts = ENGLISH
+) -> Decision:
+    """Judge a user message: refused on an unknown or closed session (in `texts`' language), deduplicated by key."""
     if not state.created:
         return Refused(code="unknown_session", message=f"session {state.session_id} does not exist")
     key = command.idempotency_key or ""
     if key in state.keys:
         return AlreadyDone(message_id=state.keys[key])
     if state.closed:
-        return Refused(code="session_closed", message=f"session {state.session_id} is closed")
+        return Refused(code="session_closed", message=texts.session_closed.format(session_id=state.session_id))
     if not command.content.strip():
-        return Refused(code="empty_message", message="message content is empty")
+        return Refused(code="empty_message", message=texts.empty_message)
     return Accepted(
         events=[
             UserMessage(

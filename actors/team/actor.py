@@ -36,6 +36,7 @@ from ..errors import ActorError, is_outage
 from ..experts.ask import ask_expert
 from ..experts.withdrawals import withdraw
 from ..runtime import ActorHost, DrivenActor
+from ..texts import ENGLISH, texts_for
 from . import logic
 from .messages import (
     Answered,
@@ -74,6 +75,8 @@ class TeamActor(DrivenActor[logic.TeamState]):
         """The team asked for, until its first plan records it."""
         self._woken = asyncio.Event()
         """Set when the mailbox recorded something the driver must see (an intervention)."""
+        self._texts = ENGLISH
+        """The session's language, from the start request (a team re-activated by another message reports in English)."""
 
     async def handle(self, message: Any) -> Any:
         match message:
@@ -94,13 +97,18 @@ class TeamActor(DrivenActor[logic.TeamState]):
         outcome = self.state.outcome
         if outcome is None:
             return None
+        texts = self._texts
         if outcome.status == "completed":
-            return TeamFinished(team_id=self.id, user_message_id=self.id, content=logic.final_answer(self.state))
+            content = logic.final_answer(self.state, texts)
+            return TeamFinished(team_id=self.id, user_message_id=self.id, content=content)
         code = "cancelled" if outcome.status == "cancelled" else "team_failed"
-        reason = f"the team collaboration was {outcome.status}: {outcome.reason}"
+        ended = texts.team_cancelled if outcome.status == "cancelled" else texts.team_failed
+        reason = ended.format(reason=outcome.reason)
         return TeamFinished(team_id=self.id, user_message_id=self.id, content=reason, failed=True, code=code)
 
     async def _start(self, request: StartTeam) -> None:
+        self._texts = texts_for(request.locale)
+
         def failed(reason: str) -> list[AnyEvent]:
             return [TeamDissolved(team_id=self.id, status="failed", reason=reason)]
 

@@ -36,6 +36,7 @@ from schemas.events import (
 )
 from schemas.experts import ExpertAnswer
 
+from ..texts import ENGLISH, Texts
 from .plans import Review, contracts
 
 PhaseStatus = Literal["pending", "running", "completed", "failed"]
@@ -388,10 +389,10 @@ def decide_give_up(state: TeamState, reason: str) -> list[AnyEvent]:
     return [TeamDissolved(team_id=state.team_id, status="failed", reason=reason)]
 
 
-NO_RESULT = "The team finished without a result."
+NO_RESULT = ENGLISH.team_no_result
 
 
-def final_answer(state: TeamState) -> str:
+def final_answer(state: TeamState, texts: Texts = ENGLISH) -> str:
     """The session's answer: the synthesis, else one section per phase result, else a clear "no result"."""
     if state.synthesis is not None and state.synthesis.content.strip():
         return state.synthesis.content.strip()
@@ -400,7 +401,7 @@ def final_answer(state: TeamState) -> str:
         for phase in state.phases.values()
         if phase.results and phase.results[-1].content.strip()
     ]
-    return "\n\n".join(sections) or NO_RESULT
+    return "\n\n".join(sections) or texts.team_no_result
 
 
 def _step(state: TeamState, phase_id: str, member: TeamExpert, content: str) -> ExpertStep:

@@ -20,6 +20,8 @@ class StartTeam(msgspec.Struct, frozen=True, kw_only=True):
     session_id: str
     user_message_id: str
     spec: TeamSpec | TeamRefused
+    locale: str = "en"
+    """The session's language: the final answer's fallbacks and failures are written in it."""
 
 
 class InterveneTeam(msgspec.Struct, frozen=True, kw_only=True):

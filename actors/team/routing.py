@@ -14,8 +14,7 @@ from schemas.events import TeamExpert
 from schemas.experts import expert_id
 
 from ..config import Config
-
-EXAMPLE = "@team Build a user login feature with email and password"
+from ..texts import ENGLISH, Texts
 
 _TEAM = re.compile(r"^\s*@team(?=$|[\s:])(?::(?P<names>\S*))?(?P<rest>.*)$", re.DOTALL)
 
@@ -39,20 +38,24 @@ def is_team_message(content: str) -> bool:
     return _TEAM.match(content) is not None
 
 
-def team_spec(content: str, config: Config, team_id: str) -> TeamSpec | TeamRefused | None:
-    """The team `content` asks for (its experts' ids scoped to `team_id`); None if it is not an `@team` message."""
+def team_spec(content: str, config: Config, team_id: str, texts: Texts = ENGLISH) -> TeamSpec | TeamRefused | None:
+    """The team `content` asks for (its experts' ids scoped to `team_id`, a refusal in `texts`' language).
+
+    None if it is not an `@team` message.
+    """
     match = _TEAM.match(content)
     if match is None:
         return None
     task = match["rest"].strip()
     if not task:
-        return TeamRefused(code="team_needs_task", message=f"a team needs a task, for example: {EXAMPLE}")
+        return TeamRefused(code="team_needs_task", message=texts.team_needs_task.format(example=texts.team_example))
     names = list(dict.fromkeys(name for name in (match["names"] or "").split(",") if name))
     experts = config.experts
     unknown = [name for name in names if name not in experts]
     if unknown:
         known = ", ".join(sorted(experts)) or "none configured"
-        return TeamRefused(code="unknown_experts", message=f"unknown experts: {', '.join(unknown)} (known: {known})")
+        message = texts.unknown_experts.format(unknown=", ".join(unknown), known=known)
+        return TeamRefused(code="unknown_experts", message=message)
     if not names:
         names = config.team.templates.get(config.team.default_template, [])
     if not names:

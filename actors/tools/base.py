@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from bus import Bus
+
 from ..errors import ActorError
 from ..llm import ToolSpec
 
@@ -29,18 +31,25 @@ class InvalidArguments(ToolError):
 
 
 @dataclass(frozen=True)
+class ToolContext:
+    """What a running tool may use besides its arguments: the worker's bus (uploads live in its object store)."""
+
+    bus: Bus
+
+
+@dataclass(frozen=True)
 class Tool:
     """One tool the model may call.
 
-    `run` receives the decoded `args` Struct and returns the text the model
-    sees; it raises `ToolError` to report a failure the model should read.
+    `run` receives the decoded `args` Struct and the `ToolContext`, and returns
+    the text the model sees; it raises `ToolError` to report a failure the model should read.
     `needs_confirmation` makes the turn ask the user before `run` is called.
     """
 
     name: str
     description: str
     args: type[msgspec.Struct]
-    run: Callable[[Any], Awaitable[str]] | None = None
+    run: Callable[[Any, ToolContext], Awaitable[str]] | None = None
     needs_confirmation: bool = False
     kind: ToolKind = "function"
 
@@ -60,11 +69,11 @@ class Tool:
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise InvalidArguments(self.name, str(exc)) from None
 
-    async def call(self, arguments: str) -> str:
+    async def call(self, arguments: str, context: ToolContext) -> str:
         """Parse `arguments` and run the tool; raise `ToolError` on bad arguments or a failure."""
         if self.run is None:
             raise ToolError(f"{self.name} is answered by the turn, not run")
-        return await self.run(self.parse(arguments))
+        return await self.run(self.parse(arguments), context)
 
 
 class ToolRegistry:

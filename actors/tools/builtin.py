@@ -1,17 +1,15 @@
-"""The built-in tools: calculator, clock, ask_human, advance_phase and delete_upload (needs confirmation)."""
+"""The built-in tools: calculator, clock, ask_human, advance_phase, read_upload and delete_upload (needs confirmation)."""
 
 from __future__ import annotations
 
-import os
-import re
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Annotated
 
 import msgspec
 
-from .base import Tool, ToolError, ToolRegistry
+from .base import Tool, ToolContext, ToolError, ToolRegistry
 from .calculator import evaluate, format_number
+from .uploads import DeleteUploadArgs, ReadUploadArgs, delete_upload, read_upload
 
 Arithmetic = Annotated[str, msgspec.Meta(pattern="^[0-9 .+*/()%^-]+$")]
 """Digits, operators and parentheses. It is in the tool's JSON Schema, so a server that constrains
@@ -38,39 +36,15 @@ class AdvancePhaseArgs(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     """What the finished phase achieved."""
 
 
-class DeleteUploadArgs(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    filename: str
-
-
-async def calculator(args: CalculatorArgs) -> str:
+async def calculator(args: CalculatorArgs, _: ToolContext) -> str:
     return f"{args.expression.strip()} = {format_number(evaluate(args.expression))}"
 
 
-async def clock(args: ClockArgs) -> str:
+async def clock(args: ClockArgs, _: ToolContext) -> str:
     if args.timezone.upper() not in ("UTC", "Z", "GMT"):
         raise ToolError(f"unknown time zone {args.timezone!r}; only UTC is available")
     now = datetime.now(UTC)
     return f"It is {now:%H:%M} UTC on {now:%A, %d %B %Y} ({now.isoformat(timespec='seconds')})."
-
-
-_SAFE_NAME = re.compile(r"[A-Za-z0-9._-]{1,128}")
-
-
-def upload_dir() -> Path:
-    """Where uploads live: `$AGENTBUS_UPLOAD_DIR`, else `<data dir>/uploads`."""
-    explicit = os.environ.get("AGENTBUS_UPLOAD_DIR")
-    return Path(explicit) if explicit else Path(os.environ.get("AGENTBUS_DATA_DIR", ".agentbus")) / "uploads"
-
-
-async def delete_upload(args: DeleteUploadArgs) -> str:
-    name = args.filename.strip()
-    if not _SAFE_NAME.fullmatch(name) or name.startswith("."):
-        raise ToolError(f"{name!r} is not an upload name (letters, digits, . _ - only)")
-    path = upload_dir() / name
-    if not path.is_file():
-        return f"There is no upload named {name}; nothing was deleted."
-    path.unlink()
-    return f"Deleted the upload {name}."
 
 
 BUILTIN_TOOLS = ToolRegistry(
@@ -95,8 +69,14 @@ BUILTIN_TOOLS = ToolRegistry(
             kind="advance_phase",
         ),
         Tool(
+            name="read_upload",
+            description="Read an uploaded file by its stored name: its text (the first max_bytes), or what it is if binary.",
+            args=ReadUploadArgs,
+            run=read_upload,
+        ),
+        Tool(
             name="delete_upload",
-            description="Delete an uploaded file by name. The user must confirm first.",
+            description="Delete an uploaded file by its stored name. The user must confirm first.",
             args=DeleteUploadArgs,
             run=delete_upload,
             needs_confirmation=True,

@@ -24,7 +24,7 @@ from ..errors import is_outage
 from ..llm import LLMMessage, LLMRequest, ToolCall
 from ..llm.fallback import generate
 from ..llm.registry import tiers
-from ..tools import BUILTIN_TOOLS, ToolError, ToolRegistry
+from ..tools import BUILTIN_TOOLS, ToolContext, ToolError, ToolRegistry
 from .logic import CallModel, Done, Record, RunTool, Wait, decide_output, next_action, tool_result
 from .phases import PhasePolicy
 from .prompt import conversation
@@ -164,7 +164,7 @@ class ReactDriver:
             return f"unknown tool {call.name!r}", True
         try:
             async with asyncio.timeout(TOOL_TIMEOUT):
-                return await tool.call(call.arguments), False
+                return await tool.call(call.arguments, ToolContext(bus=self.ctx.bus)), False
         except ToolError as exc:
             return str(exc), True
         except TimeoutError:
