@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 
 import msgspec
 
+from .agents import AgentList, ListAgents
 from .commands import CreateSession, SessionCommand
 from .envelope import FeedItem
 from .events import AnyEvent
@@ -52,13 +53,14 @@ FAMILIES = (
     Family(
         "requests",
         "Request bodies: `create_session` on `<prefix>.sessions.create`, "
-        "`read_events` on `<prefix>.session.<sid>.events`.",
-        (CreateSession, ReadEvents),
+        "`read_events` on `<prefix>.session.<sid>.events`, `list_agents` on `<prefix>.agents.list`.",
+        (CreateSession, ReadEvents, ListAgents),
     ),
     Family(
         "replies",
-        "Replies to the requests: `session_ready` or `error` to a create, `events_page` or `error` to an events request.",
-        (CreateSessionReply, EventsReply),
+        "Replies to the requests: `session_ready` or `error` to a create, `events_page` or `error` to an events "
+        "request, `agent_list` to an agents request.",
+        (CreateSessionReply, EventsReply, AgentList),
     ),
     Family(
         "events",

@@ -77,6 +77,8 @@ def test_the_design_vocabulary_is_complete() -> None:
         # Beyond DESIGN §2: a message that ends without an answer is a session fact too,
         # and each model call of a turn is recorded with its usage.
         "message_failed", "model_called", "command_rejected",
+        # A session's title, set by a rename (clients list sessions by it).
+        "session_renamed",
         "turn_started", "skill_matched", "thinking", "tool_called", "tool_result",
         "confirmation_requested", "confirmation_resolved", "human_asked", "human_replied",
         "phase_changed", "phase_violation", "turn_completed", "turn_failed", "turn_cancelled",
