@@ -1,38 +1,93 @@
 """The `agentbus` command: composes schemas, bus, projections, actors and gateway.
 
-agentbus up        embedded nats-server + PostgreSQL, the worker and the gateway
-agentbus worker    actors only (external services)
-agentbus gateway   HTTP/WebSocket only (external services)
-agentbus publish   put a chat message on the bus, as another service would
-agentbus migrate   create or upgrade the database schema
-agentbus projections rebuild   recreate the read models from the log
-agentbus replay    rebuild a board meeting or a team, or outline a session, from the log
-agentbus bench     measure latency and throughput against raw baselines
+Each subcommand's module is imported only when that subcommand runs (`_lazy`),
+so that `agentbus --help`, or a mistyped command, answers at once instead of
+loading NATS, SQLAlchemy, uvicorn and the actors first. A new subcommand names
+its handler as `"module:function"` and keeps its imports out of this module.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
+from collections.abc import Callable
+from typing import Any
 
-from .serve import cmd_gateway, cmd_worker
-from .settings import Settings, configure_logging
-from .tools import cmd_bench, cmd_migrate, cmd_projections, cmd_publish, cmd_replay
-from .up import cmd_up
+from .settings import LOG_FORMATS, Settings, configure_logging
+
+Handler = Callable[[argparse.Namespace, Settings], int | None]
+
+DESCRIPTION = """\
+Multi-agent LLM conversations as event-sourced actors on NATS, every turn in a
+PostgreSQL event log. Commands that need the services find them through
+<data-dir>/endpoints.json, written by a running `agentbus up`, or through
+AGENTBUS_NATS_URL and AGENTBUS_DATABASE_URL. A position is an event's place in
+the whole log (one increasing sequence over every session)."""
+
+
+def _lazy(target: str) -> Handler:
+    """The handler `module:function` of this package, imported only when it runs."""
+    module, _, function = target.partition(":")
+
+    def run(args: argparse.Namespace, settings: Settings) -> int | None:
+        handler: Handler = getattr(importlib.import_module(f".{module}", __name__), function)
+        return handler(args, settings)
+
+    return run
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="agentbus", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="agentbus", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--log-level", default=os.environ.get("AGENTBUS_LOG_LEVEL", "info"))
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument(
+        "--log-level",
+        default=os.environ.get("AGENTBUS_LOG_LEVEL", "info"),
+        help="debug, info (default), warning, error",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default=os.environ.get("AGENTBUS_LOG_FORMAT", "auto"),
+        help="auto (default): readable on a terminal, JSON lines otherwise",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    examples: list[str] = []
 
-    def with_data_dir(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        p.add_argument("--data-dir", default=os.environ.get("AGENTBUS_DATA_DIR", ".agentbus"))
+    def command(
+        name: str, handler: str, summary: str, example: str, details: str = "", *, data_dir: bool = True, **kw: Any
+    ) -> argparse.ArgumentParser:
+        """Add subcommand `name`: `summary` in the list, `details` and `example` in its own --help."""
+        what = f"{summary[:1].upper()}{summary[1:]}."
+        description = f"{what}\n\n{details}" if details else what
+        p = sub.add_parser(
+            name,
+            help=summary,
+            description=description,
+            epilog=f"example:\n  {example}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            **kw,
+        )
+        if data_dir:
+            p.add_argument(
+                "--data-dir",
+                default=os.environ.get("AGENTBUS_DATA_DIR", ".agentbus"),
+                help="the data dir of `agentbus up` (default .agentbus): its endpoints.json says where the services are",
+            )
+        p.set_defaults(func=_lazy(handler))
+        examples.append(f"  {example}")
         return p
 
-    up = with_data_dir(sub.add_parser("up", help="run everything on embedded services"))
+    up = command(
+        "up",
+        "up:cmd_up",
+        "run everything on embedded services: nats-server, PostgreSQL, the worker and the gateway",
+        "agentbus up --port 8000",
+        "The servers run under --data-dir (unless AGENTBUS_NATS_URL / AGENTBUS_DATABASE_URL name\n"
+        "external ones), one instance per data dir; <data-dir>/endpoints.json tells the other\n"
+        "commands where they are. Ctrl-C stops everything in order.",
+    )
     up.add_argument("--host", default="127.0.0.1")
     up.add_argument("--port", type=int, default=8000, help="0 picks a free port")
     up.add_argument(
@@ -41,31 +96,72 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("AGENTBUS_LLM") or None,
         help="local: serve every agent and expert with a small local model (built once per machine, then cached)",
     )
-    up.set_defaults(func=cmd_up)
 
-    worker = with_data_dir(sub.add_parser("worker", help="run the actors"))
-    worker.set_defaults(func=cmd_worker)
+    command(
+        "worker",
+        "serve:cmd_worker",
+        "run the actors (sessions, turns, boards, teams) on external services",
+        "agentbus worker --data-dir .agentbus",
+        "The services are AGENTBUS_NATS_URL and AGENTBUS_DATABASE_URL, or those of a running `agentbus up`\n"
+        "(the example adds a worker beside it). Run as many as needed: workers share the command\n"
+        "partitions, and take over those of one that dies.",
+    )
 
-    gw = with_data_dir(sub.add_parser("gateway", help="run the HTTP/WebSocket gateway"))
+    gw = command(
+        "gateway",
+        "serve:cmd_gateway",
+        "run the HTTP/WebSocket gateway on external services",
+        "agentbus gateway --data-dir .agentbus --port 8081",
+        "The services are AGENTBUS_NATS_URL and AGENTBUS_DATABASE_URL, or those of a running `agentbus up`\n"
+        "(the example serves a second gateway beside it).",
+    )
     gw.add_argument("--host", default="127.0.0.1")
     gw.add_argument("--port", type=int, default=8000)
-    gw.set_defaults(func=cmd_gateway)
 
-    pub = with_data_dir(sub.add_parser("publish", help="publish a chat message onto the bus"))
+    pub = command(
+        "publish",
+        "publish:cmd_publish",
+        "send a chat message to a session over the bus, as another service would, and wait for its verdict",
+        'agentbus publish --session 3f2c9a0e --idempotency-key k1 "hello from a service"',
+        "Exits 0 once the session accepted the message (its JSON receipt on stdout: the command's\n"
+        "sequence, the message's id and log position), 2 if it refused it (unknown or closed session,\n"
+        "empty message: the reason on stderr), 1 if it did not answer within --timeout.",
+    )
     pub.add_argument("--session", required=True)
-    pub.add_argument("--idempotency-key")
+    pub.add_argument("--idempotency-key", help="publishing again with the same key sends nothing new")
+    pub.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the session (default 30)")
     pub.add_argument("text")
-    pub.set_defaults(func=cmd_publish)
 
-    mig = with_data_dir(sub.add_parser("migrate", help="create or upgrade the database schema"))
-    mig.set_defaults(func=cmd_migrate)
+    tail = command(
+        "tail",
+        "tail:cmd_tail",
+        "print a session's feed as it happens, until Ctrl-C",
+        "agentbus tail 3f2c9a0e --after 12",
+        "First the session's events from the log after --after, then its live feed: one line per event\n"
+        "(log position, type, speaker, text); an answer's tokens and a speech's chunks stream on one line.",
+    )
+    tail.add_argument("session", help="the session id")
+    tail.add_argument("--after", type=int, default=0, help="skip the events up to this log position (default 0)")
 
-    projections = with_data_dir(sub.add_parser("projections", help="manage the read models"))
+    command("migrate", "tools:cmd_migrate", "create or upgrade the database schema", "agentbus migrate")
+
+    projections = command(
+        "projections",
+        "tools:cmd_projections",
+        "manage the read models (sessions, history, usage)",
+        "agentbus projections rebuild",
+        "rebuild empties the read models and projects the whole event log again, then reports what it\n"
+        "rebuilt. It needs the database of a running `agentbus up`, or of a stopped one (started for it).",
+    )
     projections.add_argument("action", choices=["rebuild"], help="recreate the read models from the event log")
-    projections.set_defaults(func=cmd_projections)
 
-    replay = with_data_dir(
-        sub.add_parser("replay", help="rebuild a board or a team, or outline a session, from the event log")
+    replay = command(
+        "replay",
+        "tools:cmd_replay",
+        "rebuild a board or a team, or outline a session, from the event log",
+        "agentbus replay board 3f2c9a0e --format json --at 42",
+        "Only the database is read: that of a running `agentbus up`, or of a stopped one under\n"
+        "--data-dir (started for the replay, then stopped), or AGENTBUS_DATABASE_URL.",
     )
     replay.add_argument("what", choices=["board", "team", "session"])
     replay.add_argument("id", help="the board or team id (= the id of the message that started it) or the session id")
@@ -73,11 +169,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--format", choices=["markdown", "json"], default="markdown", help="board or team output (default markdown)"
     )
     replay.add_argument("--at", type=int, help="show the board or team as it stood at this log position")
-    replay.set_defaults(func=cmd_replay)
 
     # Every argument after `bench` goes to `python -m bench.run`, `--help` included.
-    bench = sub.add_parser("bench", help="run the benchmarks in bench/ (source tree only)", add_help=False)
-    bench.set_defaults(func=cmd_bench)
+    command(
+        "bench",
+        "tools:cmd_bench",
+        "run the benchmarks in bench/ (source tree only)",
+        "agentbus bench --only board",
+        data_dir=False,
+        add_help=False,
+    )
+
+    parser.epilog = "examples (`agentbus COMMAND --help` says more):\n" + "\n".join(examples)
     return parser
 
 
@@ -88,5 +191,5 @@ def main(argv: list[str] | None = None) -> int:
         args.bench_args = rest
     elif rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    configure_logging(args.log_level)
+    configure_logging(args.log_level, args.log_format)
     return int(args.func(args, Settings.from_env()) or 0)

@@ -14,7 +14,7 @@ import os
 import signal
 import socket
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any
 
 import structlog
@@ -25,9 +25,10 @@ from actors.config import Config, ConfigError, load_config
 from actors.llm import OfflineProvider
 from bus import Bus
 from gateway import GatewayContext, create_app
-from projections import Engine, EventLog, ReadModels, create_engine, ensure_database, migrate
+from projections import Engine, EventLog, ReadModels
 from schemas import Subjects
 
+from .database import open_database
 from .embedded import EmbeddedServers, ServerFailed, bind_http
 from .settings import Settings, require_urls
 
@@ -44,24 +45,6 @@ CLIENT_CLOSE = 0.5
 
 WATCHDOG = 10.0
 """Seconds after the stop began at which the process ends whatever is stuck (the bounds above add up to less)."""
-
-
-async def open_database(url: str) -> Engine:
-    """Create (if need be) and migrate the database of `url`; return an engine on it."""
-    await ensure_database(url)
-    engine = create_engine(url)
-    await migrate(engine)
-    return engine
-
-
-@contextlib.asynccontextmanager
-async def database(url: str) -> AsyncIterator[Engine]:
-    """`open_database` for the one-shot commands, disposed on exit."""
-    engine = await open_database(url)
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
 
 
 async def bounded(what: str, close: Callable[[], Awaitable[object]], timeout: float) -> None:

@@ -7,11 +7,14 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Literal, TextIO
 
 import msgspec
-import structlog
 
 ENDPOINTS_FILE = "endpoints.json"
+
+LogFormat = Literal["auto", "console", "json"]
+LOG_FORMATS: tuple[LogFormat, ...] = ("auto", "console", "json")
 
 
 class Endpoints(msgspec.Struct, frozen=True, kw_only=True):
@@ -46,18 +49,36 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         )
 
 
-def configure_logging(level: str = "info") -> None:
-    """JSON logs with the context bound at message boundaries (session_id, actor, correlation_id)."""
-    structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
+def configure_logging(level: str = "info", log_format: LogFormat = "auto", stream: TextIO | None = None) -> None:
+    """Log to `stream` (stderr) with the context bound at message boundaries (session_id, actor, correlation_id).
+
+    `auto` renders for a person when the stream is a terminal (one aligned,
+    coloured line per event, tracebacks in full) and as one JSON object per
+    line otherwise, for a log collector; `console` and `json` force either.
+    """
+    # Imported here, not at the top: structlog costs a tenth of a second, and `agentbus --help` should not pay it.
+    import structlog
+
+    stream = stream if stream is not None else sys.stderr
+    console = log_format == "console" or (log_format == "auto" and stream.isatty())
+    shared: list[structlog.typing.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+    ]
+    rendering: list[structlog.typing.Processor] = (
+        # ConsoleRenderer formats exceptions itself; format_exc_info before it would flatten them.
+        [structlog.processors.TimeStamper(fmt="%H:%M:%S", utc=False), structlog.dev.ConsoleRenderer(colors=True)]
+        if console
+        else [
             structlog.processors.TimeStamper(fmt="iso"),
             structlog.processors.format_exc_info,
             structlog.processors.JSONRenderer(),
-        ],
+        ]
+    )
+    structlog.configure(
+        processors=[*shared, *rendering],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(stream),
     )
 
 
@@ -78,12 +99,3 @@ def require_urls(args: argparse.Namespace, settings: Settings) -> tuple[str, str
             f"(it writes {Path(args.data_dir) / ENDPOINTS_FILE})"
         )
     return nats_url, database_url
-
-
-def database_url(args: argparse.Namespace, settings: Settings) -> str:
-    """The database of `$AGENTBUS_DATABASE_URL` or of a running `agentbus up`; commands that read the log need no NATS."""
-    found = discover(args, settings)
-    url = settings.database_url or (found.database_url if found else None)
-    if not url:
-        raise SystemExit("no database: set AGENTBUS_DATABASE_URL, or run `agentbus up` first")
-    return url

@@ -1,10 +1,13 @@
-"""The one-shot commands: `publish`, `migrate`, `projections rebuild`, `replay`, `bench`."""
+"""The one-shot commands on the database: `migrate`, `projections rebuild`, `replay`; and `bench`.
+
+Each reads the database of a running `agentbus up`, of a stopped one, or of
+`$AGENTBUS_DATABASE_URL` (see `cli.database`).
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import signal
 import subprocess
 import sys
@@ -12,74 +15,48 @@ from pathlib import Path
 
 import msgspec
 
-from bus import Bus, BusError, publish_command
 from projections import EventLog, Projector, create_engine
 from projections.replay import board_markdown, load_board, load_team, session_outline, team_markdown
-from schemas import SendMessage, Subjects
 
-from .serve import database
-from .settings import Settings, database_url, discover
-
-
-def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
-    found = discover(args, settings)
-    nats_url = settings.nats_url or (found.nats_url if found else None)
-    if not nats_url:
-        raise SystemExit("no NATS: set AGENTBUS_NATS_URL or run `agentbus up` first")
-
-    async def main() -> int:
-        try:
-            bus = await Bus.connect(nats_url, name="agentbus-publish", subjects=Subjects(settings.subject_prefix))
-        except BusError as exc:
-            raise SystemExit(str(exc)) from None
-        try:
-            ack = await publish_command(
-                bus, args.session, SendMessage(content=args.text, idempotency_key=args.idempotency_key)
-            )
-        except BusError as exc:
-            raise SystemExit(str(exc)) from None
-        finally:
-            await bus.close()
-        print(json.dumps(msgspec.to_builtins(ack)))
-        return 0
-
-    return asyncio.run(main())
+from .database import database, database_url
+from .settings import Settings
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
-    url = database_url(args, settings)
-
-    async def main() -> None:
+    async def main(url: str) -> None:
         async with database(url):
             pass
 
-    asyncio.run(main())
+    with database_url(args, settings) as url:
+        asyncio.run(main(url))
     print("database schema is up to date")
     return 0
 
 
 def cmd_projections(args: argparse.Namespace, settings: Settings) -> int:
-    """Recreate the read models from the event log (identical to what the projector built live)."""
-    url = database_url(args, settings)
+    """Recreate the read models from the event log (identical to what the projector built live); say what was rebuilt."""
 
-    async def main() -> None:
+    async def main(url: str) -> str:
         async with database(url) as engine:
             event_log = EventLog(engine)
             try:
-                await Projector(engine, event_log).rebuild()
+                rebuilt = await Projector(engine, event_log).rebuild()
             finally:
                 await event_log.close()
+        rows = [f"  {table:<12} {count:>8} rows" for table, count in rebuilt.rows.items()]
+        return "\n".join(
+            [f"read models rebuilt from {rebuilt.events} events (the log up to position {rebuilt.position})", *rows]
+        )
 
-    asyncio.run(main())
-    print("read models rebuilt from the event log")
+    with database_url(args, settings) as url:
+        print(asyncio.run(main(url)))
     return 0
 
 
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     """Rebuild a board or a team, or outline a session, from the event log alone (only the database is needed)."""
-    url = database_url(args, settings)
 
-    async def main() -> str:
+    async def main(url: str) -> str:
         engine = create_engine(url)
         event_log = EventLog(engine)
         try:
@@ -98,7 +75,8 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
             await event_log.close()
             await engine.dispose()
 
-    print(asyncio.run(main()))
+    with database_url(args, settings) as url:
+        print(asyncio.run(main(url)))
     return 0
 
 

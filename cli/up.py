@@ -28,6 +28,7 @@ from actors.config import Config, LLMEndpoint
 from bus import Bus
 from schemas import Subjects
 
+from .database import open_database
 from .embedded import DataDirLock, EmbeddedServers, bind_http, supervise
 from .local_llm import MODEL_ALIAS, LocalLLM, LocalLLMError
 from .serve import (
@@ -40,7 +41,6 @@ from .serve import (
     bounded,
     config_or_exit,
     offline_provider,
-    open_database,
     raise_failure,
     stop_task,
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import msgspec
 import structlog
 from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
@@ -23,6 +24,17 @@ from .tables import READ_MODEL_TABLES, checkpoints, events
 logger = structlog.get_logger(__name__)
 
 _REBUILD_POLL = 0.05
+
+
+class Rebuilt(msgspec.Struct, frozen=True, kw_only=True):
+    """What `Projector.rebuild` did: the log it replayed and the rows the read models hold after it."""
+
+    position: int
+    """The log's last position when the rebuild began: the tables reflect the log up to at least here."""
+    events: int
+    """How many events of the log, up to `position`, were replayed."""
+    rows: dict[str, int]
+    """Rows per read-model table once rebuilt (a projector running meanwhile may have added later ones)."""
 
 
 class Projector:
@@ -64,7 +76,7 @@ class Projector:
                 logger.warning("projector_database_failed", projector=self.name, error=reason(exc))
                 await asyncio.sleep(self._retry_interval)
 
-    async def rebuild(self) -> None:
+    async def rebuild(self) -> Rebuilt:
         """Empty the read models and the checkpoint, then project the log from position 0.
 
         Returns once the tables reflect the log as it was when called. If
@@ -85,10 +97,11 @@ class Projector:
                         if await self._try_lock(conn):
                             while await self._step(conn):
                                 pass
-                            return
+                            break
                         if await self._checkpoint(conn) >= target:
-                            return
+                            break
                         await asyncio.sleep(_REBUILD_POLL)
+                    return await _rebuilt(conn, target)
                 finally:
                     await _release(conn)
 
@@ -146,6 +159,13 @@ class Projector:
     async def _reset_checkpoint(self, conn: AsyncConnection) -> None:
         upsert = insert(checkpoints).values(name=self.name, position=0)
         await conn.execute(upsert.on_conflict_do_update(index_elements=[checkpoints.c.name], set_={"position": 0}))
+
+
+async def _rebuilt(conn: AsyncConnection, target: int) -> Rebuilt:
+    replayed = await conn.scalar(select(func.count()).select_from(events).where(events.c.position <= target))
+    rows = {table.name: await conn.scalar(select(func.count()).select_from(table)) or 0 for table in READ_MODEL_TABLES}
+    await conn.commit()
+    return Rebuilt(position=target, events=replayed or 0, rows=rows)
 
 
 async def _release(conn: AsyncConnection) -> None:

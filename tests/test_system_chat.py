@@ -132,7 +132,7 @@ async def refusals(system: System, session_id: str, *publish_args: str) -> list[
     feed = await bus.subscribe(bus.subjects.session_evt(session_id), codec.feed)
     try:
         result = system.publish("--session", session_id, *publish_args)
-        assert result.returncode == 0, result.stderr
+        assert result.returncode == 2 and "refused the message" in result.stderr, result.stderr
         async with asyncio.timeout(10):
             async for item in feed:
                 if isinstance(item, CommandRefused):
