@@ -21,7 +21,7 @@ from cli.local_llm import LocalLLM
 from projections import Engine, create_engine, migrate
 from projections.database import asyncpg_dsn
 from projections.embedded import EmbeddedPostgres
-from tests.system import System, delete_command_stream
+from tests.system import System, delete_command_stream, delete_uploads_bucket
 
 
 @pytest.fixture(scope="session")
@@ -106,6 +106,7 @@ async def subject_prefix(nats_url: str) -> AsyncIterator[str]:
     prefix = "t" + uuid.uuid4().hex[:10]
     yield prefix
     await delete_command_stream(nats_url, prefix)
+    await delete_uploads_bucket(nats_url, prefix)
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ import nats
 import nats.js.errors
 import websockets
 
+from bus import uploads_bucket_name
 from schemas import Subjects
 
 AGENTBUS = str(Path(sys.executable).parent / "agentbus")
@@ -167,6 +168,17 @@ async def delete_command_stream(nats_url: str, prefix: str) -> None:
     nc = await nats.connect(nats_url)
     try:
         await nc.jetstream().delete_stream(Subjects(prefix).cmd_stream)
+    except nats.js.errors.NotFoundError:
+        pass
+    finally:
+        await nc.close()
+
+
+async def delete_uploads_bucket(nats_url: str, prefix: str) -> None:
+    """Delete the uploads bucket (Object Store) of a test's subject prefix, if an upload created it."""
+    nc = await nats.connect(nats_url)
+    try:
+        await nc.jetstream().delete_object_store(uploads_bucket_name(Subjects(prefix)))
     except nats.js.errors.NotFoundError:
         pass
     finally:

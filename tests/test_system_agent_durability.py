@@ -14,19 +14,15 @@ from tests.system import System, receive_until
 async def test_a_confirmation_pending_at_kill_9_completes_the_turn_once_after_restart(
     tmp_path: Path, system_env: dict[str, str]
 ) -> None:
-    uploads = tmp_path / "uploads"
-    uploads.mkdir()
-    (uploads / "crash.txt").write_text("x")
-    env = {
-        **system_env,
-        "AGENTBUS_ACK_WAIT": "2",
-        "AGENTBUS_UPLOAD_DIR": str(uploads),
-    }
+    env = {**system_env, "AGENTBUS_ACK_WAIT": "2"}
     system = System(tmp_path / "data", env).start()
+    async with system.http() as client:
+        uploaded = await client.post("/upload", files={"file": ("crash.txt", b"x", "text/plain")})
+        name = uploaded.json()["stored_name"]
     session_id = await system.create_session()
     async with websockets.connect(system.ws_base + session_id) as ws:
         await ws.recv()
-        await ws.send(json.dumps({"type": "message", "content": "delete crash.txt"}))
+        await ws.send(json.dumps({"type": "message", "content": f"delete {name}"}))
         request = (await receive_until(ws, "confirmation_request"))[-1]
     assert system.stop(signal.SIGKILL) == -signal.SIGKILL
 
@@ -42,7 +38,9 @@ async def test_a_confirmation_pending_at_kill_9_completes_the_turn_once_after_re
             await ws.send(json.dumps(reply))
             frames = await receive_until(ws, "final_answer", timeout=30)
         assert [f["data"]["approved"] for f in frames if f["type"] == "confirmation_result"] == [True]
-        assert "Deleted the upload crash.txt" in frames[-1]["content"] and not (uploads / "crash.txt").exists()
+        assert f"Deleted the upload {name}" in frames[-1]["content"]
+        async with system.http() as client:
+            assert (await client.get(f"/uploads/{name}")).status_code == 404
         messages = await system.messages(session_id)
         assert [m["role"] for m in messages] == ["user", "assistant"]
         async with system.http() as client:

@@ -6,13 +6,12 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 import websockets
 
 from tests.conftest import new_database
-from tests.system import System, delete_command_stream, receive_quiet, receive_until
+from tests.system import System, delete_command_stream, delete_uploads_bucket, receive_quiet, receive_until
 
 
 @pytest.fixture(scope="module")
@@ -23,14 +22,7 @@ async def database_url(postgres_url: str) -> AsyncIterator[str]:
 
 
 @pytest.fixture(scope="module")
-def uploads(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("uploads")
-
-
-@pytest.fixture(scope="module")
-async def system(
-    tmp_path_factory: pytest.TempPathFactory, nats_url: str, database_url: str, uploads: Path
-) -> AsyncIterator[System]:
+async def system(tmp_path_factory: pytest.TempPathFactory, nats_url: str, database_url: str) -> AsyncIterator[System]:
     """One `agentbus up` for this module; each test works in a session of its own."""
     prefix = "agents" + uuid.uuid4().hex[:8]
     env = {
@@ -38,13 +30,13 @@ async def system(
         "AGENTBUS_DATABASE_URL": database_url,
         "AGENTBUS_SUBJECT_PREFIX": prefix,
         "AGENTBUS_OFFLINE_DELAY": "0.03",
-        "AGENTBUS_UPLOAD_DIR": str(uploads),
         "AGENTBUS_ANSWER_TIMEOUT": "5",
     }
     system = System(tmp_path_factory.mktemp("agents") / "data", env).start()
     yield system
     assert system.stop() == 0
     await delete_command_stream(nats_url, prefix)
+    await delete_uploads_bucket(nats_url, prefix)
 
 
 @pytest.fixture
@@ -78,9 +70,17 @@ async def test_arithmetic_shows_the_calculator_step_then_the_answer(ws: websocke
     assert "391" in frames[-1]["content"] and "token" in types
 
 
-async def test_a_denied_confirmation_ends_the_turn_politely(ws: websockets.ClientConnection, uploads: Path) -> None:
-    (uploads / "keep.txt").write_text("precious")
-    request = (await say(ws, "please delete keep.txt", until="confirmation_request"))[-1]["data"]
+async def upload(system: System, content: bytes) -> str:
+    """Upload `content` through the gateway; its stored name."""
+    async with system.http() as client:
+        response = await client.post("/upload", files={"file": ("notes.txt", content, "text/plain")})
+        response.raise_for_status()
+        return response.json()["stored_name"]
+
+
+async def test_a_denied_confirmation_ends_the_turn_politely(ws: websockets.ClientConnection, system: System) -> None:
+    name = await upload(system, b"precious")
+    request = (await say(ws, f"please delete {name}", until="confirmation_request"))[-1]["data"]
     assert request["command"].startswith("delete_upload") and request["confirmation_id"]
     await ws.send(
         json.dumps({"type": "confirmation_reply", "confirmation_id": request["confirmation_id"], "approved": False})
@@ -88,19 +88,22 @@ async def test_a_denied_confirmation_ends_the_turn_politely(ws: websockets.Clien
     frames = await receive_until(ws, "final_answer")
     [result] = [f for f in frames if f["type"] == "confirmation_result"]
     assert result["data"]["approved"] is False
-    assert "did not delete keep.txt" in frames[-1]["content"] and (uploads / "keep.txt").exists()
+    assert f"did not delete {name}" in frames[-1]["content"]
+    async with system.http() as client:
+        assert (await client.get(f"/uploads/{name}")).content == b"precious"
 
 
-async def test_an_approved_confirmation_runs_the_tool(ws: websockets.ClientConnection, uploads: Path) -> None:
-    (uploads / "old.txt").write_text("bye")
-    request = (await say(ws, "delete old.txt", until="confirmation_request"))[-1]["data"]
+async def test_an_approved_confirmation_runs_the_tool(ws: websockets.ClientConnection, system: System) -> None:
+    name = await upload(system, b"bye")
+    request = (await say(ws, f"delete {name}", until="confirmation_request"))[-1]["data"]
     await ws.send(
         json.dumps({"type": "confirmation_reply", "confirmation_id": request["confirmation_id"], "approved": True})
     )
     frames = await receive_until(ws, "final_answer")
     assert [f["data"]["approved"] for f in frames if f["type"] == "confirmation_result"] == [True]
-    assert steps(frames, "tool_result")[0]["content"] == "Deleted the upload old.txt."
-    assert not (uploads / "old.txt").exists()
+    assert steps(frames, "tool_result")[0]["content"] == f"Deleted the upload {name}."
+    async with system.http() as client:
+        assert (await client.get(f"/uploads/{name}")).status_code == 404
 
 
 async def test_ask_human_round_trip(ws: websockets.ClientConnection) -> None:
