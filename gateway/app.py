@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, PlainTextResponse, Response
@@ -19,9 +20,11 @@ from .auth import authorized
 from .context import GatewayContext
 from .health import SERVICE_UNAVAILABLE
 from .metrics import metrics, relay_lag
-from .rest import problem
+from .openapi import ApiRoute, Content
+from .openapi import routes as openapi_routes
+from .rest import Problem, http_error, problem
 from .rest import routes as rest_routes
-from .send import send_message
+from .send import route as send_route
 from .uploads import download, upload
 from .ws import chat_socket
 
@@ -86,15 +89,22 @@ def create_app(ctx: GatewayContext) -> Starlette:
     """Build the gateway around already-connected handles (owned by the caller)."""
     app = Starlette(
         routes=[
-            Route("/", index),
-            Route("/healthz", healthz),
-            Route("/readyz", readyz),
-            Route("/metrics", metrics),
+            ApiRoute("/", index, "GET", summary="The chat page", responses={200: Content("text/html")}),
+            ApiRoute("/healthz", healthz, "GET", summary="Liveness", responses={200: Content("text/plain")}),
+            ApiRoute(
+                "/readyz",
+                readyz,
+                "GET",
+                summary="Readiness: NATS, the command stream and the log readable, the relay keeping up",
+                responses={200: Content("text/plain"), 503: Problem},
+            ),
+            ApiRoute("/metrics", metrics, "GET", summary="Prometheus metrics", responses={200: Content("text/plain")}),
+            *openapi_routes,
             Mount(
                 "/api/v1/chat",
                 routes=[
                     *rest_routes,
-                    Route("/sessions/{session_id}/messages", send_message, methods=["POST"]),
+                    send_route,
                     Route("/upload", upload, methods=["POST"]),
                     Route("/uploads/{name:path}", download, methods=["GET"]),
                     WebSocketRoute("/ws/{session_id}", chat_socket),
@@ -102,7 +112,7 @@ def create_app(ctx: GatewayContext) -> Starlette:
             ),
         ],
         middleware=[Middleware(ApiKeyMiddleware)],
-        exception_handlers={EventLogError: event_log_failed},
+        exception_handlers={EventLogError: event_log_failed, HTTPException: http_error},
     )
     app.state.ctx = ctx
     return app

@@ -1,33 +1,80 @@
-"""REST under /api/v1/chat: sessions, their messages, and the raw event log.
+"""REST under /api/v1/chat: sessions, their messages, the raw event log, boards and teams.
 
-A database failure in any handler is answered by the app's one handler for
-`EventLogError` (503 `service_unavailable`), not here.
+Each route is an `ApiRoute` that declares the msgspec types its handler decodes
+and encodes; `/openapi.json` is generated from them. Bad input is a 4xx, never a
+5xx: a body is read no further than `limits.MAX_BODY_BYTES`, nesting is bounded,
+the command it becomes passes `limits.check`, and query numbers are
+`limits.Position`/`limits.Count`. A database failure in any handler is answered by
+the app's one handler for `EventLogError` (503 `service_unavailable`), not here.
+
+A seed client's bodies are accepted: `CreateSessionRequest` with nested
+`metadata` (a nested value is kept as its JSON text, since a session's metadata
+holds scalars on the bus and in the log) and `SendMessageRequest` (see `send.py`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import http
+from typing import Annotated, Any, TypeVar
 
 import msgspec
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from bus import BusError, publish_command
-from projections import SessionView
+from projections import MessageView, SessionView
+from projections.boards import BoardView
 from projections.replay import load_board, load_team
-from schemas import CloseSession, CreateSession, ErrorReply, InvalidId, Metadata, codec, limits, validate_id
+from projections.teams import TeamView
+from schemas import (
+    CloseSession,
+    CreateSession,
+    ErrorReply,
+    InvalidId,
+    Metadata,
+    RecordedEvent,
+    codec,
+    limits,
+    validate_id,
+)
 
 from .context import GatewayContext
 from .health import SERVICE_UNAVAILABLE
+from .openapi import ApiRoute
 
 _encoder = msgspec.json.Encoder()
+B = TypeVar("B")
+Q = TypeVar("Q", bound=msgspec.Struct)
+
+Id = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,128}$", description="1-128 of A-Z a-z 0-9 _ -")]
+"""An id in a path as `schemas.validate_id` takes it (the handlers check it there; this is its doc)."""
+
+MAX_EVENTS_PAGE = 10_000
+"""`GET …/events` returns at most this many events, whatever `limit` asks."""
 
 
 class CreateSessionBody(msgspec.Struct, frozen=True, kw_only=True):
+    """The seed's `CreateSessionRequest`; `session_id` makes a retried create idempotent."""
+
     agent_name: str = "assistant"
-    metadata: Metadata | None = None
+    metadata: dict[str, Any] | None = None
     session_id: str | None = None
+
+
+class MessagesQuery(msgspec.Struct, frozen=True, kw_only=True):
+    limit: limits.Count | None = None
+    offset: limits.Position = 0
+
+
+class EventsQuery(msgspec.Struct, frozen=True, kw_only=True):
+    after: limits.Position = 0
+    limit: Annotated[limits.Count, msgspec.Meta(description=f"at most {MAX_EVENTS_PAGE} are returned")] = 1000
+
+
+class AtQuery(msgspec.Struct, frozen=True, kw_only=True):
+    at: Annotated[limits.Position, msgspec.Meta(description="as it stood at this log position")] | None = None
 
 
 def json_response(value: object, status: int = 200) -> Response:
@@ -39,6 +86,8 @@ class Problem(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 
     detail: str
     code: str | None = None
+    idempotency_key: str | None = None
+    """The key of the message refused or not answered in time (`POST …/messages`): resend it with this key."""
 
 
 class Closed(msgspec.Struct, frozen=True, kw_only=True):
@@ -46,8 +95,8 @@ class Closed(msgspec.Struct, frozen=True, kw_only=True):
     session_id: str
 
 
-def problem(status: int, detail: str, code: str | None = None) -> Response:
-    return json_response(Problem(detail=detail, code=code), status)
+def problem(status: int, detail: str, code: str | None = None, idempotency_key: str | None = None) -> Response:
+    return json_response(Problem(detail=detail, code=code, idempotency_key=idempotency_key), status)
 
 
 _REFUSAL_STATUS = {limits.TOO_LARGE: 413, limits.INVALID_TEXT: 422, limits.TOO_DEEP: 422}
@@ -58,6 +107,15 @@ _ERROR_STATUS = {
     "invalid_message": 400,
     **_REFUSAL_STATUS,
 }
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Answer the router's own refusals (no such path: 404, no such method: 405) with a `Problem` too."""
+    assert isinstance(exc, HTTPException)
+    code = http.HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_")
+    response = problem(exc.status_code, exc.detail, code)
+    response.headers.update(exc.headers or {})
+    return response
 
 
 def refused(refusal: limits.Refusal) -> Response:
@@ -79,6 +137,27 @@ async def bounded_body(request: Request, limit: int = limits.MAX_BODY_BYTES) -> 
             return too_large
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def read_body(request: Request, body_type: type[B]) -> B | Response:
+    """The request's JSON body as `body_type` (an empty body is `{}`); else the 413 or 422 to answer."""
+    raw = await bounded_body(request)
+    if isinstance(raw, Response):
+        return raw
+    try:
+        return msgspec.json.decode(raw or b"{}", type=body_type)
+    except RecursionError:  # msgspec stops at the interpreter's recursion limit, deep inside a skipped field too
+        return problem(422, "the body is nested too deeply", limits.TOO_DEEP)
+    except msgspec.DecodeError as exc:  # ValidationError included
+        return problem(422, f"invalid body: {exc}", "invalid_body")
+
+
+def parse_query(request: Request, query_type: type[Q]) -> Q:
+    """The query string as `query_type`, whose fields (bounds included) are the documented parameters.
+
+    A bad value, an empty one included (`?after=`), raises `msgspec.ValidationError`.
+    """
+    return msgspec.convert(dict(request.query_params), query_type, strict=False)
 
 
 async def unavailable(ctx: GatewayContext, *, database: bool = True) -> Response | None:
@@ -120,16 +199,22 @@ async def list_sessions(request: Request) -> Response:
     return json_response(await ctx.read_models.list_sessions())
 
 
+def _metadata(value: dict[str, Any]) -> Metadata | limits.Refusal:
+    """The seed's metadata as a command holds it: a nested value (object, array) becomes its JSON text."""
+    if refusal := limits.check_json(value, "metadata", depth=1):  # where it would sit in the command
+        return refusal
+    return {k: _encoder.encode(v).decode() if isinstance(v, dict | list) else v for k, v in value.items()}
+
+
 async def create_session(request: Request) -> Response:
     ctx = _ctx(request)
-    raw_body = await bounded_body(request)
-    if isinstance(raw_body, Response):
-        return raw_body
-    try:
-        body = msgspec.json.decode(raw_body or b"{}", type=CreateSessionBody)
-    except msgspec.DecodeError as exc:
-        return problem(422, f"invalid body: {exc}", "invalid_body")
-    command = CreateSession(agent_name=body.agent_name, metadata=body.metadata or {}, session_id=body.session_id)
+    body = await read_body(request, CreateSessionBody)
+    if isinstance(body, Response):
+        return body
+    metadata = _metadata(body.metadata or {})
+    if isinstance(metadata, limits.Refusal):
+        return refused(metadata)
+    command = CreateSession(agent_name=body.agent_name, metadata=metadata, session_id=body.session_id)
     if refusal := limits.check(command):
         return refused(refusal)
     if (down := await unavailable(ctx)) is not None:
@@ -141,6 +226,8 @@ async def create_session(request: Request) -> Response:
     except BusError as exc:
         return problem(503, str(exc), "bus_unavailable")
     if isinstance(reply, ErrorReply):
+        if reply.code == "internal":  # the worker failed: if the database is why, this raises and answers 503
+            await ctx.event_log.last_position()
         return problem(_ERROR_STATUS.get(reply.code, 500), reply.message, reply.code)
     view = await _wait_for_session(ctx, reply.session_id)
     if view is None:
@@ -188,27 +275,16 @@ async def close_session(request: Request) -> Response:
     return problem(504, "close was accepted but not yet recorded", "timeout")
 
 
-def _int_param(request: Request, name: str, default: int | None, minimum: int = 0) -> int | None:
-    value = request.query_params.get(name)
-    if value is None or value == "":
-        return default
-    number = int(value)  # ValueError is answered with 400 by the caller
-    if number < minimum:
-        raise ValueError(f"{name} must be >= {minimum}")
-    return number
-
-
 async def list_messages(request: Request) -> Response:
     ctx = _ctx(request)
     try:
-        limit = _int_param(request, "limit", None, minimum=1)
-        offset = _int_param(request, "offset", 0) or 0
-    except ValueError as exc:
+        query = parse_query(request, MessagesQuery)
+    except msgspec.ValidationError as exc:
         return problem(400, f"invalid query: {exc}", "invalid_query")
     view = await existing_session(request)
     if isinstance(view, Response):
         return view
-    return json_response(await ctx.read_models.list_messages(view.session_id, limit=limit, offset=offset))
+    return json_response(await ctx.read_models.list_messages(view.session_id, limit=query.limit, offset=query.offset))
 
 
 async def get_board(request: Request) -> Response:
@@ -216,8 +292,8 @@ async def get_board(request: Request) -> Response:
     ctx = _ctx(request)
     try:
         board_id = validate_id(request.path_params["board_id"], "board")
-        at = _int_param(request, "at", None)
-    except (InvalidId, ValueError) as exc:
+        at = parse_query(request, AtQuery).at
+    except (InvalidId, msgspec.ValidationError) as exc:
         return problem(400, str(exc), "invalid_request")
     view = await load_board(ctx.event_log, board_id, at=at)
     if view is None:
@@ -230,8 +306,8 @@ async def get_team(request: Request) -> Response:
     ctx = _ctx(request)
     try:
         team_id = validate_id(request.path_params["team_id"], "team")
-        at = _int_param(request, "at", None)
-    except (InvalidId, ValueError) as exc:
+        at = parse_query(request, AtQuery).at
+    except (InvalidId, msgspec.ValidationError) as exc:
         return problem(400, str(exc), "invalid_request")
     view = await load_team(ctx.event_log, team_id, at=at)
     if view is None:
@@ -245,20 +321,88 @@ async def list_events(request: Request) -> Response:
     if isinstance(session_id, Response):
         return session_id
     try:
-        after = _int_param(request, "after", 0) or 0
-        limit = min(_int_param(request, "limit", 1000, minimum=1) or 1000, 10_000)
-    except ValueError as exc:
+        query = parse_query(request, EventsQuery)
+    except msgspec.ValidationError as exc:
         return problem(400, f"invalid query: {exc}", "invalid_query")
-    return json_response(await ctx.event_log.read_session(session_id, after=after, limit=limit))
+    limit = min(query.limit, MAX_EVENTS_PAGE)
+    return json_response(await ctx.event_log.read_session(session_id, after=query.after, limit=limit))
 
+
+def answers(ok: Any, *errors: int) -> dict[int, Any]:
+    """The responses of a route under /api/v1/chat: `ok`, a `Problem` for each of `errors`, 401 and 503."""
+    return {200: ok, **dict.fromkeys((*errors, 401, 503), Problem)}
+
+
+SESSION_PATH = {"session_id": Id}
 
 routes = [
-    Route("/sessions", list_sessions, methods=["GET"]),
-    Route("/sessions", create_session, methods=["POST"]),
-    Route("/sessions/{session_id}", get_session, methods=["GET"]),
-    Route("/sessions/{session_id}", close_session, methods=["DELETE"]),
-    Route("/sessions/{session_id}/messages", list_messages, methods=["GET"]),
-    Route("/sessions/{session_id}/events", list_events, methods=["GET"]),
-    Route("/boards/{board_id}", get_board, methods=["GET"]),
-    Route("/teams/{team_id}", get_team, methods=["GET"]),
+    ApiRoute(
+        "/sessions",
+        list_sessions,
+        "GET",
+        summary="List every session, oldest first",
+        responses=answers(list[SessionView]),
+    ),
+    ApiRoute(
+        "/sessions",
+        create_session,
+        "POST",
+        summary="Create a session bound to an agent",
+        description="404 unknown_agent; 409 session_exists (a `session_id` already taken by another agent).",
+        body=CreateSessionBody,
+        body_required=False,
+        responses=answers(SessionView, 400, 404, 409, 413, 422, 504),
+    ),
+    ApiRoute(
+        "/sessions/{session_id}",
+        get_session,
+        "GET",
+        summary="One session, with its model usage",
+        path_params=SESSION_PATH,
+        responses=answers(SessionView, 400, 404),
+    ),
+    ApiRoute(
+        "/sessions/{session_id}",
+        close_session,
+        "DELETE",
+        summary="Close a session: later messages are refused",
+        path_params=SESSION_PATH,
+        responses=answers(Closed, 400, 404, 504),
+    ),
+    ApiRoute(
+        "/sessions/{session_id}/messages",
+        list_messages,
+        "GET",
+        summary="A session's history, oldest first",
+        path_params=SESSION_PATH,
+        query=MessagesQuery,
+        responses=answers(list[MessageView], 400, 404),
+    ),
+    ApiRoute(
+        "/sessions/{session_id}/events",
+        list_events,
+        "GET",
+        summary="A session's raw event log after a position",
+        path_params=SESSION_PATH,
+        query=EventsQuery,
+        responses=answers(list[RecordedEvent], 400, 404),
+    ),
+    ApiRoute(
+        "/boards/{board_id}",
+        get_board,
+        "GET",
+        summary="A board meeting rebuilt from the log",
+        path_params={"board_id": Id},
+        query=AtQuery,
+        responses=answers(BoardView, 400, 404),
+    ),
+    ApiRoute(
+        "/teams/{team_id}",
+        get_team,
+        "GET",
+        summary="A team pipeline rebuilt from the log",
+        path_params={"team_id": Id},
+        query=AtQuery,
+        responses=answers(TeamView, 400, 404),
+    ),
 ]

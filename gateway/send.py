@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Literal
 
 import msgspec
 from starlette.requests import Request
@@ -31,16 +32,32 @@ from schemas.events import (
 
 from .context import GatewayContext
 from .feed import resolve
-from .rest import bounded_body, existing_session, json_response, problem, refused, unavailable
+from .openapi import ApiRoute
+from .rest import SESSION_PATH, answers, existing_session, json_response, problem, read_body, refused, unavailable
+
+SeedExecutionMode = Literal["direct_chat", "skill_react", "rewoo", "reflexion", "team_collab"]
+"""The seed's execution modes that are not ours; its REST ran all but `plan_exec` as ReAct."""
+_MODES: dict[str, ExecutionMode] = {
+    "direct": "direct",
+    "react": "react",
+    "plan_exec": "plan_exec",
+    "direct_chat": "direct",
+    "skill_react": "react",
+    "rewoo": "react",
+    "reflexion": "react",
+    "team_collab": "react",
+}
 
 
 class SendBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The seed's `SendMessageRequest`, plus `model` and `idempotency_key` (a retry with the same key is answered once)."""
+
     content: str
-    execution_mode: ExecutionMode | None = None
+    role: Literal["user"] = "user"
+    """The seed's field; only user messages can be sent."""
+    execution_mode: ExecutionMode | SeedExecutionMode | None = None
     model: str | None = None
     idempotency_key: str | None = None
-    role: str = "user"
-    """Accepted for seed compatibility; only user messages can be sent."""
 
 
 class MessageResponse(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -62,19 +79,12 @@ _REFUSED_STATUS = {"unknown_session": 404, "session_closed": 400, "too_many_turn
 
 async def send_message(request: Request) -> Response:
     ctx: GatewayContext = request.app.state.ctx
-    raw_body = await bounded_body(request)
-    if isinstance(raw_body, Response):
-        return raw_body
-    try:
-        body = msgspec.json.decode(raw_body or b"{}", type=SendBody)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        return problem(422, f"invalid body: {exc}", "invalid_body")
-    if body.role != "user":
-        return problem(422, "only user messages can be sent", "invalid_body")
+    body = await read_body(request, SendBody)
+    if isinstance(body, Response):
+        return body
     key = body.idempotency_key or uuid.uuid4().hex
-    command = SendMessage(
-        content=body.content, model=body.model, execution_mode=body.execution_mode, idempotency_key=key
-    )
+    mode = None if body.execution_mode is None else _MODES[body.execution_mode]
+    command = SendMessage(content=body.content, model=body.model, execution_mode=mode, idempotency_key=key)
     if refusal := limits.check(command):
         return refused(refusal)
     session = await existing_session(request)
@@ -100,9 +110,8 @@ async def send_message(request: Request) -> Response:
             async with asyncio.timeout(ctx.answer_timeout):
                 return await waiter.wait(live)
         except TimeoutError:
-            return problem(
-                504, f"no answer within {ctx.answer_timeout:.0f} s; it will appear in the history", "timeout"
-            )
+            detail = f"no answer within {ctx.answer_timeout:.0f} s; it will appear in the history"
+            return problem(504, detail, "timeout", idempotency_key=key)
     finally:
         await live.close()
 
@@ -128,7 +137,7 @@ class _Waiter:
         """Take one feed item; return the response once the answer (or the failure) is seen."""
         match item:
             case CommandRefused(idempotency_key=key, code=code, message=message) if key == self.key:
-                return problem(_REFUSED_STATUS.get(code, 400), message, code)
+                return problem(_REFUSED_STATUS.get(code, 400), message, code, idempotency_key=key)
             case RecordedEvent(event=UserMessage(idempotency_key=key, message_id=message_id)) if key == self.key:
                 self.message_id = message_id
             case RecordedEvent(event=UserIntervention(idempotency_key=key, target_id=target_id)) if key == self.key:
@@ -170,3 +179,19 @@ class _Waiter:
             error_struct=error,
             fallback_status=None if error is None else "emergency",
         )
+
+
+route = ApiRoute(
+    "/sessions/{session_id}/messages",
+    send_message,
+    "POST",
+    summary="Send a message and wait for its answer",
+    description=(
+        "400 session_closed; 404 unknown_session; 409 turn_cancelled or taken_as_intervention (a board or team "
+        "was running); 429 too_many_turns; 500 the turn, board or team failed; 504 no answer within "
+        "AGENTBUS_ANSWER_TIMEOUT (resend with the same idempotency_key to get it once it is recorded)."
+    ),
+    body=SendBody,
+    path_params=SESSION_PATH,
+    responses=answers(MessageResponse, 400, 404, 409, 413, 422, 429, 500, 504),
+)
