@@ -9,7 +9,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, PlainTextResponse, Response
-from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.routing import Mount, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bus import BusError
@@ -18,6 +18,7 @@ from projections import DatabaseError, EventLogClosedError, EventLogError
 
 from .auth import authorized
 from .context import GatewayContext
+from .directory import routes as directory_routes
 from .health import SERVICE_UNAVAILABLE
 from .metrics import metrics, relay_lag
 from .openapi import ApiRoute, Content
@@ -25,7 +26,7 @@ from .openapi import routes as openapi_routes
 from .rest import Problem, http_error, problem
 from .rest import routes as rest_routes
 from .send import route as send_route
-from .uploads import download, upload
+from .uploads import Upload, download, upload
 from .ws import chat_socket
 
 _STATIC = Path(__file__).parent / "static"
@@ -85,6 +86,10 @@ async def index(request: Request) -> Response:
     return FileResponse(_STATIC / "index.html")
 
 
+_BINARY = {"type": "string", "format": "binary"}
+_UPLOAD_FORM = {"type": "object", "properties": {"file": _BINARY}, "required": ["file"]}
+
+
 def create_app(ctx: GatewayContext) -> Starlette:
     """Build the gateway around already-connected handles (owned by the caller)."""
     app = Starlette(
@@ -104,9 +109,27 @@ def create_app(ctx: GatewayContext) -> Starlette:
                 "/api/v1/chat",
                 routes=[
                     *rest_routes,
+                    *directory_routes,
                     send_route,
-                    Route("/upload", upload, methods=["POST"]),
-                    Route("/uploads/{name:path}", download, methods=["GET"]),
+                    ApiRoute(
+                        "/upload",
+                        upload,
+                        "POST",
+                        summary="Store a file (multipart field `file`, at most 10 MB) for messages and tools to use",
+                        body=Content("multipart/form-data", schema=_UPLOAD_FORM),
+                        responses={200: Upload, **dict.fromkeys((400, 401, 408, 413, 415, 422, 503), Problem)},
+                    ),
+                    ApiRoute(
+                        "/uploads/{name:path}",
+                        download,
+                        "GET",
+                        summary="An upload, as an attachment named after its stored name",
+                        responses={
+                            200: Content("application/octet-stream", schema=_BINARY),
+                            401: Problem,
+                            404: Problem,
+                        },
+                    ),
                     WebSocketRoute("/ws/{session_id}", chat_socket),
                 ],
             ),

@@ -63,6 +63,13 @@ class CreateSessionBody(msgspec.Struct, frozen=True, kw_only=True):
     session_id: str | None = None
 
 
+class SessionsQuery(msgspec.Struct, frozen=True, kw_only=True):
+    q: Annotated[
+        str,
+        msgspec.Meta(max_length=200, pattern=r"^[^\x00]*$", description="sessions whose title or a message has it"),
+    ] = ""
+
+
 class MessagesQuery(msgspec.Struct, frozen=True, kw_only=True):
     limit: limits.Count | None = None
     offset: limits.Position = 0
@@ -195,8 +202,12 @@ async def existing_session(request: Request) -> SessionView | Response:
 
 async def list_sessions(request: Request) -> Response:
     ctx = _ctx(request)
+    try:
+        query = parse_query(request, SessionsQuery)
+    except msgspec.ValidationError as exc:
+        return problem(400, f"invalid query: {exc}", "invalid_query")
     await ctx.read_models.wait_caught_up(ctx.event_log)
-    return json_response(await ctx.read_models.list_sessions())
+    return json_response(await ctx.read_models.list_sessions(query.q or None))
 
 
 def _metadata(value: dict[str, Any]) -> Metadata | limits.Refusal:
@@ -340,8 +351,9 @@ routes = [
         "/sessions",
         list_sessions,
         "GET",
-        summary="List every session, oldest first",
-        responses=answers(list[SessionView]),
+        summary="List every session, oldest first (`?q=`: those whose title or a message contains it)",
+        query=SessionsQuery,
+        responses=answers(list[SessionView], 400),
     ),
     ApiRoute(
         "/sessions",

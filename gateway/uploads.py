@@ -81,7 +81,7 @@ class _FileField:
         self.content_type = ""
         self.ended = False
         self._in_file = False
-        self._headers: dict[str, str] = {}
+        self._headers: dict[str, bytes] = {}
         self._field = self._value = b""
 
     def callbacks(self) -> MultipartCallbacks:
@@ -110,16 +110,17 @@ class _FileField:
         self._value += data[start:end]
 
     def _header_end(self) -> None:
-        self._headers[self._field.decode("latin-1").lower()] = self._value.decode("utf-8", "replace")
+        # Kept as bytes: a part's header may carry any bytes, and the options parser takes bytes whatever they are.
+        self._headers[self._field.decode("latin-1").lower()] = self._value
         self._field, self._value = b"", b""
 
     def _headers_finished(self) -> None:
-        _, options = parse_options_header(self._headers.get("content-disposition", ""))
+        _, options = parse_options_header(self._headers.get("content-disposition", b""))
         self._in_file = not self.found and options.get(b"name") == _FIELD.encode()
         if self._in_file:
             self.found = True
             self.filename = _filename(options.get(b"filename", b"").decode("utf-8", "replace"))
-            self.content_type = _content_type(self._headers.get("content-type", ""))
+            self.content_type = _content_type(self._headers.get("content-type", b"").decode("utf-8", "replace"))
 
     def _part_data(self, data: bytes, start: int, end: int) -> None:
         if not self._in_file or self.too_large:

@@ -179,6 +179,17 @@ async def test_bad_forms_are_refused_with_a_clear_error(bus: Bus, engine: Engine
     assert await object_messages(bus) == 0
 
 
+async def test_parts_whose_headers_are_not_latin_1_are_read_not_a_500(bus: Bus, engine: Engine) -> None:
+    """What schemathesis sent: other fields named in any script before the file (part headers are bytes)."""
+    other = f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="礫é"\r\n\r\ntrue\r\n'.encode()
+    async with gateway(bus, engine) as client:
+        response = await client.post(
+            "/upload", content=other + form_head("笔记.txt") + b"hello" + FORM_TAIL, headers=FORM_TYPE
+        )
+    assert response.status_code == 200, response.text
+    assert response.json()["filename"] == "笔记.txt" and response.json()["size"] == 5
+
+
 async def test_uploads_need_the_api_key_as_every_rest_route(bus: Bus, engine: Engine) -> None:
     async with gateway(bus, engine, api_key="s3cret") as client:
         refused = await client.post("/upload", files={"file": ("a.txt", b"a")})
