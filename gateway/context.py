@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import msgspec
@@ -10,7 +11,22 @@ from bus import Bus
 from projections import EventLog, ReadModels
 from schemas import limits
 
+from .fanout import Fanout
 from .health import Health
+
+
+def _from_env(name: str, default: float) -> float:
+    """A positive number from the environment variable `name`, else `default`."""
+    value = os.environ.get(name)
+    if not value:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"{name} must be a number of seconds or frames, not {value!r}") from None
+    if number <= 0:
+        raise ValueError(f"{name} must be positive, not {value!r}")
+    return number
 
 
 @dataclass(slots=True)
@@ -22,6 +38,8 @@ class GatewayMetrics:
     ws_frames_sent_total: int = 0
     commands_published_total: int = 0
     commands_failed_total: int = 0
+    ws_closed_slow_total: int = 0
+    """Sockets closed with 4008 because their client did not read fast enough."""
 
 
 class GatewayContext(msgspec.Struct, frozen=True, kw_only=True):
@@ -39,5 +57,10 @@ class GatewayContext(msgspec.Struct, frozen=True, kw_only=True):
     """`/readyz` fails once the relay trails the log by more events than this ..."""
     relay_lag_grace: float = 10.0
     """... for this many seconds without a break (a burst of events is not a failure)."""
+    ws_idle_ping: float = msgspec.field(default_factory=lambda: _from_env("AGENTBUS_WS_IDLE_PING", 300.0))
+    """Seconds without a frame from the client after which the socket sends it an unprompted `pong` (the seed's 300)."""
+    ws_buffer: int = msgspec.field(default_factory=lambda: int(_from_env("AGENTBUS_WS_BUFFER", 1000)))
+    """Live frames a socket may have waiting to be sent; past that its client is too slow and it is closed (4008)."""
+    fanout: Fanout = msgspec.field(default_factory=Fanout)
     metrics: GatewayMetrics = msgspec.field(default_factory=GatewayMetrics)
     health: Health = msgspec.field(default_factory=Health)

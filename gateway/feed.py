@@ -9,6 +9,9 @@ from schemas import EventOmitted, FeedItem, RecordedEvent
 
 logger = structlog.get_logger("agentbus.gateway")
 
+MAX_POSITION = 2**63 - 1
+"""The largest position the log can hold (a PostgreSQL bigint): an `after` beyond it is a bad request."""
+
 
 async def resolve(event_log: EventLog, session_id: str, item: FeedItem) -> FeedItem | None:
     """Return `item`, or for an `EventOmitted` the event it stands for, read from the log.

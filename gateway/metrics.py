@@ -60,6 +60,10 @@ async def metrics(request: Request) -> Response:
         *_gauge("agentbus_ws_frames_sent_total", counters.ws_frames_sent_total, "counter"),
         *_gauge("agentbus_commands_published_total", counters.commands_published_total, "counter"),
         *_gauge("agentbus_commands_failed_total", counters.commands_failed_total, "counter"),
+        *_gauge("agentbus_ws_closed_slow_total", counters.ws_closed_slow_total, "counter"),
+        *_gauge("agentbus_relay_subscriptions", ctx.fanout.subscriptions),
+        *_gauge("agentbus_relay_items_total", ctx.fanout.items_total, "counter"),
+        *_gauge("agentbus_relay_resyncs_total", ctx.fanout.resyncs_total, "counter"),
     ]
     backlog: list[ConsumerBacklog] | None = None
     try:
