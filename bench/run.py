@@ -1,6 +1,6 @@
 """Run every benchmark once and print figures with their raw baselines and peers.
 
-    python -m bench.run [--turns N] [--only board|team|peers]   (also: make bench, agentbus bench)
+    python -m bench.run [--turns N] [--only board|team|sockets|peers]   (also: make bench, agentbus bench)
 
 0. The raw floors of a turn: nats-py request/reply between two processes, and the
    durable floor (a JetStream publish with its stored ack, plus one PostgreSQL commit).
@@ -12,6 +12,8 @@
 3b. Team pipeline (the dev_team: 4 phases, 2 of them concurrent, offline provider,
    delay 0): wall time and overhead per phase, against the same generations and
    raw inserts in-process. `--only team` runs this one alone.
+3c. Sockets under load: 200 WebSockets over 50 sessions, frames/s relayed beside raw NATS
+   pub→sub, first-token latency under that load (bench/sockets.py). `--only sockets` runs it alone.
 4. The peers, in `.venv-bench` (`make bench` builds it): eventsourcing's PostgreSQL
    recorder, AutoGen's RoundRobinGroupChat, LangGraph with its Postgres checkpointer,
    a DBOS workflow. `--only peers` runs the floors and the peers alone.
@@ -46,7 +48,7 @@ from typing import Any
 from cli.settings import configure_logging
 
 from . import _machine
-from ._services import Services, agentbus_up, scratch_database, services
+from ._services import SUBJECT_PREFIX, Services, agentbus_up, scratch_database, services
 from ._stats import LATENCY_HEADERS, Summary, ratio, table
 from .append import Case, Counts, measure_appends
 from .board import EXPERTS, ROUNDS, SPEECHES, STEPS, measure_boards, measure_raw
@@ -54,11 +56,12 @@ from .compare import BoardFigures, Collected, TeamFigures, render, results, rows
 from .floors import Floors, floors_table, measure_floors
 from .latency import measure_turns, split_summary
 from .peer_runs import PeerResult, peer_table, peers_python, run_peers
+from .sockets import SocketFigures, measure_sockets, socket_tables
 from .team import measure_raw as measure_raw_teams
 from .team import measure_teams
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
-ONLY = ("board", "team", "peers")
+ONLY = ("board", "team", "sockets", "peers")
 
 
 def main(
@@ -102,11 +105,13 @@ def main(
                 collected.board = _boards(svc, workdir, boards)
             if only in (None, "team"):
                 collected.team = _teams(svc, workdir, teams)
+            if only in (None, "sockets"):
+                _sockets(svc, workdir)
             if only in (None, "peers"):
                 collected.peers = _peers(svc, peer_runs)
         wall = time.monotonic() - started
         machine["load_average_end"] = list(os.getloadavg())
-        if only not in ("board", "team"):
+        if only not in ("board", "team", "sockets"):
             run = {"command": command, "started_at": started_at, "wall_seconds": round(wall, 1), "machine": machine}
             _report(collected, {**run, "services": svc.origin}, write)
         print(f"\ntotal wall time {wall:.1f} s | load average at the end {_machine.load(machine['load_average_end'])}")
@@ -294,6 +299,18 @@ def _teams(svc: Services, workdir: Path, teams: int) -> TeamFigures:
         f"one autocommit asyncpg INSERT per event the team and its session recorded ({runs[0].events}), all in sequence"
     )
     return TeamFigures(phases=phases, overhead_per_phase_ms=overhead, wall=wall, baseline=baseline)
+
+
+def _sockets(svc: Services, workdir: Path) -> SocketFigures:
+    with (
+        scratch_database(svc.database_url, "sockets") as database_url,
+        agentbus_up(workdir, svc.nats_url, database_url) as system,
+    ):
+        print(f"\n[3c] system under test: {system.command}")
+        figures = asyncio.run(measure_sockets(system.endpoints, SUBJECT_PREFIX))
+    print()
+    print(socket_tables(figures))
+    return figures
 
 
 def _peers(svc: Services, runs: int) -> list[PeerResult]:
