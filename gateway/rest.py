@@ -211,10 +211,10 @@ async def list_sessions(request: Request) -> Response:
 
 
 def _metadata(value: dict[str, Any]) -> Metadata | limits.Refusal:
-    """The seed's metadata as a command holds it: a nested value (object, array) becomes its JSON text."""
+    """The seed's metadata as a command holds it, nested values and all, once it passes the entrance limits."""
     if refusal := limits.check_json(value, "metadata", depth=1):  # where it would sit in the command
         return refusal
-    return {k: _encoder.encode(v).decode() if isinstance(v, dict | list) else v for k, v in value.items()}
+    return value
 
 
 async def create_session(request: Request) -> Response:

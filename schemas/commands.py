@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from ._base import Command
 
 ExecutionMode = Literal["direct", "react", "plan_exec"]
-Metadata = dict[str, str | int | float | bool | None]
+Metadata = dict[str, Any]
+"""A session's metadata: any JSON values, objects and arrays too (as the seed kept them), nested at most
+`limits.MAX_DEPTH` deep in the command (`limits.check`)."""
 
 
 class CreateSession(Command, frozen=True, kw_only=True):

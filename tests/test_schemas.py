@@ -47,6 +47,12 @@ def strategy_for(hint: object) -> st.SearchStrategy[object]:
     """
     if hint is float:
         return st.floats(allow_nan=False, allow_infinity=False)
+    if hint is typing.Any:  # metadata: any JSON value
+        return st.recursive(
+            st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+            lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+            max_leaves=5,
+        )
     if isinstance(hint, type) and issubclass(hint, msgspec.Struct):
         return st.deferred(lambda: _struct_strategy(hint))
     origin, args = typing.get_origin(hint), typing.get_args(hint)
