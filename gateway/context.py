@@ -61,6 +61,8 @@ class GatewayContext(msgspec.Struct, frozen=True, kw_only=True):
     """Seconds without a frame from the client after which the socket sends it an unprompted `pong` (the seed's 300)."""
     ws_buffer: int = msgspec.field(default_factory=lambda: int(_from_env("AGENTBUS_WS_BUFFER", 1000)))
     """Live frames a socket may have waiting to be sent; past that its client is too slow and it is closed (4008)."""
+    locale: str = msgspec.field(default_factory=lambda: os.environ.get("AGENTBUS_LOCALE", "en"))
+    """The language of the texts of sessions whose metadata names no `locale` (`AGENTBUS_LOCALE`)."""
     fanout: Fanout = msgspec.field(default_factory=Fanout)
     metrics: GatewayMetrics = msgspec.field(default_factory=GatewayMetrics)
     health: Health = msgspec.field(default_factory=Health)

@@ -28,6 +28,7 @@ import structlog
 
 from bus import Bus, TypedSubscription
 from schemas import CommandRefused, EventOmitted, FeedItem, codec
+from schemas.texts import ENGLISH, Texts
 
 from .protocol import encode_frame
 from .render import render
@@ -154,8 +155,10 @@ class Listener:
 class _SessionFeed:
     """The one subscription of a session and the listeners it feeds."""
 
-    def __init__(self, session_id: str) -> None:
+    def __init__(self, session_id: str, texts: Texts) -> None:
         self.session_id = session_id
+        self.texts = texts
+        """The session's language (its metadata's), in which its frames are rendered once for all its sockets."""
         self.listeners: list[Listener] = []
         self.subscription: TypedSubscription[FeedItem] | None = None
         self.started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -168,7 +171,7 @@ class _SessionFeed:
             for listener in self._owners(item):
                 listener.offer(Live(item, None))
             return
-        text = None if isinstance(item, EventOmitted) else encode_frame(render(item))
+        text = None if isinstance(item, EventOmitted) else encode_frame(render(item, self.texts))
         entry = Live(item, text)
         for listener in self.listeners:
             listener.offer(entry)
@@ -202,7 +205,7 @@ class Fanout:
     def subscriptions(self) -> int:
         return len(self._feeds)
 
-    async def join(self, bus: Bus, session_id: str, listener: Listener) -> None:
+    async def join(self, bus: Bus, session_id: str, listener: Listener, texts: Texts = ENGLISH) -> None:
         """Feed `listener` with the session's live items from now on; return once the subscription is in force.
 
         Anything committed after this returns reaches the listener, so a
@@ -213,7 +216,7 @@ class Fanout:
             self._bus, self._reconnects = bus, _reconnects(bus)
         feed = self._feeds.get(session_id)
         if feed is None:
-            feed = self._feeds[session_id] = _SessionFeed(session_id)
+            feed = self._feeds[session_id] = _SessionFeed(session_id, texts)
             feed.starting = asyncio.create_task(self._start(bus, feed), name=f"fanout-start-{session_id}")
         feed.listeners.append(listener)
         if self._watcher is None or self._watcher.done():

@@ -16,6 +16,7 @@ from schemas.events import (
     TurnCompleted,
     TurnFailed,
 )
+from schemas.texts import ENGLISH, Texts
 
 from .protocol import ErrorData, ResultData, ServerFrame, StepData, TeamEndedData, error_frame, raw
 
@@ -31,11 +32,11 @@ _SEED_NAMES = {
 }
 
 
-def render(item: FeedItem) -> ServerFrame:
-    """Turn one feed item into the frame a client receives."""
+def render(item: FeedItem, texts: Texts = ENGLISH) -> ServerFrame:
+    """Turn one feed item into the frame a client receives (its texts in the session's language)."""
     match item:
         case RecordedEvent():
-            return _render_event(item)
+            return _render_event(item, texts)
         case Token(turn_id=turn_id, content=content):
             # `data.segment` says which attempt the token belongs to (a `token_reset` discards one).
             return ServerFrame(type="token", content=content, turn_id=turn_id, data=raw(item))
@@ -50,7 +51,7 @@ def render(item: FeedItem) -> ServerFrame:
             return ServerFrame(type=tag_of(type(item)), data=raw(item))
 
 
-def _render_event(recorded: RecordedEvent) -> ServerFrame:
+def _render_event(recorded: RecordedEvent, texts: Texts) -> ServerFrame:
     event = recorded.event
     name = tag_of(type(event))
     position = recorded.position
@@ -89,7 +90,7 @@ def _render_event(recorded: RecordedEvent) -> ServerFrame:
             return ServerFrame(
                 type="error",
                 position=position,
-                data=raw(ErrorData(message=f"board meeting ended: {reason}", code="board_failed")),
+                data=raw(ErrorData(message=texts.board_ended.format(reason=reason), code="board_failed")),
             )
         case BoardStarted():
             # The seed's board_started named the board `team_id`; both names are kept.
@@ -107,7 +108,7 @@ def _render_event(recorded: RecordedEvent) -> ServerFrame:
         case TeamDissolved(status="cancelled" | "failed" as status, reason=reason):
             # The seed told a cancelled or failed team with an error frame; `data` keeps the event's fields too.
             ended = TeamEndedData(
-                message=f"the team collaboration was {status}: {reason}",
+                message=(texts.team_cancelled if status == "cancelled" else texts.team_failed).format(reason=reason),
                 code=f"team_{status}",
                 team_id=event.team_id,
                 status=status,

@@ -45,6 +45,7 @@ from schemas import (
     limits,
     validate_id,
 )
+from schemas.texts import Texts, texts_for
 
 from .auth import authorized
 from .context import GatewayContext
@@ -88,9 +89,10 @@ class _Connection:
     """One client socket; all sends go through `send_text` so frames never interleave."""
 
     def __init__(
-        self, websocket: WebSocket, ctx: GatewayContext, session_id: str, listener: Listener, floor: int
+        self, websocket: WebSocket, ctx: GatewayContext, session_id: str, listener: Listener, floor: int, texts: Texts
     ) -> None:
         self.ws = websocket
+        self.texts = texts
         self.ctx = ctx
         self.session_id = session_id
         self.listener = listener
@@ -127,7 +129,7 @@ class _Connection:
             item, text = found, None
         if isinstance(item, RecordedEvent):
             self.last_position = item.position
-        await self.send_text(text if text is not None else encode_frame(render(item)))
+        await self.send_text(text if text is not None else encode_frame(render(item, self.texts)))
 
     async def catch_up(self, after: int) -> None:
         self.last_position = max(self.last_position, after)
@@ -290,20 +292,23 @@ async def chat_socket(websocket: WebSocket) -> None:
         frame = error_frame("the live feed is unavailable: NATS is not connected", SERVICE_UNAVAILABLE)
         await _close(websocket, CLOSE_TRY_AGAIN_LATER, "NATS unavailable", frame)
         return
-    await _serve(websocket, ctx, session_id, after, floor)
+    locale = session.metadata.get("locale")
+    await _serve(websocket, ctx, session_id, after, floor, texts_for(locale if isinstance(locale, str) else ctx.locale))
 
 
-async def _serve(websocket: WebSocket, ctx: GatewayContext, session_id: str, after: int | None, floor: int) -> None:
+async def _serve(
+    websocket: WebSocket, ctx: GatewayContext, session_id: str, after: int | None, floor: int, texts: Texts
+) -> None:
     """Relay the session to the socket and answer its frames, until either side ends."""
     listener = Listener(ctx.ws_buffer)
     try:
         # Joined before the log is read, so nothing committed meanwhile is missed.
-        await ctx.fanout.join(ctx.bus, session_id, listener)
+        await ctx.fanout.join(ctx.bus, session_id, listener, texts)
     except (BusError, TimeoutError, OSError) as exc:
         frame = error_frame(f"the live feed is unavailable: {exc or type(exc).__name__}", SERVICE_UNAVAILABLE)
         await _close(websocket, CLOSE_TRY_AGAIN_LATER, "NATS unavailable", frame)
         return
-    conn = _Connection(websocket, ctx, session_id, listener, floor)
+    conn = _Connection(websocket, ctx, session_id, listener, floor, texts)
     ctx.metrics.ws_accepted_total += 1
     ctx.metrics.ws_open += 1
     relaying = reading = dropped = None

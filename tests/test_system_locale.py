@@ -57,3 +57,16 @@ async def test_agentbus_locale_sets_the_language_of_sessions_that_name_none(
     finally:
         assert system.stop() == 0
     assert refused["message"].startswith("团队任务需要一个描述")
+
+
+async def test_a_chinese_sessions_failed_team_is_told_in_chinese(system: System) -> None:
+    session_id = await chinese_session(system)
+    markers = "[fail:implementation] [fail:implementation-retry] [fail:implementation-retry-retry]"
+    async with websockets.connect(system.ws_base + session_id) as ws:
+        await ws.recv()
+        await ws.send(json.dumps({"type": "message", "content": f"@team 开发用户登录功能 {markers}"}))
+        error = (await receive_until(ws, "error", timeout=90))[-1]["data"]
+    assert error["code"] == "team_failed" and error["message"].startswith("团队协作执行失败:")
+    async with system.http() as client:
+        log = [e["event"] for e in (await client.get(f"/sessions/{session_id}/events")).json()]
+    assert log[-1]["type"] == "message_failed" and log[-1]["reason"].startswith("团队协作执行失败:")

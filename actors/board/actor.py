@@ -20,6 +20,7 @@ from bus import RequestFailed
 from schemas import TeamInterventionAck, board_stream
 from schemas.events import AnyEvent, BoardConcluded, BoardFailed, BoardStarted, ExpertSpeech, RoundSummary
 from schemas.experts import BoardRequest, Conclude, ExpertAnswer, Speak, SummarizeRound, expert_id
+from schemas.texts import ENGLISH, texts_for
 
 from ..config import Role
 from ..context import WorkerContext
@@ -27,7 +28,6 @@ from ..errors import ActorError, is_outage
 from ..experts.ask import ask_expert
 from ..experts.withdrawals import withdraw
 from ..runtime import ActorHost, DrivenActor
-from ..texts import ENGLISH, texts_for
 from . import logic
 from .conclusion import parse_conclusion
 from .messages import BoardFinished, CancelBoard, DriverGaveUp, Intervene, StartBoard, StepDone

@@ -21,8 +21,7 @@ from schemas.events import (
     UserIntervention,
 )
 from schemas.experts import TranscriptEntry
-
-from ..texts import ENGLISH, Texts
+from schemas.texts import ENGLISH, Texts
 
 
 class BoardState(msgspec.Struct, kw_only=True):

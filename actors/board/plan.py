@@ -11,9 +11,9 @@ import re
 import msgspec
 
 from schemas.events import ExpertProfile
+from schemas.texts import ENGLISH, Texts
 
 from ..config import Config, ExpertTemplate
-from ..texts import ENGLISH, Texts
 
 MAX_ROUNDS_LIMIT = 20
 

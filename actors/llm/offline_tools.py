@@ -26,9 +26,7 @@ _DELETE = re.compile(
     r"\b(?:delete|remove)\s+(?:the\s+)?(?:upload(?:ed)?\s+)?(?:file\s+)?([A-Za-z0-9_][A-Za-z0-9._-]*)", re.I
 )
 # A stored name with its extension, or any stored name in a download URL: a bare 32-hex id is a session's too.
-_UPLOAD = re.compile(
-    r"(?<![0-9A-Za-z])(?:[0-9a-f]{32}\.[A-Za-z0-9]{1,10}|(?<=/uploads/)[0-9a-f]{32})(?![0-9A-Za-z])"
-)
+_UPLOAD = re.compile(r"(?<![0-9A-Za-z])(?:[0-9a-f]{32}\.[A-Za-z0-9]{1,10}|(?<=/uploads/)[0-9a-f]{32})(?![0-9A-Za-z])")
 _ASK = re.compile(r"\bask me(?:\s+(?:for|about))?\s+(?P<what>[^.?!,]+)?", re.I)
 _PHASE = re.compile(r"Current phase: (\S+?)\.")
 

@@ -31,6 +31,7 @@ from schemas import (
     session_stream,
 )
 from schemas.events import AssistantMessage, MessageFailed, UserMessage
+from schemas.texts import Texts, texts_for
 
 from ..board.messages import BoardFinished, CancelBoard, Intervene, StartBoard
 from ..board.plan import BoardRefused, plan_board
@@ -38,7 +39,6 @@ from ..context import WorkerContext
 from ..runtime import ActorHost, EventSourcedActor
 from ..team.messages import CancelTeam, InterveneTeam, StartTeam, TeamFinished
 from ..team.routing import TeamRefused, team_spec
-from ..texts import Texts, texts_for
 from ..turn.messages import CancelTurn, StartTurn, TurnFinished
 from .messages import Abandon, Deliver
 from .routing import route_to_turn

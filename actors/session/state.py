@@ -17,11 +17,11 @@ from schemas.events import (
     SessionRenamed,
     UserMessage,
 )
+from schemas.texts import ENGLISH, Texts
 
 from ..board.plan import is_board_message
 from ..llm import LLMMessage
 from ..team.routing import is_team_message
-from ..texts import ENGLISH, Texts
 
 GroupKind = Literal["board", "team"]
 

@@ -29,6 +29,7 @@ from schemas.experts import (
     SynthesizeTeam,
     TeamRequest,
 )
+from schemas.texts import ENGLISH, texts_for
 
 from ..config import Role
 from ..context import WorkerContext
@@ -36,7 +37,6 @@ from ..errors import ActorError, is_outage
 from ..experts.ask import ask_expert
 from ..experts.withdrawals import withdraw
 from ..runtime import ActorHost, DrivenActor
-from ..texts import ENGLISH, texts_for
 from . import logic
 from .messages import (
     Answered,

@@ -35,8 +35,8 @@ from schemas.events import (
     UserIntervention,
 )
 from schemas.experts import ExpertAnswer
+from schemas.texts import ENGLISH, Texts
 
-from ..texts import ENGLISH, Texts
 from .plans import Review, contracts
 
 PhaseStatus = Literal["pending", "running", "completed", "failed"]

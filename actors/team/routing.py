@@ -12,9 +12,9 @@ import msgspec
 
 from schemas.events import TeamExpert
 from schemas.experts import expert_id
+from schemas.texts import ENGLISH, Texts
 
 from ..config import Config
-from ..texts import ENGLISH, Texts
 
 _TEAM = re.compile(r"^\s*@team(?=$|[\s:])(?::(?P<names>\S*))?(?P<rest>.*)$", re.DOTALL)
 

@@ -33,6 +33,7 @@ class Texts(msgspec.Struct, frozen=True, kw_only=True):
     team_no_result: str
     team_cancelled: str
     team_failed: str
+    board_ended: str
 
 
 ENGLISH = Texts(
@@ -56,6 +57,7 @@ ENGLISH = Texts(
     team_no_result="The team finished without a result.",
     team_cancelled="the team collaboration was cancelled: {reason}",
     team_failed="the team collaboration failed: {reason}",
+    board_ended="board meeting ended: {reason}",
 )
 
 CHINESE = Texts(
@@ -79,6 +81,7 @@ CHINESE = Texts(
     team_no_result="团队执行完成,但未生成最终结果。",
     team_cancelled="团队协作已取消:{reason}",
     team_failed="团队协作执行失败:{reason}",
+    board_ended="私董会执行失败:{reason}",
 )
 
 
