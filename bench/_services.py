@@ -46,6 +46,9 @@ class Services:
     nats_url: str
     database_url: str
     origin: str  # "embedded" or "external (...)", for the report
+    nats_server: EmbeddedNats | None = None
+    """The embedded nats-server, which a benchmark may kill and start again (same port, same store); None when
+    `AGENTBUS_NATS_URL` names an external one, which the benchmarks never kill."""
 
 
 @contextlib.contextmanager
@@ -57,6 +60,7 @@ def services(workdir: Path) -> Iterator[Services]:
         "nats: " + ("external AGENTBUS_NATS_URL" if nats_url else "embedded nats-server"),
         "postgres: " + ("external AGENTBUS_DATABASE_URL" if database_url else "embedded pgserver (Unix socket)"),
     ]
+    nats_server: EmbeddedNats | None = None
     with contextlib.ExitStack() as stack:
         if nats_url is None:
             nats_server = EmbeddedNats(workdir / "nats")
@@ -67,7 +71,7 @@ def services(workdir: Path) -> Iterator[Services]:
             postgres = EmbeddedPostgres(workdir / "pg")
             stack.callback(postgres.stop)
             database_url = postgres.start()
-        yield Services(nats_url=nats_url, database_url=database_url, origin=", ".join(origin))
+        yield Services(nats_url=nats_url, database_url=database_url, origin=", ".join(origin), nats_server=nats_server)
 
 
 def with_database(url: str, name: str) -> str:

@@ -13,7 +13,9 @@
    delay 0): wall time and overhead per phase, against the same generations and
    raw inserts in-process. `--only team` runs this one alone.
 3c. Sockets under load: 200 WebSockets over 50 sessions, frames/s relayed beside raw NATS
-   pub→sub, first-token latency under that load (bench/sockets.py). `--only sockets` runs it alone.
+   pub→sub, first-token latency under that load, then turns through a kill -9 and restart of
+   the embedded nats-server, clients reconnecting with `?after=` (bench/sockets.py; skipped on
+   an external NATS). `--only sockets` runs it alone.
 4. The peers, in `.venv-bench` (`make bench` builds it): eventsourcing's PostgreSQL
    recorder, AutoGen's RoundRobinGroupChat, LangGraph with its Postgres checkpointer,
    a DBOS workflow. `--only peers` runs the floors and the peers alone.
@@ -307,7 +309,7 @@ def _sockets(svc: Services, workdir: Path) -> SocketFigures:
         agentbus_up(workdir, svc.nats_url, database_url) as system,
     ):
         print(f"\n[3c] system under test: {system.command}")
-        figures = asyncio.run(measure_sockets(system.endpoints, SUBJECT_PREFIX))
+        figures = asyncio.run(measure_sockets(system.endpoints, SUBJECT_PREFIX, nats_server=svc.nats_server))
     print()
     print(socket_tables(figures))
     return figures
