@@ -34,7 +34,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StreamConfig, SubjectTransform
 
-from schemas import DecodeError, InvalidId, SendMessage, SessionCommand, Subjects, codec, encode, limits
+from schemas import DecodeError, InvalidId, SessionCommand, Subjects, codec, encode, limits
 
 from .connection import Bus
 from .errors import BusError, PublishFailed
@@ -103,13 +103,14 @@ async def ensure_command_stream(bus: Bus, *, partitions: int = DEFAULT_PARTITION
 async def publish_command(bus: Bus, session_id: str, command: SessionCommand, *, timeout: float = 5.0) -> CommandAck:
     """Put a command on the session's command subject and wait for JetStream to store it.
 
-    A `SendMessage` without an idempotency key gets a fresh one, so the key the
-    stream de-duplicates by is also the one the session actor records. A
-    command that breaks an entrance limit raises `CommandRejected` unpublished.
+    A command without an idempotency key gets a fresh one, so the key the
+    stream de-duplicates by is also the one the session actor records (a
+    message) and names in a refusal. A command that breaks an entrance limit
+    raises `CommandRejected` unpublished.
     """
-    if isinstance(command, SendMessage) and not command.idempotency_key:
+    if not command.idempotency_key:
         command = msgspec.structs.replace(command, idempotency_key=uuid.uuid4().hex)
-    key = command.idempotency_key if isinstance(command, SendMessage) else None
+    key = command.idempotency_key
     subject = bus.subjects.session_cmd(session_id)
     if refusal := limits.check(command):
         raise CommandRejected(subject, refusal)

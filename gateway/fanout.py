@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import time
 from dataclasses import dataclass
 from enum import Enum
 
@@ -58,20 +57,12 @@ Queued = Live | Marker
 
 
 class Claims:
-    """The commands one socket sent that a refusal on the session's feed may answer.
-
-    Keys are kept for the newest `KEYS` commands; a command without a key
-    (cancel, reply, confirmation reply) is kept until its refusal comes, or for
-    `TTL` seconds (an accepted command is answered by events, not a refusal).
-    """
+    """The keys of the commands one socket sent (the newest `KEYS`): a refusal naming one is that socket's."""
 
     KEYS = 256
-    TTL = 60.0
 
     def __init__(self) -> None:
         self._keys: collections.OrderedDict[str, None] = collections.OrderedDict()
-        self._keyless: collections.deque[tuple[str, str, float]] = collections.deque()
-        """(the refusal code it may get, the id it names, when it was sent)"""
 
     def sent_key(self, key: str) -> None:
         self._keys[key] = None
@@ -79,37 +70,8 @@ class Claims:
         while len(self._keys) > self.KEYS:
             self._keys.popitem(last=False)
 
-    def sent_keyless(self, code: str, ident: str) -> None:
-        """Record a command without a key whose refusal would carry `code` and name `ident` (may be empty)."""
-        self._expire()
-        self._keyless.append((code, ident, time.monotonic()))
-        while len(self._keyless) > self.KEYS:
-            self._keyless.popleft()
-
     def has_key(self, key: str) -> bool:
         return key in self._keys
-
-    def fit(self, refusal: CommandRefused) -> tuple[int, float] | None:
-        """How well a keyless `refusal` fits a command of ours: (0 if it names our id, else 1; when sent), or None."""
-        self._expire()
-        fits = [(self._rank(entry, refusal), entry[2]) for entry in self._keyless if entry[0] == refusal.code]
-        return min(fits, default=None)
-
-    def take(self, refusal: CommandRefused) -> None:
-        """Forget the command that `refusal` answers: the best fit."""
-        fits = [(self._rank(entry, refusal), entry[2], entry) for entry in self._keyless if entry[0] == refusal.code]
-        if fits:
-            self._keyless.remove(min(fits)[2])
-
-    @staticmethod
-    def _rank(entry: tuple[str, str, float], refusal: CommandRefused) -> int:
-        ident = entry[1]
-        return 0 if ident and repr(ident) in refusal.message else 1
-
-    def _expire(self) -> None:
-        horizon = time.monotonic() - self.TTL
-        while self._keyless and self._keyless[0][2] < horizon:
-            self._keyless.popleft()
 
 
 class Listener:
@@ -177,15 +139,9 @@ class _SessionFeed:
             listener.offer(entry)
 
     def _owners(self, refusal: CommandRefused) -> list[Listener]:
-        """The sockets that sent the refused command: every holder of its key, or the best fit for a keyless one."""
-        if refusal.idempotency_key is not None:
-            return [each for each in self.listeners if each.claims.has_key(refusal.idempotency_key)]
-        ranked = [(rank, i) for i, each in enumerate(self.listeners) if (rank := each.claims.fit(refusal)) is not None]
-        if not ranked:
-            return []
-        owner = self.listeners[min(ranked)[1]]
-        owner.claims.take(refusal)
-        return [owner]
+        """The sockets that sent the refused command: every holder of its key (none for a command from elsewhere)."""
+        key = refusal.idempotency_key
+        return [] if key is None else [each for each in self.listeners if each.claims.has_key(key)]
 
 
 class Fanout:

@@ -81,9 +81,6 @@ CLOSE_TIMEOUT = 30.0
 RESUBSCRIBED_TIMEOUT = 2
 """Seconds to wait for NATS to confirm the resubscription after a reconnect, before the log is read again."""
 
-_REFUSAL_OF = {Cancel: "nothing_to_cancel", HumanReply: "unknown_request", ConfirmationReply: "unknown_confirmation"}
-"""The session's refusal code for each command that carries no key (see actors/session/routing.py)."""
-
 
 class _Connection:
     """One client socket; all sends go through `send_text` so frames never interleave."""
@@ -214,16 +211,11 @@ class _Connection:
             self.ctx.metrics.commands_failed_total += 1
             await self.send(error_frame(f"command not accepted: {reason}", SERVICE_UNAVAILABLE))
             return
-        # Claimed before publishing: the refusal may come before the publish's ack.
-        match command:
-            case SendMessage(idempotency_key=str() as key):
-                self.listener.claims.sent_key(key)
-            case Cancel(turn_id=turn_id):
-                self.listener.claims.sent_keyless(_REFUSAL_OF[Cancel], turn_id or "")
-            case HumanReply(request_id=request_id):
-                self.listener.claims.sent_keyless(_REFUSAL_OF[HumanReply], request_id)
-            case ConfirmationReply(confirmation_id=confirmation_id):
-                self.listener.claims.sent_keyless(_REFUSAL_OF[ConfirmationReply], confirmation_id)
+        # Every command gets a key, claimed before publishing (its refusal may come before the publish's ack):
+        # a refusal names the key, so it reaches this socket and no other.
+        key = command.idempotency_key or uuid.uuid4().hex
+        command = msgspec.structs.replace(command, idempotency_key=key)
+        self.listener.claims.sent_key(key)
         try:
             await publish_command(self.ctx.bus, self.session_id, command)
             self.ctx.metrics.commands_published_total += 1

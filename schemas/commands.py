@@ -36,6 +36,8 @@ class Cancel(Command, frozen=True, kw_only=True):
     """Cancel the running turn (or board/team) of a session."""
 
     turn_id: str | None = None
+    idempotency_key: str | None = None
+    """The command's key: the stream drops a retry with the same one, and a refusal names it (so it reaches its sender)."""
 
 
 class HumanReply(Command, frozen=True, kw_only=True, tag="reply"):
@@ -43,6 +45,8 @@ class HumanReply(Command, frozen=True, kw_only=True, tag="reply"):
 
     request_id: str
     content: str
+    idempotency_key: str | None = None
+    """The command's key: the stream drops a retry with the same one, and a refusal names it (so it reaches its sender)."""
 
 
 class ConfirmationReply(Command, frozen=True, kw_only=True):
@@ -50,16 +54,23 @@ class ConfirmationReply(Command, frozen=True, kw_only=True):
 
     confirmation_id: str
     approved: bool
+    idempotency_key: str | None = None
+    """The command's key: the stream drops a retry with the same one, and a refusal names it (so it reaches its sender)."""
 
 
 class CloseSession(Command, frozen=True, kw_only=True):
     """Close a session; later messages are refused."""
+
+    idempotency_key: str | None = None
+    """The command's key: the stream drops a retry with the same one, and a refusal names it (so it reaches its sender)."""
 
 
 class RenameSession(Command, frozen=True, kw_only=True):
     """Give a session the title clients list it by (by default its first message)."""
 
     title: str
+    idempotency_key: str | None = None
+    """The command's key: the stream drops a retry with the same one, and a refusal names it (so it reaches its sender)."""
 
 
 SessionCommand = SendMessage | Cancel | HumanReply | ConfirmationReply | CloseSession | RenameSession

@@ -101,20 +101,20 @@ class SessionActor(EventSourcedActor[SessionState]):
                 if isinstance(decision, Accepted):
                     await self.record(decision.events, cause=None)
                 elif isinstance(decision, Refused):
-                    await self._refuse(decision, None)
+                    await self._refuse(decision, command.idempotency_key)
                 return None
             case Deliver(command=RenameSession() as command):
                 decision = decide_rename(self.state, command)
                 if isinstance(decision, Accepted):
                     await self.record(decision.events, cause=None)
                 elif isinstance(decision, Refused):
-                    await self._refuse(decision, None)
+                    await self._refuse(decision, command.idempotency_key)
                 return None
             case Deliver(command=Cancel() | HumanReply() | ConfirmationReply() as command):
                 running = self.state.running_turns()
                 refusal = await route_to_turn(self.host, command, running, self.state.unanswered)
                 if refusal is not None:
-                    await self._refuse(refusal, None)
+                    await self._refuse(refusal, command.idempotency_key)
                 return None
             case TurnFinished(user_message_id=message_id, failed=failed, content=content, code=code):
                 answer = (
