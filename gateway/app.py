@@ -16,6 +16,7 @@ from bus import BusError
 from bus.commands import command_backlog
 from projections import DatabaseError, EventLogClosedError, EventLogError
 
+from .answers import Problem, http_error, problem
 from .auth import authorized
 from .context import GatewayContext
 from .directory import routes as directory_routes
@@ -23,7 +24,6 @@ from .health import SERVICE_UNAVAILABLE
 from .metrics import metrics, relay_lag
 from .openapi import ApiRoute, Content
 from .openapi import routes as openapi_routes
-from .rest import Problem, http_error, problem
 from .rest import routes as rest_routes
 from .send import route as send_route
 from .uploads import Upload, download, upload

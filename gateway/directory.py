@@ -13,9 +13,10 @@ from projections import SessionView
 from schemas import ErrorReply, RenameSession, limits
 from schemas.agents import AgentInfo, ListAgents, agent_lists
 
+from .answers import SESSION_PATH, answers, bounded_body, json_response, problem, refused, unavailable
 from .context import GatewayContext
 from .openapi import ApiRoute
-from .rest import SESSION_PATH, answers, bounded_body, existing_session, json_response, problem, refused, unavailable
+from .rest import existing_session
 
 MAX_TITLE_CHARS = 200
 """The session actor's bound too (`actors.session.state.MAX_TITLE_CHARS`); checked here to answer 422 at once."""

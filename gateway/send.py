@@ -30,10 +30,11 @@ from schemas.events import (
     UserMessage,
 )
 
+from .answers import SESSION_PATH, answers, json_response, problem, read_body, refused, unavailable
 from .context import GatewayContext
 from .feed import resolve
 from .openapi import ApiRoute
-from .rest import SESSION_PATH, answers, existing_session, json_response, problem, read_body, refused, unavailable
+from .rest import existing_session
 
 SeedExecutionMode = Literal["direct_chat", "skill_react", "rewoo", "reflexion", "team_collab"]
 """The seed's execution modes that are not ours; its REST ran all but `plan_exec` as ReAct."""

@@ -28,8 +28,8 @@ from starlette.responses import Response, StreamingResponse
 from bus import MAX_UPLOAD_BYTES, BusError, ObjectBucket, is_upload_name, new_upload_name, uploads
 from schemas import limits
 
+from .answers import json_response, problem
 from .context import GatewayContext
-from .rest import json_response, problem
 
 if TYPE_CHECKING:
     from python_multipart.multipart import MultipartCallbacks

@@ -31,8 +31,9 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Mount, Route, WebSocketRoute
 
 from gateway import create_app
+from gateway.answers import Id, Problem
 from gateway.openapi import ApiRoute, document, render_html
-from gateway.rest import CreateSessionBody, Id, Problem
+from gateway.rest import CreateSessionBody
 from gateway.send import MessageResponse, SendBody
 from projections import SessionView
 from schemas import InvalidId, validate_id
