@@ -16,13 +16,16 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import httpx
 import msgspec
+from websockets.asyncio.client import connect
 
 from bus.embedded import EmbeddedNats
 from cli.settings import ENDPOINTS_FILE, Endpoints
@@ -205,3 +208,25 @@ def _redact(url: str) -> str:
     if parts.password:
         parts = parts._replace(netloc=parts.netloc.replace(":" + parts.password + "@", ":***@"))
     return urlunsplit(parts)
+
+
+R = TypeVar("R")
+
+
+async def runs_on_one_session(
+    endpoints: Endpoints, run: Callable[[Any], Awaitable[R]], count: int, *, warmup: int = 1, timeout: float = 120.0
+) -> list[R]:
+    """Create a session, open its socket, and `run(ws)` `warmup + count` times in sequence; the measured results."""
+    async with httpx.AsyncClient(timeout=30.0) as http:
+        response = await http.post(f"{endpoints.http_url}/api/v1/chat/sessions", json={})
+        response.raise_for_status()
+        session_id = response.json()["session_id"]
+    ws_url = "ws" + endpoints.http_url.removeprefix("http") + f"/api/v1/chat/ws/{session_id}"
+    results: list[R] = []
+    async with connect(ws_url, max_size=None, compression=None) as ws:
+        await asyncio.wait_for(ws.recv(), timeout)
+        for i in range(warmup + count):
+            result = await run(ws)
+            if i >= warmup:
+                results.append(result)
+    return results

@@ -21,9 +21,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 
 import asyncpg
-import httpx
 import msgspec
-from websockets.asyncio.client import connect
 
 from actors.board.conclusion import parse_conclusion
 from actors.board.logic import final_answer
@@ -43,6 +41,7 @@ from schemas.events import (
 )
 from schemas.experts import BoardRequest, Conclude, Speak, SummarizeRound, TranscriptEntry
 
+from ._services import runs_on_one_session
 from .append import _RAW_DDL, _RAW_INSERT, RAW_TABLE
 
 EXPERTS = ["pragmatist", "skeptic", "visionary", "economist", "operator"]
@@ -65,19 +64,7 @@ class BoardRun:
 
 async def measure_boards(endpoints: Endpoints, boards: int, *, warmup: int = 1) -> list[BoardRun]:
     """Run `warmup + boards` boards in sequence on one session; return the measured ones."""
-    async with httpx.AsyncClient(timeout=30.0) as http:
-        response = await http.post(f"{endpoints.http_url}/api/v1/chat/sessions", json={})
-        response.raise_for_status()
-        session_id = response.json()["session_id"]
-    ws_url = "ws" + endpoints.http_url.removeprefix("http") + f"/api/v1/chat/ws/{session_id}"
-    runs: list[BoardRun] = []
-    async with connect(ws_url, max_size=None, compression=None) as ws:
-        await asyncio.wait_for(ws.recv(), TIMEOUT)
-        for i in range(warmup + boards):
-            run = await _board(ws)
-            if i >= warmup:
-                runs.append(run)
-    return runs
+    return await runs_on_one_session(endpoints, _board, boards, warmup=warmup, timeout=TIMEOUT)
 
 
 async def _board(ws) -> BoardRun:

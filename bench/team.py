@@ -21,9 +21,7 @@ import uuid
 from dataclasses import dataclass
 
 import asyncpg
-import httpx
 import msgspec
-from websockets.asyncio.client import connect
 
 from actors.llm import OfflineProvider, TextDelta
 from actors.team.plans import parse_plan
@@ -33,6 +31,7 @@ from projections.database import asyncpg_dsn
 from schemas.events import PlanPhase, TeamExpert
 from schemas.experts import ExecutePhase, PhaseOutput, PlanTeam, ReviewPhase, SynthesizeTeam, TeamRequest
 
+from ._services import runs_on_one_session
 from .append import _RAW_DDL, _RAW_INSERT, RAW_TABLE
 
 TASK = "Build a user login feature with email and password"
@@ -54,19 +53,7 @@ class TeamRun:
 
 async def measure_teams(endpoints: Endpoints, teams: int, *, warmup: int = 1) -> list[TeamRun]:
     """Run `warmup + teams` teams in sequence on one session; return the measured ones."""
-    async with httpx.AsyncClient(timeout=30.0) as http:
-        response = await http.post(f"{endpoints.http_url}/api/v1/chat/sessions", json={})
-        response.raise_for_status()
-        session_id = response.json()["session_id"]
-    ws_url = "ws" + endpoints.http_url.removeprefix("http") + f"/api/v1/chat/ws/{session_id}"
-    runs: list[TeamRun] = []
-    async with connect(ws_url, max_size=None, compression=None) as ws:
-        await asyncio.wait_for(ws.recv(), TIMEOUT)
-        for i in range(warmup + teams):
-            run = await _team(ws)
-            if i >= warmup:
-                runs.append(run)
-    return runs
+    return await runs_on_one_session(endpoints, _team, teams, warmup=warmup, timeout=TIMEOUT)
 
 
 async def _team(ws) -> TeamRun:

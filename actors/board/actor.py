@@ -28,9 +28,10 @@ from ..errors import ActorError, is_outage
 from ..experts.ask import ask_expert
 from ..experts.withdrawals import withdraw
 from ..runtime import ActorHost, DrivenActor
+from ..runtime.groups import CancelWork, Intervene
 from . import logic
 from .conclusion import parse_conclusion
-from .messages import BoardFinished, CancelBoard, DriverGaveUp, Intervene, StartBoard, StepDone
+from .messages import BoardFinished, DriverGaveUp, StartBoard, StepDone
 from .plan import BoardRefused
 from .prompts import fit_transcript, split_consensus
 
@@ -61,7 +62,7 @@ class BoardActor(DrivenActor[logic.BoardState]):
                 return None
             case Intervene(content=content, idempotency_key=key):
                 return await self._intervene(content, key)
-            case CancelBoard(reason=reason):
+            case CancelWork(reason=reason):
                 return await self._end(logic.decide_cancel(self.state, reason))
             case StepDone(event=event):
                 return await self._step_done(event)

@@ -23,19 +23,6 @@ class StartBoard(msgspec.Struct, frozen=True, kw_only=True):
     """The session's language: the final answer's sections are written in it."""
 
 
-class Intervene(msgspec.Struct, frozen=True, kw_only=True):
-    """A user message while the board may be running; the board answers True if it took it."""
-
-    content: str
-    idempotency_key: str | None = None
-
-
-class CancelBoard(msgspec.Struct, frozen=True, kw_only=True):
-    """End the board as cancelled; the board answers True if it was running."""
-
-    reason: str = "cancelled by the user"
-
-
 class BoardFinished(msgspec.Struct, frozen=True, kw_only=True):
     """A board ended: with the final answer for the session, or `failed` with the reason in `content`."""
 

@@ -33,11 +33,12 @@ from schemas import (
 from schemas.events import AssistantMessage, MessageFailed, UserMessage
 from schemas.texts import Texts, texts_for
 
-from ..board.messages import BoardFinished, CancelBoard, Intervene, StartBoard
+from ..board.messages import BoardFinished, StartBoard
 from ..board.plan import BoardRefused, plan_board
 from ..context import WorkerContext
 from ..runtime import ActorHost, EventSourcedActor
-from ..team.messages import CancelTeam, InterveneTeam, StartTeam, TeamFinished
+from ..runtime.groups import CancelWork, Intervene
+from ..team.messages import StartTeam, TeamFinished
 from ..team.routing import TeamRefused, team_spec
 from ..turn.messages import CancelTurn, StartTurn, TurnFinished
 from .messages import Abandon, Deliver
@@ -256,13 +257,11 @@ class SessionActor(EventSourcedActor[SessionState]):
         if message_id not in self.state.unanswered:
             return
         logger.warning("work_abandoned", message_id=message_id, reason=reason)
-        match group_kind(self.state.unanswered[message_id].message.content):
-            case "board":
-                self.host.tell("board", message_id, CancelBoard(reason=reason))
-            case "team":
-                self.host.tell("team", message_id, CancelTeam(reason=reason))
-            case None:
-                self.host.tell("turn", message_id, CancelTurn())
+        kind = group_kind(self.state.unanswered[message_id].message.content)
+        if kind is None:
+            self.host.tell("turn", message_id, CancelTurn())
+        else:
+            self.host.tell(kind, message_id, CancelWork(reason=reason))
         await self._finish(message_id, None, "gave_up", reason)
 
     async def _to_group(self, command: object) -> bool:
@@ -279,10 +278,9 @@ class SessionActor(EventSourcedActor[SessionState]):
             case SendMessage(content=content, idempotency_key=key) if (
                 content.strip() and (key or "") not in self.state.keys
             ):
-                join = Intervene if kind == "board" else InterveneTeam
-                taken = await self.host.ask(kind, group_id, join(content=content, idempotency_key=key))
+                taken = await self.host.ask(kind, group_id, Intervene(content=content, idempotency_key=key))
             case Cancel(turn_id=turn_id) if turn_id in (None, group_id):
-                taken = await self.host.ask(kind, group_id, CancelBoard() if kind == "board" else CancelTeam())
+                taken = await self.host.ask(kind, group_id, CancelWork())
             case _:
                 return False
         return bool(taken)

@@ -37,12 +37,11 @@ from ..errors import ActorError, is_outage
 from ..experts.ask import ask_expert
 from ..experts.withdrawals import withdraw
 from ..runtime import ActorHost, DrivenActor
+from ..runtime.groups import CancelWork, Intervene
 from . import logic
 from .messages import (
     Answered,
-    CancelTeam,
     DriverGaveUp,
-    InterveneTeam,
     NoAnswer,
     StartTeam,
     StepDone,
@@ -83,9 +82,9 @@ class TeamActor(DrivenActor[logic.TeamState]):
             case StartTeam():
                 await self._start(message)
                 return None
-            case InterveneTeam(content=content, idempotency_key=key):
+            case Intervene(content=content, idempotency_key=key):
                 return await self._intervene(content, key)
-            case CancelTeam(reason=reason):
+            case CancelWork(reason=reason):
                 return await self._end(logic.decide_cancel(self.state, reason))
             case StepDone():
                 return await self._step_done(message)

@@ -24,19 +24,6 @@ class StartTeam(msgspec.Struct, frozen=True, kw_only=True):
     """The session's language: the final answer's fallbacks and failures are written in it."""
 
 
-class InterveneTeam(msgspec.Struct, frozen=True, kw_only=True):
-    """A user message while the team may be running; the team answers True if it took it."""
-
-    content: str
-    idempotency_key: str | None = None
-
-
-class CancelTeam(msgspec.Struct, frozen=True, kw_only=True):
-    """End the team as cancelled; the team answers True if it was running."""
-
-    reason: str = "cancelled by the user"
-
-
 class TeamFinished(msgspec.Struct, frozen=True, kw_only=True):
     """A team ended: with the final answer for the session, or `failed` with the reason in `content`."""
 
