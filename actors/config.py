@@ -189,6 +189,23 @@ class SessionConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     direct-chat mode: one model call, no tools. Empty: never."""
 
 
+class ClusterConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How the workers of one subject prefix share the command stream (deploy/README.md sizes these).
+
+    `partitions` is P, the number of command partitions: the unit a worker owns,
+    so at most P workers take commands. It is stored with the stream; a worker
+    started with another P remaps the stream after its old partitions drained.
+    `replicas` is the command stream's JetStream replicas (3 on a 3-node cluster).
+    A worker that dies has its partitions taken over within `failover_seconds`;
+    live workers look for partitions to take or hand over every `rebalance_interval`.
+    """
+
+    partitions: int = 8
+    replicas: int = 1
+    failover_seconds: float = 10.0
+    rebalance_interval: float = 1.0
+
+
 class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The whole configuration."""
 
@@ -201,6 +218,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     team: TeamConfig = TeamConfig()
     session: SessionConfig = SessionConfig()
     limits: Limits = Limits()
+    cluster: ClusterConfig = ClusterConfig()
 
 
 def load_config(path: str | Path | None = None) -> Config:
@@ -247,6 +265,11 @@ def _check_references(config: Config, path: Path) -> None:
         raise ConfigError(f"config {path}: team needs max_phases, expert_attempts >= 1 and no negative bounds")
     if not config.agents:
         raise ConfigError(f"config {path}: declares no agents")
+    cluster = config.cluster
+    if not 1 <= cluster.partitions <= 1024 or cluster.replicas not in (1, 3, 5):
+        raise ConfigError(f"config {path}: cluster needs 1 <= partitions <= 1024 and replicas 1, 3 or 5")
+    if cluster.failover_seconds < 2 * cluster.rebalance_interval or cluster.rebalance_interval <= 0:
+        raise ConfigError(f"config {path}: cluster.failover_seconds must be at least twice rebalance_interval (> 0)")
     _check_agents(config, path)
 
 

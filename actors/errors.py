@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bus import BusError
-from projections import DatabaseError, EventLogClosedError
+from projections import ConcurrencyError, DatabaseError, EventLogClosedError
 
 
 class ActorError(Exception):
@@ -34,7 +34,12 @@ def is_outage(exc: BaseException) -> bool:
     The database or NATS being unreachable, a full mailbox, an actor that could
     not be activated: retried with back-off, without counting toward any bound
     on attempts, so an outage loses nothing. Anything else counts.
+
+    A `ConcurrencyError` is one too: another worker wrote the stream (two owned
+    the session for a moment, e.g. while a partition moved), so this actor's
+    state is stale; dropped and re-activated from the log, it takes up the
+    message again knowing what the other one recorded.
     """
-    if type(exc) is ActorError or isinstance(exc, MailboxFull):
+    if type(exc) is ActorError or isinstance(exc, MailboxFull | ConcurrencyError):
         return True
     return isinstance(exc, DatabaseError | EventLogClosedError | BusError | OSError | TimeoutError)

@@ -10,7 +10,7 @@ until the work is recorded; a command that fails by itself is refused for good.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 
 import structlog
 
@@ -46,6 +46,8 @@ class CommandIntake:
         self._lanes: dict[str, list[CommandDelivery]] = {}
         self.in_flight: set[asyncio.Task[None]] = set()
         """Lanes accepting commands and holds waiting for work: awaited for a grace, then cancelled, at stop."""
+        self._of_session: dict[str, set[asyncio.Task[None]]] = {}
+        """The same tasks by session, so that the sessions of a partition handed over can be let go."""
 
     async def stop(self, grace: float) -> None:
         """Give the work in flight `grace` seconds to finish, then cut it (JetStream redelivers its commands)."""
@@ -54,6 +56,36 @@ class CommandIntake:
         for task in list(self.in_flight):
             task.cancel()
         await asyncio.gather(*self.in_flight, return_exceptions=True)
+
+    async def hand_back(self, sessions: Callable[[str], bool], grace: float) -> set[str]:
+        """Let go of the sessions `sessions` selects (those of partitions handed to another worker).
+
+        Their work in flight gets `grace` seconds to finish; what is left is cut
+        and its commands given back to JetStream (nak), so the next owner takes
+        them at once and resumes the work from the log. Return the sessions let go.
+        """
+        chosen = {session_id for session_id in self._of_session if sessions(session_id)}
+        tasks = {task for session_id in chosen for task in self._of_session.get(session_id, ())}
+        if tasks:
+            await asyncio.wait(tasks, timeout=grace)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        return chosen
+
+    def _track(self, session_id: str, task: asyncio.Task[None]) -> None:
+        self.in_flight.add(task)
+        self._of_session.setdefault(session_id, set()).add(task)
+
+        def forget(done: asyncio.Task[None]) -> None:
+            self.in_flight.discard(done)
+            tasks = self._of_session.get(session_id)
+            if tasks is not None:
+                tasks.discard(done)
+                if not tasks:
+                    del self._of_session[session_id]
+
+        task.add_done_callback(forget)
 
     async def take(self, consumer: CommandConsumer) -> None:
         """Hand each delivery to its session's lane: one session's commands are accepted one at a time, in order."""
@@ -64,8 +96,7 @@ class CommandIntake:
                 task = asyncio.create_task(
                     self._run_lane(delivery.session_id, lane), name=f"lane-{delivery.session_id}"
                 )
-                self.in_flight.add(task)
-                task.add_done_callback(self.in_flight.discard)
+                self._track(delivery.session_id, task)
             lane.append(delivery)
 
     async def _run_lane(self, session_id: str, lane: list[CommandDelivery]) -> None:
@@ -74,9 +105,12 @@ class CommandIntake:
                 await self._accept(lane[0])
                 lane.pop(0)
         finally:
-            # Deliveries still in the lane (we are stopping) are redelivered by JetStream.
             if self._lanes.get(session_id) is lane:
                 del self._lanes[session_id]
+            # Cut (stopping, or the session handed over): what the lane still holds goes back to
+            # JetStream in order now, not after the ack wait, so the next owner takes it at once.
+            for delivery in lane:
+                await _quietly(delivery.nak())
 
     async def _accept(self, delivery: CommandDelivery) -> None:
         """Have the session accept one command, retrying in place so that the session's order holds.
@@ -119,8 +153,7 @@ class CommandIntake:
             await _quietly(delivery.ack())
             return
         hold = asyncio.create_task(self._hold(delivery, outcome), name=f"hold-{delivery.sequence}")
-        self.in_flight.add(hold)
-        hold.add_done_callback(self.in_flight.discard)
+        self._track(delivery.session_id, hold)
 
     async def _refuse(self, delivery: CommandDelivery, code: str, reason: str) -> None:
         """Record that a command is refused for good, tell the sender, and terminate it."""

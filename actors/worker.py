@@ -9,8 +9,8 @@ from collections.abc import Awaitable, Callable
 import structlog
 
 from bus import Bus, CommandConsumer, TypedSubscription, ensure_command_stream
-from projections import Checkpoints, Engine, EventLog, PartitionLeases, Projector
-from schemas import CreateSession, ErrorReply, InvalidId, SessionReady, codec, validate_id
+from projections import Checkpoints, Engine, EventLog, LeasesLost, PartitionLeases, Projector
+from schemas import CreateSession, ErrorReply, InvalidId, SessionReady, codec, partition_of, validate_id
 from schemas.agents import list_agents
 from schemas.experts import WithdrawExperts, expert_requests, withdrawals
 
@@ -18,7 +18,6 @@ from .board import BoardActor
 from .config import DEFAULT_CONFIG, Config, load_config
 from .context import WorkerContext
 from .directory import answer_agents
-from .errors import is_outage
 from .experts.actor import QUEUE as EXPERTS_QUEUE
 from .experts.actor import ExpertActor, answer_experts
 from .experts.withdrawals import KIND as WITHDRAWALS
@@ -26,6 +25,7 @@ from .history import HistoryServer
 from .intake import CommandIntake
 from .llm import Provider
 from .llm.registry import build_providers, close_providers
+from .placement import share
 from .relay import Relay
 from .runtime import ActorHost
 from .session import SessionActor
@@ -34,10 +34,8 @@ from .turn import TurnActor
 
 logger = structlog.get_logger("agentbus.worker")
 
-LEASE_INTERVAL = 1.0
-"""Seconds between attempts to take free partitions (e.g. those of a worker that died)."""
 STOP_GRACE = 1.0
-"""Seconds the work in flight may take to finish when the worker stops."""
+"""Seconds the work in flight may take to finish when the worker stops, or when it hands a partition over."""
 
 
 class Worker:
@@ -49,7 +47,6 @@ class Worker:
         engine: Engine,
         provider: Provider,
         *,
-        partitions: list[int] | None = None,
         default_model: str = "offline",
         idle_seconds: float = 60.0,
         ack_wait: float = 30.0,
@@ -75,15 +72,16 @@ class Worker:
         self.host.register(BoardActor.kind, lambda actor_id, host: BoardActor(actor_id, host, ctx))
         self.host.register(TeamActor.kind, lambda actor_id, host: TeamActor(actor_id, host, ctx))
         self.host.register(ExpertActor.kind, lambda actor_id, host: ExpertActor(actor_id, host, ctx))
-        self._partitions = partitions
         self._ack_wait = ack_wait
         self.intake = CommandIntake(
             bus, self.host, self.event_log, ack_wait=ack_wait, work_timeout=config.session.work_timeout
         )
         self._available = 0
         """The command stream's partitions (0: unpartitioned, NATS < 2.10)."""
-        self._leases = PartitionLeases(engine, bus.subjects.prefix)
+        self._leases = PartitionLeases(engine, bus.subjects.prefix, failover_seconds=config.cluster.failover_seconds)
         self._consumers: dict[int, tuple[CommandConsumer, asyncio.Task[None]]] = {}
+        self._owned: set[int] = set()
+        """The partitions last reported as owned."""
         self.projector = Projector(engine, self.event_log)
         self.history = HistoryServer(bus, self.event_log)
         self.ready = asyncio.Event()
@@ -91,9 +89,10 @@ class Worker:
 
     async def run(self) -> None:
         """Run until cancelled; then stop taking work and let JetStream redeliver the rest."""
-        available = self._available = await ensure_command_stream(self.bus)
-        # An unpartitioned stream (NATS < 2.10) is leased as one partition, 0.
-        wanted = self._partitions or list(range(available)) or [0]
+        cluster = self.ctx.config.cluster
+        available = self._available = await ensure_command_stream(
+            self.bus, partitions=cluster.partitions, replicas=cluster.replicas
+        )
         creates = await self.bus.serve(
             self.bus.subjects.sessions_create, codec.create_session, self._create, queue="workers"
         )
@@ -116,26 +115,19 @@ class Worker:
             asyncio.create_task(_supervised("projector", self.projector.run), name="projector"),
             asyncio.create_task(self._take_withdrawals(withdrawn), name="withdrawals"),
         ]
-        await self._rebalance(wanted, partitioned=available > 0)
-        logger.info("worker_started", partitions=sorted(self._consumers))
+        await self._rebalance()
+        logger.info("worker_started", member=self._leases.member, partitions=sorted(self._consumers))
         self.ready.set()
         try:
             while True:
-                await asyncio.sleep(LEASE_INTERVAL)
-                try:
-                    await self._rebalance(wanted, partitioned=available > 0)
-                except Exception as exc:
-                    if not is_outage(exc):
-                        raise
-                    # Keep serving what we hold: if the lease connection died, another worker may take a
-                    # partition over, and the event log's version check stops a second writer.
-                    logger.warning("lease_renewal_failed", error=str(exc))
+                await asyncio.sleep(cluster.rebalance_interval)
+                await self._rebalance()
         finally:
             # Intake stops first; experts keep answering while the work in flight gets its grace.
             await creates.unsubscribe()
             await agents.unsubscribe()
             for partition in list(self._consumers):
-                await self._release(partition)
+                await self._stop_consuming(partition)
             # What has not finished within the grace is cut without recording anything final:
             # JetStream redelivers its command, and it resumes from its log at the next start.
             await self.intake.stop(STOP_GRACE)
@@ -154,22 +146,58 @@ class Worker:
         async for message in withdrawn:
             self.ctx.withdrawals.add(message.owner_id)
 
-    async def _rebalance(self, wanted: list[int], *, partitioned: bool) -> None:
-        """Consume exactly the partitions whose lease this worker holds (taking free ones over)."""
-        held = await self._leases.claim(wanted)
-        self.relay.own(held, of=self._available)
-        changed = held != set(self._consumers)
+    async def _rebalance(self) -> None:
+        """Own this worker's share of the partitions among the live workers: hand over the rest, take the share.
+
+        A partition handed over is released only once its work was let go, so
+        its next owner (which keeps trying every `rebalance_interval`) never
+        runs beside it. If the lease connection fails, every lease went with
+        it: all work is let go at once, since the others may take it any moment.
+        """
+        try:
+            members = await self._leases.members()
+            # An unpartitioned stream (NATS < 2.10) is leased as one partition, 0.
+            wanted = share(self._leases.member, members, self._available or 1)
+            for partition in sorted(set(self._consumers) - wanted):
+                await self._hand_over(partition, grace=STOP_GRACE)
+                await self._leases.release(partition)
+            held = await self._leases.claim(sorted(wanted - set(self._consumers)))
+        except LeasesLost:
+            for partition in sorted(self._consumers):
+                await self._hand_over(partition, grace=0.0)
+            held = set()
+            members = []
         for partition in sorted(held - set(self._consumers)):
-            consumer = CommandConsumer(self.bus, [partition] if partitioned else None, ack_wait=self._ack_wait)
+            partitions = [partition] if self._available else None
+            consumer = CommandConsumer(self.bus, partitions, ack_wait=self._ack_wait)
             await consumer.start()
             pump = asyncio.create_task(self.intake.take(consumer), name=f"partition-{partition}")
             self._consumers[partition] = (consumer, pump)
-        for partition in sorted(set(self._consumers) - held):
-            await self._release(partition)
-        if changed:
-            logger.info("partitions_owned", partitions=sorted(held))
+        self.relay.own(held, of=self._available)
+        if held != self._owned:
+            self._owned = held
+            logger.info("partitions_owned", partitions=sorted(held), workers=len(members))
 
-    async def _release(self, partition: int) -> None:
+    async def _hand_over(self, partition: int, *, grace: float) -> None:
+        """Stop taking `partition`'s commands and let its sessions go (work cut after `grace`, actors stopped)."""
+        started = asyncio.get_running_loop().time()
+        await self._stop_consuming(partition)
+
+        def in_partition(session_id: str) -> bool:
+            return partition_of(session_id, self._available) == partition
+
+        handed = await self.intake.hand_back(in_partition, grace)
+        stopped = await self.host.stop_sessions(in_partition)
+        elapsed = asyncio.get_running_loop().time() - started
+        logger.info(
+            "partition_handed_over",
+            partition=partition,
+            sessions=len(handed),
+            actors=stopped,
+            seconds=round(elapsed, 3),
+        )
+
+    async def _stop_consuming(self, partition: int) -> None:
         consumer, pump = self._consumers.pop(partition)
         pump.cancel()
         await asyncio.gather(pump, return_exceptions=True)
@@ -184,7 +212,12 @@ class Worker:
         if request.agent_name not in self.ctx.config.agents:
             return ErrorReply(code="unknown_agent", message=f"agent {request.agent_name!r} not found")
         structlog.contextvars.bind_contextvars(session_id=session_id)
-        return await self.host.ask(SessionActor.kind, session_id, request)
+        ready = await self.host.ask(SessionActor.kind, session_id, request)
+        if partition_of(session_id, self._available) not in self._consumers:
+            # Any worker answers a create; the session's commands go to its partition's owner, so
+            # a copy kept here would only go stale (and lose a version check when it next wrote).
+            await self.host.stop_sessions(lambda active: active == session_id)
+        return ready
 
 
 async def _supervised(name: str, run: Callable[[], Awaitable[None]], backoff: float = 1.0) -> None:

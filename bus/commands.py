@@ -72,7 +72,7 @@ class CommandAck(msgspec.Struct, frozen=True, kw_only=True):
     idempotency_key: str | None
 
 
-async def ensure_command_stream(bus: Bus, *, partitions: int = DEFAULT_PARTITIONS) -> int:
+async def ensure_command_stream(bus: Bus, *, partitions: int = DEFAULT_PARTITIONS, replicas: int = 1) -> int:
     """Create the command stream (or update it in place) under the bus's prefix.
 
     Return the number of partitions the server gives it: 0 when it cannot
@@ -88,6 +88,7 @@ async def ensure_command_stream(bus: Bus, *, partitions: int = DEFAULT_PARTITION
         ),
         duplicate_window=DUPLICATE_WINDOW_S,
         max_age=7 * 24 * 3600,
+        num_replicas=replicas,
     )
     js = bus.nc.jetstream()
     try:
@@ -279,11 +280,16 @@ class CommandConsumer:
             yield await self._queue.get()
 
     async def stop(self) -> None:
-        """Stop fetching; undelivered or unacked commands are redelivered later."""
+        """Stop fetching; commands fetched but not taken go back to JetStream now, unacked ones after the ack wait."""
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        while not self._queue.empty():
+            try:
+                await asyncio.wait_for(self._queue.get_nowait().nak(), 2.0)
+            except (TimeoutError, nats.errors.Error):
+                break  # NATS is gone: JetStream redelivers them after the ack wait instead
         for psub in self._subscriptions:
             try:
                 await psub.unsubscribe()

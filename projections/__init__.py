@@ -15,7 +15,7 @@ from .errors import (
     EventLogError,
 )
 from .eventlog import EventLog
-from .leases import PartitionLeases
+from .leases import LeasesLost, PartitionLeases
 from .migrations import migrate
 from .readmodels import MessageView, Projector, ReadModels, SessionView
 
@@ -29,6 +29,7 @@ __all__ = [
     "EventLog",
     "EventLogClosedError",
     "EventLogError",
+    "LeasesLost",
     "MessageView",
     "NewEvent",
     "PartitionLeases",

@@ -31,22 +31,29 @@ async def chat(system: System, session_id: str, content: str) -> str:
         return (await receive_until(ws, "final_answer"))[-1]["content"]
 
 
-async def test_the_partitions_of_a_killed_worker_are_taken_over_and_no_command_is_answered_twice(
+async def until_owned(system: System, count: int, timeout: float = 20.0) -> list[int]:
+    """Wait until the system's worker says it owns `count` partitions; return them."""
+    async with asyncio.timeout(timeout):
+        while len(partitions := owned(system) or []) != count:
+            await asyncio.sleep(0.1)
+    return partitions
+
+
+async def test_a_second_worker_takes_half_of_the_partitions_and_a_killed_workers_half_is_taken_over(
     tmp_path: Path, system_env: dict[str, str]
 ) -> None:
     first = System(tmp_path / "first", system_env).start()
     second = System(tmp_path / "second", system_env).start()
     try:
-        taken = owned(first)
-        assert taken and owned(second) in (None, [])  # the first worker leased every partition
+        # The first worker owned all 8 partitions until the second joined; each now owns 4 of them.
+        first_share, second_share = await until_owned(first, 4), await until_owned(second, 4)
+        assert sorted(first_share + second_share) == list(range(8))
         sessions = [await second.create_session() for _ in range(6)]
         for session_id in sessions:
             assert 'You said: "before"' in await chat(second, session_id, "before")
 
         assert first.stop(signal.SIGKILL) == -signal.SIGKILL
-        async with asyncio.timeout(20):
-            while owned(second) != taken:
-                await asyncio.sleep(0.2)
+        assert await until_owned(second, 8) == list(range(8))
         for session_id in sessions:
             assert 'You said: "after"' in await chat(second, session_id, "after")
             messages = await second.messages(session_id)

@@ -167,6 +167,25 @@ class ActorHost:
             if letter.reply is not None and not letter.reply.done():
                 letter.reply.set_exception(ActorError(f"actor {cell.actor.kind}:{cell.actor.id} stopped"))
 
+    async def stop_sessions(self, sessions: Callable[[str], bool]) -> int:
+        """Stop the actors working for the sessions `sessions` selects (sessions, turns, boards, teams), as `stop` does.
+
+        What they had in flight is cut without recording anything final; the
+        next message to one of them activates it afresh from the log. Actors
+        that serve no session (experts) keep running. Return how many stopped.
+        """
+        cells = [
+            cell
+            for cell in self._cells.values()
+            if (session_id := getattr(cell.actor, "session_id", None)) is not None and sessions(session_id)
+        ]
+        for cell in cells:
+            self._detach(cell)
+            if cell.task is not None:
+                cell.task.cancel()
+        await asyncio.gather(*(cell.task for cell in cells if cell.task is not None), return_exceptions=True)
+        return len(cells)
+
     async def stop(self) -> None:
         """Stop every actor; unanswered asks fail with `ActorError`."""
         self._closing = True
