@@ -25,9 +25,11 @@ STOP_TIMEOUT = 2.0
 """Seconds nats-server gets to exit after SIGTERM before it is killed."""
 
 
-def _die_with_parent() -> None:
-    # Runs in the child before exec: if our process is killed (even with -9),
-    # the kernel sends SIGTERM to nats-server, so no orphan keeps the store locked.
+def die_with_parent() -> None:
+    """Give to `subprocess.Popen(preexec_fn=...)`: the child gets SIGTERM when we die (even by kill -9).
+
+    It runs in the child before exec, so no orphan keeps a port, a store or a lease.
+    """
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
@@ -118,7 +120,7 @@ class EmbeddedNats:
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
 
     def ready(self) -> bool:

@@ -96,6 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("AGENTBUS_LLM") or None,
         help="local: serve every agent and expert with a small local model (built once per machine, then cached)",
     )
+    up.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="run N `agentbus worker` processes (they share the command partitions) instead of one in-process worker",
+    )
 
     command(
         "worker",

@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -27,6 +25,8 @@ import time
 from pathlib import Path
 
 import httpx
+
+from bus.embedded import die_with_parent
 
 from ._llm_build import GGUF_GLOB, LLAMA_CPP_PYTHON, STAMP, LocalLLMError, build, build_lock, build_stamp, say, tail
 
@@ -48,8 +48,6 @@ START_TIMEOUT = 120.0
 STOP_TIMEOUT = 5.0
 """Seconds the server gets to exit after SIGTERM before it is killed."""
 
-_PR_SET_PDEATHSIG = 1
-
 
 def default_cache_dir() -> Path:
     """`AGENTBUS_LLM_CACHE`, else `$XDG_CACHE_HOME/agentbus/llm` (`~/.cache/agentbus/llm`)."""
@@ -58,12 +56,6 @@ def default_cache_dir() -> Path:
         return Path(explicit)
     cache_home = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(cache_home) / "agentbus" / "llm"
-
-
-def _die_with_parent() -> None:
-    # Runs in the child before exec: if we are killed (even with -9), the kernel
-    # sends the server SIGTERM, so no orphan keeps its port and memory.
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _free_port(host: str) -> int:
@@ -149,7 +141,7 @@ class LocalLLM:
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         try:
             self.model = self._wait_ready(timeout)

@@ -45,6 +45,10 @@ from .serve import (
     stop_task,
 )
 from .settings import ENDPOINTS_FILE, Endpoints, Settings
+from .worker_processes import WorkerProcesses
+
+WORKERS_STOP = WORKER_STOP + 2 * CLIENT_CLOSE + 1.0
+"""Seconds `agentbus worker` children get to stop by themselves (their own bounded stop, then their clients)."""
 
 
 async def _run_up(
@@ -72,21 +76,34 @@ async def _run_up(
         lock.describe(http_url)
         print(f"agentbus is up: {http_url}  (chat page: {http_url}/, endpoints: {endpoints_path})", flush=True)
 
+    processes: WorkerProcesses | None = None
+    background: list[asyncio.Task[None]] = []
     try:
         async with contextlib.AsyncExitStack() as clients:
             # Closed in reverse: the NATS connections, then the pool, all before their servers stop.
             engine = await open_database(database_url)
             clients.push_async_callback(bounded, "the database pool", engine.dispose, CLIENT_CLOSE)
-            worker_bus = await Bus.connect(nats_url, name="agentbus-worker", subjects=subjects)
-            clients.push_async_callback(bounded, "the worker's NATS connection", worker_bus.close, CLIENT_CLOSE)
             gateway_bus = await Bus.connect(nats_url, name="agentbus-gateway", subjects=subjects)
             clients.push_async_callback(bounded, "the gateway's NATS connection", gateway_bus.close, CLIENT_CLOSE)
-
-            worker = Worker(worker_bus, engine, offline_provider(settings), ack_wait=settings.ack_wait, config=config)
             gateway = GatewayServer(gateway_bus, engine, listener, settings)
-            worker_task = asyncio.create_task(worker.run(), name="worker")
-            gateway_task = asyncio.create_task(gateway.run(announce, worker.ready), name="gateway")
             supervisor_task = asyncio.create_task(supervise(servers.servers), name="supervisor")
+            ready = asyncio.Event()
+            if args.workers > 1:
+                urls = {"AGENTBUS_NATS_URL": nats_url, "AGENTBUS_DATABASE_URL": database_url}
+                processes = WorkerProcesses(args.workers, urls, Path(args.data_dir))
+                processes.start()
+                clients.push_async_callback(processes.stop, WORKERS_STOP)  # also when a start step fails
+                worker_task = asyncio.create_task(processes.supervise(), name="worker processes")
+                background.append(asyncio.create_task(processes.ready(engine, subjects.prefix, ready)))
+            else:
+                worker_bus = await Bus.connect(nats_url, name="agentbus-worker", subjects=subjects)
+                clients.push_async_callback(bounded, "the worker's NATS connection", worker_bus.close, CLIENT_CLOSE)
+                worker = Worker(
+                    worker_bus, engine, offline_provider(settings), ack_wait=settings.ack_wait, config=config
+                )
+                worker_task = asyncio.create_task(worker.run(), name="worker")
+                ready = worker.ready
+            gateway_task = asyncio.create_task(gateway.run(announce, ready), name="gateway")
             tasks = [worker_task, gateway_task, supervisor_task]
 
             reason = await signals.first_of(tasks)
@@ -98,6 +115,10 @@ async def _run_up(
             await asyncio.wait([supervisor_task])
             gateway.stop_intake()
             await stop_task(worker_task, WORKER_STOP)
+            if processes is not None:
+                await processes.stop(WORKERS_STOP)
+            for task in background:
+                task.cancel()
             gateway.stop()
             await stop_task(gateway_task, GATEWAY_STOP + 0.5, cancel=False)
             if reason is None:
@@ -130,6 +151,10 @@ def _with_local_model(config: Config, base_url: str, model: str) -> Config:
 
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     config = config_or_exit()  # before any service starts: a bad file fails fast
+    if args.workers < 1:
+        raise SystemExit("agentbus: --workers needs at least 1")
+    if args.workers > 1 and args.llm == "local":
+        raise SystemExit("agentbus: --llm local serves the worker of `up` itself; use it without --workers")
     data_dir = Path(args.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     args.data_dir = str(data_dir)

@@ -15,7 +15,7 @@ from .errors import (
     EventLogError,
 )
 from .eventlog import EventLog
-from .leases import LeasesLost, PartitionLeases
+from .leases import LeasesLost, PartitionLeases, live_workers
 from .migrations import migrate
 from .readmodels import MessageView, Projector, ReadModels, SessionView
 
@@ -38,5 +38,6 @@ __all__ = [
     "SessionView",
     "create_engine",
     "ensure_database",
+    "live_workers",
     "migrate",
 ]

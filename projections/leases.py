@@ -42,7 +42,7 @@ class PartitionLeases:
     def __init__(self, engine: Engine, prefix: str, *, failover_seconds: float = 10.0) -> None:
         self._dsn = asyncpg_dsn(engine.url)
         self._prefix = prefix
-        self._members_key = f"agentbus-workers/{prefix}"
+        self._members_key = _members_key(prefix)
         self._failover = failover_seconds
         self._conn: asyncpg.Connection | None = None
         self._held: set[int] = set()
@@ -134,3 +134,16 @@ class PartitionLeases:
             logger.warning("partition_leases_lost", error=reason)
             await self.close()
             raise LeasesLost(reason) from exc
+
+
+async def live_workers(engine: Engine, prefix: str) -> list[int]:
+    """The member numbers of the workers of `prefix` that are live now (see `PartitionLeases.members`)."""
+    conn = await asyncpg.connect(asyncpg_dsn(engine.url), server_settings={"application_name": "agentbus-members"})
+    try:
+        return sorted(int(row[0]) for row in await conn.fetch(_MEMBERS, _members_key(prefix)))
+    finally:
+        await conn.close()
+
+
+def _members_key(prefix: str) -> str:
+    return f"agentbus-workers/{prefix}"

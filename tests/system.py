@@ -35,7 +35,7 @@ class System:
         self.nats_url = ""
         self.log_path = data_dir.parent / f"{data_dir.name}.log"
 
-    def start(self, timeout: float = 60.0, *, own_group: bool = False) -> System:
+    def start(self, timeout: float = 60.0, *, own_group: bool = False, args: tuple[str, ...] = ()) -> System:
         """Start `agentbus up` and wait for its endpoints file.
 
         `own_group` starts it as a terminal starts a foreground command, in a
@@ -46,7 +46,7 @@ class System:
         endpoints.unlink(missing_ok=True)
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [AGENTBUS, "up", "--data-dir", str(self.data_dir), "--port", "0"],
+            [AGENTBUS, "up", "--data-dir", str(self.data_dir), "--port", "0", *args],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -1,0 +1,85 @@
+"""`agentbus up --workers 3`: three worker processes share the partitions, survive one's death, stop with Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+from pathlib import Path
+
+import websockets
+
+from tests.system import System, live_processes_mentioning, receive_until
+
+
+def shares(system: System, after: int) -> dict[int, list[int]]:
+    """The partitions each worker (by member number) last said it owns, in the output past byte `after`."""
+    latest: dict[int, list[int]] = {}
+    for line in system.log_path.read_bytes()[after:].decode(errors="replace").splitlines():
+        if '"partitions_owned"' in line:
+            entry = json.loads(line)
+            latest[entry["member"]] = entry["partitions"]
+    return latest
+
+
+async def until_spread(system: System, workers: int, *, after: int = 0, timeout: float = 30.0) -> dict[int, list[int]]:
+    """Wait until `workers` workers each say (past byte `after`) they own a share of the 8 partitions, all 8 once."""
+    async with asyncio.timeout(timeout):
+        while True:
+            owning = {member: owned for member, owned in shares(system, after).items() if owned}
+            every = sorted(partition for owned in owning.values() for partition in owned)
+            if len(owning) == workers and every == list(range(8)):
+                return owning
+            await asyncio.sleep(0.1)
+
+
+def worker_pids(system: System) -> list[int]:
+    return [int(line.split(":")[0]) for line in live_processes_mentioning(system.data_dir) if " worker " in line]
+
+
+async def chat(system: System, session_id: str, content: str) -> str:
+    async with websockets.connect(system.ws_base + session_id) as ws:
+        await ws.recv()
+        await ws.send(json.dumps({"type": "message", "content": content}))
+        return (await receive_until(ws, "final_answer"))[-1]["content"]
+
+
+async def test_three_workers_each_own_a_share_and_ctrl_c_stops_every_process(
+    tmp_path: Path, system_env: dict[str, str]
+) -> None:
+    system = System(tmp_path / "up", system_env).start(own_group=True, args=("--workers", "3"))
+    spread = await until_spread(system, 3)
+    assert sorted(len(owned) for owned in spread.values()) == [2, 3, 3]
+    assert len(worker_pids(system)) == 3
+    sessions = [await system.create_session() for _ in range(6)]
+    for session_id in sessions:
+        assert 'You said: "hello"' in await chat(system, session_id, "hello")
+
+    stopped = system.interrupt_group()
+    assert stopped.code == 0, stopped.output
+    assert "agentbus stopped" in stopped.output
+    assert live_processes_mentioning(system.data_dir) == []
+
+
+async def test_a_killed_worker_process_is_covered_by_the_others_and_restarted(
+    tmp_path: Path, system_env: dict[str, str]
+) -> None:
+    system = System(tmp_path / "up", system_env).start(args=("--workers", "3"))
+    try:
+        await until_spread(system, 3)
+        sessions = [await system.create_session() for _ in range(6)]
+        for session_id in sessions:
+            assert 'You said: "before"' in await chat(system, session_id, "before")
+
+        victim = worker_pids(system)[0]
+        offset = system.log_path.stat().st_size
+        os.kill(victim, signal.SIGKILL)  # a crash: no stop, its leases go with its connections
+        system.wait_for_output("restarting it", after=offset)
+        await until_spread(system, 3, after=offset)  # the restarted one took its share back
+        for session_id in sessions:
+            assert 'You said: "after"' in await chat(system, session_id, "after")
+            messages = await system.messages(session_id)
+            assert [m["content"][:16] for m in messages] == ["before", 'You said: "befor', "after", 'You said: "after']
+    finally:
+        assert system.stop() == 0
