@@ -39,7 +39,8 @@ STOP_GRACE = 1.0
 
 
 class Worker:
-    """Everything that runs actors, for the partitions this worker owns."""
+    """Everything that runs actors, for the partitions this worker owns (`leases` says which: PostgreSQL
+    advisory locks unless given)."""
 
     def __init__(
         self,
@@ -51,6 +52,7 @@ class Worker:
         idle_seconds: float = 60.0,
         ack_wait: float = 30.0,
         config: Config | None = None,
+        leases: PartitionLeases | None = None,
     ) -> None:
         self.bus = bus
         self.event_log = EventLog(engine)
@@ -78,7 +80,9 @@ class Worker:
         )
         self._available = 0
         """The command stream's partitions (0: unpartitioned, NATS < 2.10)."""
-        self._leases = PartitionLeases(engine, bus.subjects.prefix, failover_seconds=config.cluster.failover_seconds)
+        self._leases = leases or PartitionLeases(
+            engine, bus.subjects.prefix, failover_seconds=config.cluster.failover_seconds
+        )
         self._consumers: dict[int, tuple[CommandConsumer, asyncio.Task[None]]] = {}
         self._owned: set[int] = set()
         """The partitions last reported as owned."""
