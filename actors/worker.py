@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import Awaitable, Callable
 
@@ -180,7 +181,13 @@ class Worker:
         self.relay.own(held, of=self._available)
         if held != self._owned:
             self._owned = held
-            logger.info("partitions_owned", member=self._leases.member, partitions=sorted(held), workers=len(members))
+            logger.info(
+                "partitions_owned",
+                member=self._leases.member,
+                pid=os.getpid(),
+                partitions=sorted(held),
+                workers=len(members),
+            )
 
     async def _hand_over(self, partition: int, *, grace: float) -> None:
         """Stop taking `partition`'s commands and let its sessions go (work cut after `grace`, actors stopped)."""

@@ -51,6 +51,10 @@ class ExpertAsk(Message, frozen=True, kw_only=True):
     """The most tokens the answer may have."""
     timeout: float | None = None
     """Seconds the expert may generate; past them its answer is cut, and `truncated`."""
+    segment: str = ""
+    """The segment id of a speech's chunks, so the board can reset them if the expert's worker dies."""
+    call_id: str = ""
+    """Where the expert reports it is still working (`ExpertWorking`); empty: no reports."""
 
 
 class Speak(ExpertAsk, frozen=True, kw_only=True):
@@ -97,6 +101,8 @@ class TeamAsk(Message, frozen=True, kw_only=True):
     """The most tokens the answer may have."""
     timeout: float | None = None
     """Seconds the expert may generate; past them its answer is cut, and `truncated`."""
+    call_id: str = ""
+    """Where the expert reports it is still working (`ExpertWorking`); empty: no reports."""
 
 
 class PlanTeam(TeamAsk, frozen=True, kw_only=True):
@@ -166,5 +172,21 @@ class ExpertAnswer(Reply, frozen=True, kw_only=True):
 
 ExpertReply = ExpertAnswer | ErrorReply
 
+
+class ExpertWorking(Message, frozen=True, kw_only=True):
+    """An expert is still answering the call `call_id` (sent every second on `<prefix>.actor.expert_call.<call_id>`).
+
+    The caller of a request whose reports stop presumes the expert's worker
+    died and asks again, instead of waiting for the whole generation timeout.
+    """
+
+    call_id: str
+    worker: str = ""
+    """`<host>:<pid>` of the worker answering (for operators, and for tests that stop it)."""
+    answering: str = ""
+    """What it answers: the request's type (`Speak`, `ExecutePhase`, …)."""
+
+
 expert_requests: Decoder[ExpertRequest] = Decoder(ExpertRequest, "expert request")
 expert_replies: Decoder[ExpertReply] = Decoder(ExpertReply, "expert reply")
+expert_working: Decoder[ExpertWorking] = Decoder(ExpertWorking, "expert working report")

@@ -10,6 +10,9 @@ from pathlib import Path
 
 import websockets
 
+from bus import Bus
+from schemas import Subjects, partition_of
+from schemas.experts import expert_working
 from tests.system import System, live_processes_mentioning, receive_until
 
 
@@ -32,6 +35,15 @@ async def until_spread(system: System, workers: int, *, after: int = 0, timeout:
             if len(owning) == workers and every == list(range(8)):
                 return owning
             await asyncio.sleep(0.1)
+
+
+def _owns(system: System, pid: int, session_id: str) -> bool:
+    """Whether the worker process `pid` last said it owns the partition of `session_id`."""
+    owned: list[int] = []
+    for line in system.log_path.read_text().splitlines():
+        if '"partitions_owned"' in line and json.loads(line).get("pid") == pid:
+            owned = json.loads(line)["partitions"]
+    return partition_of(session_id, 8) in owned
 
 
 def worker_pids(system: System) -> list[int]:
@@ -82,4 +94,42 @@ async def test_a_killed_worker_process_is_covered_by_the_others_and_restarted(
             messages = await system.messages(session_id)
             assert [m["content"][:16] for m in messages] == ["before", 'You said: "befor', "after", 'You said: "after']
     finally:
+        assert system.stop() == 0
+
+
+async def test_a_board_whose_expert_dies_on_another_worker_asks_again_and_resets_the_speech(
+    tmp_path: Path, system_env: dict[str, str], nats_url: str, subject_prefix: str
+) -> None:
+    system = System(tmp_path / "up", {**system_env, "AGENTBUS_OFFLINE_DELAY": "0.05"}).start(args=("--workers", "3"))
+    bus = await Bus.connect(nats_url, name="observer", subjects=Subjects(subject_prefix))
+    reports = await bus.subscribe(bus.subjects.all_actors("expert_call"), expert_working)
+    try:
+        await until_spread(system, 3)
+        session_id = await system.create_session()
+        async with websockets.connect(system.ws_base + session_id) as ws:
+            await ws.recv()
+            await ws.send(json.dumps({"type": "message", "content": "@board rounds=2 Is a four-day week worth it?"}))
+            frames = await receive_until(ws, "expert_speech_chunk")
+            # The board runs on the worker owning the session; kill another one while it streams a speech
+            # (8 speeches over 3 workers: some land elsewhere).
+            owner = {pid for pid in worker_pids(system) if _owns(system, pid, session_id)}
+            heard: set[str] = set()
+            async with asyncio.timeout(60):
+                async for report in reports:
+                    pid = int(report.worker.rpartition(":")[2])
+                    if report.answering != "Speak" or pid in owner:
+                        continue
+                    if report.call_id in heard:  # its second report: the speech is streaming, not just ending
+                        os.kill(pid, signal.SIGKILL)
+                        break
+                    heard.add(report.call_id)
+            frames += await receive_until(ws, "final_answer", timeout=90)
+        kinds = [frame["type"] for frame in frames]
+        assert "expert_speech_chunk_reset" in kinds  # the speech cut by the kill streams again from the start
+        speeches = [(f["data"]["round"], f["data"]["expert_name"]) for f in frames if f["type"] == "expert_speech"]
+        assert speeches and len(speeches) == len(set(speeches))
+        assert kinds.count("final_answer") == 1
+    finally:
+        await reports.close()
+        await bus.close()
         assert system.stop() == 0

@@ -11,13 +11,14 @@ the driver starts from the first step not recorded.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import msgspec
 import structlog
 
 from bus import RequestFailed
-from schemas import TeamInterventionAck, board_stream
+from schemas import ExpertSpeechChunkReset, TeamInterventionAck, board_stream
 from schemas.events import AnyEvent, BoardConcluded, BoardFailed, BoardStarted, ExpertSpeech, RoundSummary
 from schemas.experts import BoardRequest, Conclude, ExpertAnswer, Speak, SummarizeRound, expert_id
 from schemas.texts import ENGLISH, texts_for
@@ -179,6 +180,7 @@ class BoardActor(DrivenActor[logic.BoardState]):
             transcript=fit_transcript(self.state.transcript, limit.prompt_tokens),
             max_tokens=limit.max_tokens,
             timeout=limit.timeout,
+            segment=uuid.uuid4().hex[:12] if kind is Speak else "",
         )
 
     def _outcome(self, step: logic.NextStep, answer: ExpertAnswer) -> AnyEvent:
@@ -219,4 +221,18 @@ class BoardActor(DrivenActor[logic.BoardState]):
 
     async def _ask(self, request: BoardRequest) -> ExpertAnswer:
         board = self.ctx.config.board
-        return await ask_expert(self.ctx.bus, request, attempts=board.expert_attempts, margin=board.expert_margin)
+        reset = None
+        if isinstance(request, Speak):
+            assert self.session_id is not None
+            feed = self.ctx.bus.subjects.session_evt(self.session_id)
+            frame = ExpertSpeechChunkReset(
+                board_id=self.id, round=request.round, expert_name=request.expert.name, segment=request.segment
+            )
+
+            async def reset() -> None:
+                # A retry (e.g. the expert's worker died mid-speech) streams anew: clients drop what came before.
+                await self.ctx.bus.publish(feed, frame)
+
+        return await ask_expert(
+            self.ctx.bus, request, attempts=board.expert_attempts, margin=board.expert_margin, before_retry=reset
+        )

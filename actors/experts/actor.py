@@ -12,6 +12,8 @@ any worker can answer.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -19,6 +21,7 @@ from typing import Any
 import msgspec
 import structlog
 
+from bus import BusError
 from schemas import (
     ErrorReply,
     ExpertResultChunk,
@@ -45,6 +48,7 @@ from ..llm import LLMRequest
 from ..llm.fallback import collect
 from ..runtime import Actor, ActorHost
 from ..team import prompts as team_prompts
+from .ask import WORKING_INTERVAL, working
 
 logger = structlog.get_logger("agentbus.experts")
 
@@ -96,6 +100,7 @@ class ExpertActor(Actor):
                 await self.ctx.bus.publish(feed, chunks[0](text))
 
         provider = self.ctx.providers.get(request.llm, self.ctx.provider)
+        reporter = asyncio.create_task(self._report_working(request))
         try:
             answer = await collect(provider, llm, stream_chunk, timeout=request.timeout)
         except Withdrawn:
@@ -107,6 +112,8 @@ class ExpertActor(Actor):
                 # The caller asks again: the client drops this attempt's chunks instead of gluing two together.
                 await self.ctx.bus.publish(feed, chunks[1])
             return ErrorReply(code="provider_failed", message=str(exc))
+        finally:
+            reporter.cancel()
         if answer.truncated:
             logger.info("expert_answer_truncated", expert=request.expert.name, tokens=answer.usage.completion_tokens)
         return ExpertAnswer(
@@ -116,12 +123,23 @@ class ExpertActor(Actor):
             truncated=answer.truncated,
         )
 
+    async def _report_working(self, request: ExpertRequest) -> None:
+        """Tell the caller every `WORKING_INTERVAL` that this worker still answers (its silence means we died)."""
+        report = working(request)
+        if report is None:
+            return
+        subject = self.ctx.bus.subjects.actor("expert_call", request.call_id)
+        while True:
+            with contextlib.suppress(BusError):
+                await self.ctx.bus.publish(subject, report)
+            await asyncio.sleep(WORKING_INTERVAL)
+
 
 def _chunks(request: ExpertRequest) -> Chunks:
     """The frames a request's answer streams as, or None for answers that do not stream (summaries, plans, reviews)."""
     match request:
         case Speak(board_id=board_id, round=round_, expert=expert):
-            segment = uuid.uuid4().hex[:12]
+            segment = request.segment or uuid.uuid4().hex[:12]
             return (
                 lambda text: ExpertSpeechChunk(
                     board_id=board_id, round=round_, expert_name=expert.name, content=text, segment=segment

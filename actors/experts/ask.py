@@ -1,13 +1,35 @@
-"""How a board or team asks one of its experts: a request over NATS, retried a few times."""
+"""How a board or team asks one of its experts: a request over NATS, retried when its expert is gone.
+
+Any worker serving experts may take a request. While it answers, it reports
+every `WORKING_INTERVAL` seconds that it is still working; a caller that hears
+nothing for `PRESUMED_DEAD` seconds after such a report presumes that worker
+died and asks again (another worker takes it), so a kill -9 mid-speech costs
+seconds, not the generation timeout. A worker of an older release sends no
+reports: its requests wait for the timeout, as before.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import socket
+import uuid
 from collections.abc import Awaitable, Callable
+
+import msgspec
+import structlog
 
 from bus import Bus, RequestFailed
 from schemas import ErrorReply
-from schemas.experts import ExpertAnswer, ExpertRequest, expert_replies
+from schemas.experts import ExpertAnswer, ExpertReply, ExpertRequest, ExpertWorking, expert_replies, expert_working
+
+logger = structlog.get_logger("agentbus.experts")
+
+WORKING_INTERVAL = 1.0
+"""Seconds between an expert's reports that it is still answering."""
+PRESUMED_DEAD = 4.0
+"""Seconds without a report after which the caller asks again."""
 
 
 async def ask_expert(
@@ -22,8 +44,8 @@ async def ask_expert(
 
     The expert cuts its own generation at the request's timeout, so each wait
     is that plus `margin` seconds: a retry never queues behind a stream still
-    running. `before_retry` runs before each new attempt (a team resets the
-    attempt's chunks there). Raises `RequestFailed` when no attempt got an answer.
+    running. `before_retry` runs before each new attempt (it resets the
+    attempt's chunks). Raises `RequestFailed` when no attempt got an answer.
     """
     subject = bus.subjects.actor("expert", request.expert_id)
     wait = (request.timeout or 0.0) + margin
@@ -32,11 +54,13 @@ async def ask_expert(
             await asyncio.sleep(0.5 * (attempt - 1))
             if before_retry is not None:
                 await before_retry()
+        call = msgspec.structs.replace(request, call_id=uuid.uuid4().hex)
         try:
-            reply = await bus.request(subject, request, expert_replies, timeout=wait)
-        except RequestFailed:
+            reply = await _call(bus, subject, call, wait)
+        except RequestFailed as exc:
             if attempt == attempts:
                 raise
+            logger.warning("expert_asked_again", expert=request.expert.name, attempt=attempt + 1, reason=exc.reason)
             continue
         match reply:
             case ExpertAnswer():
@@ -44,3 +68,43 @@ async def ask_expert(
             case ErrorReply(message=message) if attempt == attempts:
                 raise RequestFailed(subject, message)
     raise RequestFailed(subject, "no attempts configured")
+
+
+async def _call(bus: Bus, subject: str, request: ExpertRequest, wait: float) -> ExpertReply:
+    """One request, given up early (`RequestFailed`) when the expert's reports stop."""
+    reports = await bus.subscribe(bus.subjects.actor("expert_call", request.call_id), expert_working)
+    heard = asyncio.Event()
+    reported = False
+
+    async def listen() -> None:
+        async for _ in reports:
+            heard.set()
+
+    listener = asyncio.create_task(listen())
+    reply = asyncio.create_task(bus.request(subject, request, expert_replies, timeout=wait))
+    try:
+        while True:
+            heard.clear()
+            done, _ = await asyncio.wait([reply], timeout=PRESUMED_DEAD)
+            if done:
+                return reply.result()
+            if heard.is_set():
+                reported = True
+            elif reported:
+                raise RequestFailed(subject, f"its worker stopped reporting for {PRESUMED_DEAD:g}s")
+    finally:
+        reply.cancel()
+        listener.cancel()
+        with contextlib.suppress(asyncio.CancelledError, RequestFailed):
+            await reply
+        await reports.close()
+
+
+def working(request: ExpertRequest) -> ExpertWorking | None:
+    """The report an expert sends while it answers `request`, or None if its caller wants none."""
+    if not request.call_id:
+        return None
+    return ExpertWorking(call_id=request.call_id, worker=WORKER, answering=type(request).__name__)
+
+
+WORKER = f"{socket.gethostname()}:{os.getpid()}"
