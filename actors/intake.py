@@ -16,7 +16,7 @@ import structlog
 
 from bus import Bus, BusError, CommandConsumer, CommandDelivery
 from projections import EventLog, EventLogError, NewEvent
-from schemas import CommandRefused, DecodeError, EventMeta, SendMessage, refusals_stream
+from schemas import CommandRefused, DecodeError, EventMeta, SendMessage, UnknownTypeError, refusals_stream
 from schemas.events import CommandRejected
 
 from .errors import is_outage
@@ -125,6 +125,9 @@ class CommandIntake:
             session_id=delivery.session_id,
             correlation_id=getattr(command, "idempotency_key", None) or f"cmd-{delivery.sequence}",
         )
+        if isinstance(command, UnknownTypeError):  # a newer client's command, during a rolling upgrade
+            await self._refuse(delivery, "unknown_command", str(command))
+            return
         if isinstance(command, DecodeError):
             await self._refuse(delivery, "invalid_command", str(command))
             return

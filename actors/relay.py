@@ -4,6 +4,10 @@ The log is the outbox: an event committed just before a crash is published
 when the relay resumes from its checkpoint. Delivery is at-least-once and in
 position order; subscribers drop what they have seen by `position`.
 
+An event this worker's code cannot read (a newer worker's, during a rolling
+upgrade) goes out as an `EventOmitted` notice, as one too large for NATS does:
+a gateway that knows its type reads it from the log, and the checkpoint moves on.
+
 A worker relays only the sessions of the command partitions it leases, with
 one checkpoint per partition that never moves backwards, so that however many
 workers run, each event is published once in steady state (again only around
@@ -18,7 +22,7 @@ import contextlib
 import structlog
 
 from bus import Bus, MessageTooLarge
-from projections import Checkpoints, EventLog
+from projections import Checkpoints, EventLog, SkippedEvent
 from schemas import RecordedEvent, partition_of, tag_of
 from schemas.frames import EventOmitted
 
@@ -140,8 +144,17 @@ class Relay:
             if self._waiters:
                 self._wake()
 
-    async def _publish(self, recorded: RecordedEvent) -> None:
+    async def _publish(self, recorded: RecordedEvent | SkippedEvent) -> None:
         subject = self._bus.subjects.session_evt(recorded.session_id)
+        if isinstance(recorded, SkippedEvent):
+            notice = EventOmitted(
+                position=recorded.position,
+                stream=recorded.stream,
+                event_type=recorded.type,
+                reason=f"this relay cannot read it ({recorded.reason})",
+            )
+            await self._bus.publish(subject, notice)
+            return
         try:
             await self._bus.publish(subject, recorded)
         except MessageTooLarge as exc:

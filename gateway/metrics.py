@@ -7,6 +7,7 @@ the relay's checkpoints: the events committed but not yet on the live subjects.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -51,6 +52,17 @@ def _backlog_lines(backlog: list[ConsumerBacklog]) -> list[str]:
     return lines
 
 
+def _skipped_lines(name: str, counts: Mapping[tuple[str, int], int]) -> list[str]:
+    lines = [f"# TYPE {name} counter"]
+    lines += [f'{name}{{type="{_label(t)}",schema="{schema}"}} {n}' for (t, schema), n in sorted(counts.items())]
+    return lines
+
+
+def _label(value: str) -> str:
+    """Escape a label value: an event type comes from the log, where a newer worker may have written anything."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
 async def metrics(request: Request) -> Response:
     ctx: GatewayContext = request.app.state.ctx
     counters = ctx.metrics
@@ -64,6 +76,8 @@ async def metrics(request: Request) -> Response:
         *_gauge("agentbus_relay_subscriptions", ctx.fanout.subscriptions),
         *_gauge("agentbus_relay_items_total", ctx.fanout.items_total, "counter"),
         *_gauge("agentbus_relay_resyncs_total", ctx.fanout.resyncs_total, "counter"),
+        # This gateway's reads of the log (history, sockets' catch-up) that went past an event it cannot read.
+        *_skipped_lines("agentbus_gateway_skipped_events_total", ctx.event_log.skipped.counts),
     ]
     backlog: list[ConsumerBacklog] | None = None
     try:
@@ -76,6 +90,7 @@ async def metrics(request: Request) -> Response:
         head = await ctx.event_log.last_position()
         projected = await ctx.read_models.checkpoint()
         usage = await ctx.read_models.usage()
+        skipped = await ctx.read_models.skipped_events()
         relay = None if backlog is None else await relay_lag(ctx, backlog)
     except EventLogError:
         lines += ["# the event log is unreachable: positions unknown"]
@@ -91,5 +106,7 @@ async def metrics(request: Request) -> Response:
             *_gauge("agentbus_model_prompt_tokens_total", usage.prompt_tokens, "counter"),
             *_gauge("agentbus_model_completion_tokens_total", usage.completion_tokens, "counter"),
             *_gauge("agentbus_model_answers_truncated_total", usage.truncated, "counter"),
+            # The events of the log the projector went past (a newer worker's): rebuild once every worker knows them.
+            *_skipped_lines("agentbus_projector_skipped_events_total", {(c.type, c.schema): c.events for c in skipped}),
         ]
     return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")

@@ -17,7 +17,8 @@ from .errors import (
 from .eventlog import EventLog
 from .leases import LeasesLost, PartitionLeases, live_workers
 from .migrations import migrate
-from .readmodels import MessageView, Projector, ReadModels, SessionView
+from .readmodels import MessageView, Projector, ReadModels, SessionView, SkippedCount
+from .skipped import SkippedEvent
 
 __all__ = [
     "Checkpoints",
@@ -36,6 +37,8 @@ __all__ = [
     "Projector",
     "ReadModels",
     "SessionView",
+    "SkippedCount",
+    "SkippedEvent",
     "create_engine",
     "ensure_database",
     "live_workers",

@@ -11,7 +11,9 @@ from datetime import datetime
 
 import asyncpg
 
+from schemas import tag_of
 from schemas.envelope import RecordedEvent
+from schemas.upcasters import schema_of
 
 from . import _locks
 from ._append_request import AppendRequest
@@ -21,9 +23,6 @@ from .tables import position_seq
 
 CHANNEL = "agentbus_events"
 """NOTIFY channel; the payload is the largest position the transaction committed."""
-
-SCHEMA = 1
-"""The `schema` stored with new events; events carry no version of their own yet."""
 
 Outcome = list[RecordedEvent] | EventLogError
 
@@ -49,7 +48,7 @@ _VERSIONS = (
     " FROM unnest($1::text[]) AS s(stream)"
 )
 _BY_IDS = (
-    "SELECT position, stream, version, session_id, schema, data::text, meta::text, event_id::text, recorded_at"
+    "SELECT position, stream, version, session_id, type, schema, data::text, meta::text, event_id::text, recorded_at"
     " FROM events WHERE event_id = ANY($1::uuid[])"
 )
 # Draw the positions and queue the NOTIFY in one round trip; the NOTIFY is only sent if we commit.
@@ -78,7 +77,7 @@ async def write_batch(conn: asyncpg.Connection, batch: list[AppendRequest]) -> l
     version_rows = await conn.fetch(_VERSIONS, streams, ids)
     versions: dict[str, int] = {stream: version for stream, version, _ in version_rows if version is not None}
     duplicates = version_rows[0][2] if version_rows else 0  # every row carries the same count
-    existing = {row[7]: to_recorded(row) for row in await conn.fetch(_BY_IDS, ids)} if duplicates else {}
+    existing = {row[8]: to_recorded(row) for row in await conn.fetch(_BY_IDS, ids)} if duplicates else {}
 
     outcomes: list[Outcome | object] = []
     planned: list[tuple[AppendRequest, int]] = []  # accepted request, version before it
@@ -104,7 +103,7 @@ async def write_batch(conn: asyncpg.Connection, batch: list[AppendRequest]) -> l
                 version=base + offset,
                 session_id=new.session_id,
                 event_id=new.event_id,
-                schema=SCHEMA,
+                schema=schema_of(tag_of(type(new.event))),
                 recorded_at=recorded_at,
                 meta=new.meta,
                 event=new.event,

@@ -15,11 +15,12 @@ from . import _locks
 from ._apply import apply
 from ._batch import CHANNEL
 from ._db import driver_errors, reason
-from ._rows import select_events, to_recorded
+from ._rows import decode_row, select_events
 from ._wakeup import Wakeup
 from .database import asyncpg_dsn
 from .eventlog import EventLog
-from .tables import READ_MODEL_TABLES, checkpoints, events
+from .skipped import SkippedEvent
+from .tables import READ_MODEL_TABLES, checkpoints, events, rm_skipped_events
 
 logger = structlog.get_logger(__name__)
 
@@ -66,8 +67,9 @@ class Projector:
         """Project until cancelled; while another projector is active, wait and retry.
 
         A database failure is logged and the projector starts over from its
-        checkpoint after `retry_interval`; any other failure (an unreadable
-        event) ends `run` with it.
+        checkpoint after `retry_interval`; any other failure ends `run` with
+        it. An event this code cannot read (a newer worker's) is no failure:
+        it is skipped, counted in `rm_skipped_events`, and the checkpoint moves past it.
         """
         while True:
             try:
@@ -142,9 +144,13 @@ class Projector:
             rows = await conn.execute(
                 select_events().where(events.c.position > after).order_by(events.c.position).limit(page_size)
             )
-            page = [to_recorded(row) for row in rows]
-            for recorded in page:
-                await apply(conn, recorded)
+            page = [decode_row(row) for row in rows]
+            for item in page:
+                if isinstance(item, SkippedEvent):
+                    self._event_log.skipped.record(item)
+                    await _count_skipped(conn, item)
+                else:
+                    await apply(conn, item)
             if page:
                 await conn.execute(
                     update(checkpoints).where(checkpoints.c.name == self.name).values(position=page[-1].position)
@@ -159,6 +165,23 @@ class Projector:
     async def _reset_checkpoint(self, conn: AsyncConnection) -> None:
         upsert = insert(checkpoints).values(name=self.name, position=0)
         await conn.execute(upsert.on_conflict_do_update(index_elements=[checkpoints.c.name], set_={"position": 0}))
+
+
+async def _count_skipped(conn: AsyncConnection, skipped: SkippedEvent) -> None:
+    upsert = insert(rm_skipped_events).values(
+        type=skipped.type,
+        schema=skipped.schema,
+        events=1,
+        first_position=skipped.position,
+        last_position=skipped.position,
+    )
+    # Rows are applied in position order, each once per checkpoint: the count is of events, not of reads.
+    await conn.execute(
+        upsert.on_conflict_do_update(
+            index_elements=[rm_skipped_events.c.type, rm_skipped_events.c.schema],
+            set_={"events": rm_skipped_events.c.events + 1, "last_position": skipped.position},
+        )
+    )
 
 
 async def _rebuilt(conn: AsyncConnection, target: int) -> Rebuilt:

@@ -8,11 +8,13 @@ from typing import Any
 import msgspec
 from sqlalchemy import Select, select
 
-from schemas import codec, tag_of
-from schemas.codec import DecodeError
+from schemas import tag_of
+from schemas.codec import DecodeError, UnknownTypeError
 from schemas.envelope import EventMeta, RecordedEvent
+from schemas.upcasters import decode_event
 
 from .errors import CorruptEventError
+from .skipped import SkippedEvent, SkipReason
 from .tables import events
 
 COLUMNS = (
@@ -20,6 +22,7 @@ COLUMNS = (
     events.c.stream,
     events.c.version,
     events.c.session_id,
+    events.c.type,
     events.c.schema,
     events.c.data,
     events.c.meta,
@@ -36,13 +39,32 @@ def select_events() -> Select[Any]:
 
 
 def to_recorded(row: Sequence[Any]) -> RecordedEvent:
-    """Decode one row selected by `select_events`."""
-    position, stream, version, session_id, schema, data, meta, event_id, recorded_at = row
+    """Decode one row selected by `select_events`; `CorruptEventError` if this code cannot read it."""
+    decoded = decode_row(row)
+    if isinstance(decoded, SkippedEvent):
+        raise CorruptEventError(decoded.position, decoded.error)
+    return decoded
+
+
+def decode_row(row: Sequence[Any]) -> RecordedEvent | SkippedEvent:
+    """Decode one row selected by `select_events`, upcast from its schema; a row this code cannot read is skipped."""
+    position, stream, version, session_id, type_, schema, data, meta, event_id, recorded_at = row
     try:
-        event = codec.events.decode(data)
+        event = decode_event(type_, schema, data)
         event_meta = _meta.decode(meta)
     except (DecodeError, msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise CorruptEventError(position, str(exc)) from None
+        reason: SkipReason = "unknown_type" if isinstance(exc, UnknownTypeError) else "unreadable"
+        return SkippedEvent(
+            position=position,
+            stream=stream,
+            version=version,
+            session_id=session_id,
+            event_id=event_id,
+            type=type_,
+            schema=schema,
+            reason=reason,
+            error=str(exc),
+        )
     return RecordedEvent(
         position=position,
         stream=stream,

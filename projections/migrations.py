@@ -105,6 +105,20 @@ MIGRATIONS: tuple[Migration, ...] = (
         "session titles (the first message, or a rename)",
         ("ALTER TABLE rm_sessions ADD COLUMN title text",),
     ),
+    Migration(
+        6,
+        "events the projector skipped (unknown to its code: written by a newer worker)",
+        (
+            """CREATE TABLE rm_skipped_events (
+                type text NOT NULL,
+                schema smallint NOT NULL,
+                events bigint NOT NULL,
+                first_position bigint NOT NULL,
+                last_position bigint NOT NULL,
+                PRIMARY KEY (type, schema)
+            )""",
+        ),
+    ),
 )
 
 _CREATE_LEDGER = """CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -14,9 +14,9 @@ from schemas.commands import Metadata
 from ._db import driver_errors
 from ._projector import Projector
 from .eventlog import EventLog
-from .tables import checkpoints, rm_messages, rm_sessions, rm_usage
+from .tables import checkpoints, rm_messages, rm_sessions, rm_skipped_events, rm_usage
 
-__all__ = ["MessageView", "Projector", "ReadModels", "SessionView"]
+__all__ = ["MessageView", "Projector", "ReadModels", "SessionView", "SkippedCount"]
 
 _metadata = msgspec.json.Decoder(Metadata)
 
@@ -28,6 +28,16 @@ class UsageTotals(msgspec.Struct, frozen=True, kw_only=True):
     prompt_tokens: int
     completion_tokens: int
     truncated: int
+
+
+class SkippedCount(msgspec.Struct, frozen=True, kw_only=True):
+    """How many events of one type and schema the projector skipped, and where the first and last were."""
+
+    type: str
+    schema: int
+    events: int
+    first_position: int
+    last_position: int
 
 
 class SessionView(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -105,6 +115,20 @@ class ReadModels:
         # PostgreSQL sums bigints as numeric: back to int.
         calls, prompt, completion, truncated = (int(value) for value in (await self._rows(query, "read usage"))[0])
         return UsageTotals(calls=calls, prompt_tokens=prompt, completion_tokens=completion, truncated=truncated)
+
+    async def skipped_events(self) -> list[SkippedCount]:
+        """The events the projector went past because its code could not read them, per type and schema."""
+        query = select(rm_skipped_events).order_by(rm_skipped_events.c.type, rm_skipped_events.c.schema)
+        return [
+            SkippedCount(
+                type=row.type,
+                schema=row.schema,
+                events=row.events,
+                first_position=row.first_position,
+                last_position=row.last_position,
+            )
+            for row in await self._rows(query, "read skipped events")
+        ]
 
     async def checkpoint(self, name: str = "read_models") -> int:
         """The last log position projector `name` has applied (0 before its first event)."""

@@ -95,5 +95,16 @@ rm_usage = Table(
 )
 """One row per model call (its event), so applying an event twice counts it once."""
 
-READ_MODEL_TABLES = (rm_sessions, rm_messages, rm_usage)
+rm_skipped_events = Table(
+    "rm_skipped_events",
+    metadata,
+    Column("type", Text, primary_key=True),
+    Column("schema", SmallInteger, primary_key=True),
+    Column("events", BigInteger, nullable=False),
+    Column("first_position", BigInteger, nullable=False),
+    Column("last_position", BigInteger, nullable=False),
+)
+"""The events the projector could not read and went past (written by a newer worker), per type and schema."""
+
+READ_MODEL_TABLES = (rm_sessions, rm_messages, rm_usage, rm_skipped_events)
 """What `Projector.rebuild` empties before replaying the log."""

@@ -6,7 +6,7 @@ speak to agentbus by producing the same JSON.
 
 from . import codec, events, limits
 from ._base import Command, Event, Frame, Message, Reply, tag_of
-from .codec import DecodeError, Decoder, encode
+from .codec import DecodeError, Decoder, UnknownTypeError, encode
 from .commands import (
     Cancel,
     CloseSession,
@@ -78,6 +78,7 @@ __all__ = [
     "TeamSynthesisChunkReset",
     "Token",
     "TokenReset",
+    "UnknownTypeError",
     "board_stream",
     "codec",
     "encode",

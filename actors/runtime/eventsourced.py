@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import msgspec
 
-from projections import NewEvent
+from projections import NewEvent, SkippedEvent
 from schemas import EventMeta, RecordedEvent
 from schemas.events import AnyEvent
 
@@ -71,9 +71,15 @@ class EventSourcedActor(Actor, Generic[S]):
         return {"session_id": self.session_id} if self.session_id else {}
 
     async def on_activate(self) -> None:
-        async for recorded in self.ctx.event_log.iter_stream(self.stream):
+        async for recorded in self.ctx.event_log.replay_stream(self.stream):
             self.session_id = recorded.session_id
-            self._fold(recorded)
+            if isinstance(recorded, SkippedEvent):
+                # A newer worker's event (logged and counted by the log): what it changed is unknown
+                # here, but the next append must still be at the stream's true version.
+                self.state.version = recorded.version
+                self.position = recorded.position
+            else:
+                self._fold(recorded)
 
     async def record(self, events: list[AnyEvent], *, cause: str | None) -> int:
         """Append `events` at the state's version, fold them in, and return the last one's position.
