@@ -194,7 +194,8 @@ class ClusterConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
 
     `partitions` is P, the number of command partitions: the unit a worker owns,
     so at most P workers take commands. It is stored with the stream; a worker
-    started with another P remaps the stream after its old partitions drained.
+    started with another P remaps the stream if it is drained (no worker live,
+    no command in flight), and otherwise stops saying why.
     `replicas` is the command stream's JetStream replicas (3 on a 3-node cluster).
     A worker that dies has its partitions taken over within `failover_seconds`;
     live workers look for partitions to take or hand over every `rebalance_interval`.

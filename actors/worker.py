@@ -10,7 +10,8 @@ from collections.abc import Awaitable, Callable
 import structlog
 
 from bus import Bus, CommandConsumer, TypedSubscription, ensure_command_stream
-from projections import Checkpoints, Engine, EventLog, LeasesLost, PartitionLeases, Projector
+from bus.commands import PartitionsInUse, command_backlog
+from projections import Checkpoints, Engine, EventLog, LeasesLost, PartitionLeases, Projector, live_workers
 from schemas import CreateSession, ErrorReply, InvalidId, SessionReady, codec, partition_of, validate_id
 from schemas.agents import list_agents
 from schemas.experts import WithdrawExperts, expert_requests, withdrawals
@@ -27,7 +28,7 @@ from .intake import CommandIntake
 from .llm import Provider
 from .llm.registry import build_providers, close_providers
 from .placement import share
-from .relay import Relay
+from .relay import Relay, checkpoint_name
 from .runtime import ActorHost
 from .session import SessionActor
 from .team.actor import TeamActor
@@ -56,6 +57,7 @@ class Worker:
         leases: PartitionLeases | None = None,
     ) -> None:
         self.bus = bus
+        self._engine = engine
         self.event_log = EventLog(engine)
         self.relay = Relay(self.event_log, Checkpoints(engine), bus)
         config = config or load_config(DEFAULT_CONFIG)
@@ -95,9 +97,11 @@ class Worker:
     async def run(self) -> None:
         """Run until cancelled; then stop taking work and let JetStream redeliver the rest."""
         cluster = self.ctx.config.cluster
-        available = self._available = await ensure_command_stream(
-            self.bus, partitions=cluster.partitions, replicas=cluster.replicas
-        )
+        try:
+            available = await ensure_command_stream(self.bus, partitions=cluster.partitions, replicas=cluster.replicas)
+        except PartitionsInUse as exc:
+            available = await self._remap(exc)
+        self._available = available
         creates = await self.bus.serve(
             self.bus.subjects.sessions_create, codec.create_session, self._create, queue="workers"
         )
@@ -146,6 +150,31 @@ class Worker:
             await self.host.stop()
             await close_providers(self.ctx.providers)
             await self.event_log.close()
+
+    async def _remap(self, refused: PartitionsInUse) -> int:
+        """Remap the command stream to the configured partitions if it is drained; else stop with why not.
+
+        Drained means no worker is live (none could go on with the old count)
+        and no command is pending or in flight (none could be overtaken by a
+        later one of its session under the new mapping). The relay's
+        checkpoints of the new partitions then start where the old ones had
+        all got to, so nothing is published again or skipped.
+        """
+        cluster = self.ctx.config.cluster
+        live = await live_workers(self._engine, self.bus.subjects.prefix)
+        backlog = sum(consumer.pending + consumer.ack_pending for consumer in await command_backlog(self.bus))
+        if live or backlog:
+            reason = f"{len(live)} worker(s) are running and {backlog} command(s) wait or are in flight"
+            raise PartitionsInUse(self.bus.subjects.cmd_stream, refused.current, refused.wanted, reason) from None
+        checkpoints = Checkpoints(self._engine)
+        old = [await checkpoints.get(checkpoint_name(n, refused.current)) for n in range(refused.current)]
+        available = await ensure_command_stream(
+            self.bus, partitions=cluster.partitions, replicas=cluster.replicas, drained=True
+        )
+        for partition in range(available):
+            await checkpoints.set(checkpoint_name(partition, available), min(old, default=0))
+        logger.info("command_stream_remapped", partitions=available, previously=refused.current)
+        return available
 
     async def _take_withdrawals(self, withdrawn: TypedSubscription[WithdrawExperts]) -> None:
         async for message in withdrawn:

@@ -23,6 +23,7 @@ but work cannot be split over workers).
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections.abc import AsyncIterator
 
@@ -72,11 +73,31 @@ class CommandAck(msgspec.Struct, frozen=True, kw_only=True):
     idempotency_key: str | None
 
 
-async def ensure_command_stream(bus: Bus, *, partitions: int = DEFAULT_PARTITIONS, replicas: int = 1) -> int:
+class PartitionsInUse(BusError):
+    """The command stream has other partitions than asked for, and cannot be remapped now (see `ensure_command_stream`)."""
+
+    def __init__(self, stream: str, current: int, wanted: int, reason: str) -> None:
+        super().__init__(
+            f"the command stream {stream} has {current} partitions and the configuration asks for {wanted}; "
+            f"it is remapped only once drained, and {reason}: stop every worker, let the commands in flight "
+            f"finish (or keep [cluster] partitions = {current}), then start the workers with the new count"
+        )
+        self.current = current
+        self.wanted = wanted
+
+
+async def ensure_command_stream(
+    bus: Bus, *, partitions: int = DEFAULT_PARTITIONS, replicas: int = 1, drained: bool = False
+) -> int:
     """Create the command stream (or update it in place) under the bus's prefix.
 
     Return the number of partitions the server gives it: 0 when it cannot
     partition (NATS < 2.10), in which case consume it with `partitions=None`.
+    The number is stored with the stream (its subject transform). Changing it
+    remaps sessions to partitions, which would reorder a session's commands
+    still in flight, so a stream of another count is only remapped when the
+    caller says it is `drained` (no worker running, no command pending); else
+    `PartitionsInUse` names the count it has.
     """
     subjects = bus.subjects
     config = StreamConfig(
@@ -92,13 +113,25 @@ async def ensure_command_stream(bus: Bus, *, partitions: int = DEFAULT_PARTITION
     )
     js = bus.nc.jetstream()
     try:
+        existing = await js.stream_info(subjects.cmd_stream)
+    except nats.js.errors.NotFoundError:
         info = await js.add_stream(config)
-    except nats.js.errors.BadRequestError:
+    else:
+        current = stream_partitions(existing.config)
+        if current not in (0, partitions) and not drained:
+            raise PartitionsInUse(subjects.cmd_stream, current, partitions, "it may not be drained")
         info = await js.update_stream(config)
     if info.config.subject_transform is None:
         logger.warning("command_stream_unpartitioned", reason="the NATS server has no subject transforms (< 2.10)")
         return 0
     return partitions
+
+
+def stream_partitions(config: StreamConfig) -> int:
+    """The partitions a command stream's subject transform maps sessions to (0: unpartitioned)."""
+    transform = config.subject_transform
+    found = re.search(r"partition\((\d+),", transform.dest or "") if transform is not None else None
+    return int(found.group(1)) if found else 0
 
 
 async def publish_command(bus: Bus, session_id: str, command: SessionCommand, *, timeout: float = 5.0) -> CommandAck:

@@ -24,6 +24,7 @@ from actors import Worker
 from actors.config import Config, ConfigError, load_config
 from actors.llm import OfflineProvider
 from bus import Bus
+from bus.commands import PartitionsInUse
 from gateway import GatewayContext, create_app
 from projections import Engine, EventLog, ReadModels
 from schemas import Subjects
@@ -147,6 +148,8 @@ def raise_failure(tasks: list[asyncio.Task[None]]) -> None:
         exc = task.exception()
         if isinstance(exc, ServerFailed):
             raise SystemExit(str(exc))
+        if isinstance(exc, PartitionsInUse):
+            raise SystemExit(f"agentbus: {exc}")
         if exc is not None:
             raise exc
         raise SystemExit(f"agentbus: the {task.get_name()} stopped by itself")

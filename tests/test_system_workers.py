@@ -6,14 +6,16 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
 from pathlib import Path
 
 import websockets
 
+from actors.config import DEFAULT_CONFIG
 from bus import Bus
 from schemas import Subjects, partition_of
 from schemas.experts import expert_working
-from tests.system import System, live_processes_mentioning, receive_until
+from tests.system import AGENTBUS, System, live_processes_mentioning, receive_until
 
 
 def shares(system: System, after: int) -> dict[int, list[int]]:
@@ -133,3 +135,49 @@ async def test_a_board_whose_expert_dies_on_another_worker_asks_again_and_resets
         await reports.close()
         await bus.close()
         assert system.stop() == 0
+
+
+async def test_the_partition_count_changes_only_on_a_drained_stream_and_a_worker_refuses_it_otherwise(
+    tmp_path: Path, system_env: dict[str, str]
+) -> None:
+    twelve = tmp_path / "twelve.toml"
+    twelve.write_text(DEFAULT_CONFIG.read_text().replace("partitions = 8 ", "partitions = 12 "))
+    system = System(tmp_path / "up", system_env).start()
+    session_id = await system.create_session()
+    assert 'You said: "on eight"' in await chat(system, session_id, "on eight")
+
+    # While a worker runs on 8 partitions, one configured with 12 stops and says why.
+    refused = await asyncio.to_thread(
+        subprocess.run,
+        [AGENTBUS, "worker"],
+        env={**system.env, "AGENTBUS_CONFIG": str(twelve)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode != 0
+    assert "has 8 partitions and the configuration asks for 12" in refused.stderr
+    assert "1 worker(s) are running" in refused.stderr
+
+    # Drained (stopped cleanly, nothing in flight), the stream is remapped, and the session goes on.
+    assert system.stop() == 0
+    offset = system.log_path.stat().st_size
+    system = System(tmp_path / "up", {**system_env, "AGENTBUS_CONFIG": str(twelve)}).start()
+    try:
+        assert sorted(await until_owned_all(system, 12, after=offset)) == list(range(12))
+        assert 'You said: "on twelve"' in await chat(system, session_id, "on twelve")
+        assert [m["content"][:18] for m in await system.messages(session_id)] == [
+            "on eight", 'You said: "on eigh', "on twelve", 'You said: "on twel',
+        ]  # fmt: skip
+    finally:
+        assert system.stop() == 0
+
+
+async def until_owned_all(system: System, partitions: int, *, after: int, timeout: float = 30.0) -> list[int]:
+    """Wait until the workers say (past byte `after`) they own `partitions` partitions in all; return them."""
+    async with asyncio.timeout(timeout):
+        while True:
+            owned = [p for ps in shares(system, after).values() for p in ps]
+            if len(owned) == partitions:
+                return owned
+            await asyncio.sleep(0.1)
