@@ -130,7 +130,12 @@ class Worker:
         try:
             while True:
                 await asyncio.sleep(cluster.rebalance_interval)
-                await self._rebalance()
+                try:
+                    await self._rebalance()
+                except Exception:
+                    # E.g. JetStream has no leader for a moment (a NATS node was lost): keep serving what
+                    # we hold and look again at the next interval; a partition half taken is taken then.
+                    logger.exception("rebalance_failed")
         finally:
             # Intake stops first; experts keep answering while the work in flight gets its grace.
             await creates.unsubscribe()
