@@ -12,9 +12,11 @@ import sys
 
 import nats
 
+from bus import nats_servers
+
 
 async def serve(url: str, subject: str) -> None:
-    nc = await nats.connect(url, name="bench-echo")
+    nc = await nats.connect(nats_servers(url), name="bench-echo")
 
     async def echo(msg) -> None:
         await msg.respond(msg.data)

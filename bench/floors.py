@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import asyncpg
 import nats
 
+from bus import nats_servers
 from projections.database import asyncpg_dsn
 
 from ._services import SUBJECT_PREFIX, scratch_database
@@ -86,7 +87,7 @@ async def _durable(
     token = uuid.uuid4().hex
     stream, subject = f"AGENTBUSBENCH_FLOOR_{token}", f"{SUBJECT_PREFIX}.bench.floor.{token}"
     payload = json.dumps({"type": "message", "content": "hello 0", "id": token}).encode()
-    nc = await nats.connect(nats_url, name="bench-floor")
+    nc = await nats.connect(nats_servers(nats_url), name="bench-floor")
     conn = await asyncpg.connect(asyncpg_dsn(database_url))
     js = nc.jetstream()
     try:

@@ -24,6 +24,7 @@ import httpx
 import nats
 from websockets.asyncio.client import connect
 
+from bus import nats_servers
 from cli.settings import Endpoints
 
 from ._services import die_with_parent, stop_process
@@ -135,7 +136,7 @@ def echo_responder(nats_url: str, subject: str) -> Iterator[None]:
 async def measure_request_reply(nats_url: str, subject: str, count: int, *, warmup: int = 50) -> RequestReplyResults:
     """Time `count` sequential raw nats-py requests to the echo responder."""
     payload = json.dumps({"type": "message", "content": "hello 0", "id": uuid.uuid4().hex}).encode()
-    nc = await nats.connect(nats_url, name="bench-requester")
+    nc = await nats.connect(nats_servers(nats_url), name="bench-requester")
     try:
         for _ in range(warmup):
             await nc.request(subject, payload, timeout=5.0)

@@ -43,6 +43,7 @@ import nats
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
+from bus import nats_servers
 from bus.embedded import EmbeddedNats
 from cli.settings import Endpoints
 from schemas import Subjects, Token, encode
@@ -284,7 +285,7 @@ async def _relay(clients: list[_Socket], owners: list[str], nats_url: str, subje
     marker = f"bench-relay-{uuid.uuid4().hex[:8]}"
     payload = encode(Token(turn_id=marker, content="relayed "))
     counting = [asyncio.create_task(c.count_relayed(marker, frames)) for c in clients]
-    nc = await nats.connect(nats_url, name="bench-sockets-publisher")
+    nc = await nats.connect(nats_servers(nats_url), name="bench-sockets-publisher")
     try:
         started = time.perf_counter()
         for _ in range(frames):
@@ -313,8 +314,10 @@ async def _raw(nats_url: str, prefix: str, sessions: int, per_subject: int, fram
         if delivered >= expected:
             done.set()
 
-    subscriber = await nats.connect(nats_url, name="bench-sockets-raw-subscriber", pending_size=64 * 1024 * 1024)
-    publisher = await nats.connect(nats_url, name="bench-sockets-raw-publisher")
+    subscriber = await nats.connect(
+        nats_servers(nats_url), name="bench-sockets-raw-subscriber", pending_size=64 * 1024 * 1024
+    )
+    publisher = await nats.connect(nats_servers(nats_url), name="bench-sockets-raw-publisher")
     try:
         for subject in subjects:
             for _ in range(per_subject):

@@ -8,7 +8,7 @@ from .commands import (
     ensure_command_stream,
     publish_command,
 )
-from .connection import Bus, TypedSubscription
+from .connection import Bus, TypedSubscription, nats_servers
 from .embedded import EmbeddedNats, free_port
 from .errors import BusError, MessageTooLarge, PublishFailed, RequestFailed
 from .objects import (
@@ -41,6 +41,7 @@ __all__ = [
     "ensure_command_stream",
     "free_port",
     "is_upload_name",
+    "nats_servers",
     "new_upload_name",
     "publish_command",
     "uploads",

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Generic, TypeVar
 
 import msgspec
-import nats
 import nats.errors
 import structlog
 from nats.aio.client import Client
@@ -23,6 +22,24 @@ logger = structlog.get_logger("agentbus.bus")
 
 T = TypeVar("T")
 R = TypeVar("R", bound=msgspec.Struct)
+
+RECONNECT_WAIT = 0.5
+"""Seconds before a server that just failed is tried again; another server of the list is tried at once."""
+PING_INTERVAL = 10
+MAX_OUTSTANDING_PINGS = 2
+"""A server that stops answering pings (a node lost without a reset) is left after about 30 s, not nats-py's 6 min."""
+
+
+def nats_servers(url: str) -> list[str]:
+    """Split `AGENTBUS_NATS_URL` (one URL, or a comma-separated list of a cluster's nodes) into the servers to use.
+
+    Every NATS connection of agentbus takes its servers from here, so a
+    cluster named once reaches the worker, the gateway and every command.
+    """
+    servers = [part.strip() for part in url.split(",")]
+    if not all(servers):
+        raise BusError(f"a NATS URL list has an empty entry: {url!r}")
+    return servers
 
 
 class TypedSubscription(Generic[T]):
@@ -64,34 +81,42 @@ class Bus:
 
     @classmethod
     async def connect(cls, url: str, *, name: str, subjects: Subjects | None = None) -> Bus:
-        """Connect, reconnecting forever after a drop (commands wait in JetStream meanwhile)."""
+        """Connect to `url` (one server or a comma-separated cluster list, see `nats_servers`).
 
-        connection: list[Client] = []
+        The client starts on a random server of the list, fails over to the
+        others (and to those the cluster announces) and reconnects forever
+        after a drop: commands wait in JetStream meanwhile.
+        """
+        servers = nats_servers(url)
+        nc = Client()
         lost = [False]
-        """While the connection is down, reconnect attempts fail every half second: log the first only."""
+        """While no server can be reached, attempts fail every half second: log the first only."""
 
         async def on_error(exc: Exception) -> None:
             if lost[0]:
                 return
             logger.warning("nats_error", error=str(exc), client=name)
-            if connection and not connection[0].is_connected:
+            if not nc.is_connected:
                 lost[0] = True
 
         async def on_disconnect() -> None:
-            if connection and (connection[0].is_closed or connection[0].is_draining):
+            if nc.is_closed or nc.is_draining:
                 return  # our own close, not a failure
             logger.warning("nats_disconnected", client=name)
 
         async def on_reconnect() -> None:
             lost[0] = False
-            logger.info("nats_reconnected", client=name)
+            server = nc.connected_url.netloc if nc.connected_url else None
+            logger.info("nats_reconnected", client=name, server=server)
 
         try:
-            nc = await nats.connect(
-                url,
+            await nc.connect(
+                servers,
                 name=name,
                 max_reconnect_attempts=-1,
-                reconnect_time_wait=0.5,
+                reconnect_time_wait=RECONNECT_WAIT,  # type: ignore[arg-type]  # annotated int, used as seconds to sleep
+                ping_interval=PING_INTERVAL,
+                max_outstanding_pings=MAX_OUTSTANDING_PINGS,
                 connect_timeout=5,
                 drain_timeout=5,
                 allow_reconnect=True,
@@ -101,7 +126,7 @@ class Bus:
             )
         except (TimeoutError, OSError, nats.errors.Error) as exc:
             raise BusError(f"cannot connect to NATS at {url}: {exc or type(exc).__name__}") from exc
-        connection.append(nc)
+        lost[0] = False
         return cls(nc, subjects or Subjects())
 
     async def flush(self, timeout: int = 2) -> None:

@@ -18,7 +18,7 @@ import nats
 import nats.js.errors
 import websockets
 
-from bus import uploads_bucket_name
+from bus import nats_servers, uploads_bucket_name
 from schemas import Subjects
 
 AGENTBUS = str(Path(sys.executable).parent / "agentbus")
@@ -165,7 +165,7 @@ def process_alive(pid: int) -> bool:
 
 async def delete_command_stream(nats_url: str, prefix: str) -> None:
     """Delete the command stream of a test's subject prefix, so runs on an external NATS leave nothing behind."""
-    nc = await nats.connect(nats_url)
+    nc = await nats.connect(nats_servers(nats_url))
     try:
         await nc.jetstream().delete_stream(Subjects(prefix).cmd_stream)
     except nats.js.errors.NotFoundError:
@@ -176,7 +176,7 @@ async def delete_command_stream(nats_url: str, prefix: str) -> None:
 
 async def delete_uploads_bucket(nats_url: str, prefix: str) -> None:
     """Delete the uploads bucket (Object Store) of a test's subject prefix, if an upload created it."""
-    nc = await nats.connect(nats_url)
+    nc = await nats.connect(nats_servers(nats_url))
     try:
         await nc.jetstream().delete_object_store(uploads_bucket_name(Subjects(prefix)))
     except nats.js.errors.NotFoundError:

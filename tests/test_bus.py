@@ -5,10 +5,20 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
 
 import pytest
 
-from bus import Bus, CommandConsumer, RequestFailed, ensure_command_stream, publish_command
+from bus import (
+    Bus,
+    BusError,
+    CommandConsumer,
+    RequestFailed,
+    ensure_command_stream,
+    free_port,
+    nats_servers,
+    publish_command,
+)
 from schemas import CreateSession, DecodeError, ErrorReply, SendMessage, SessionReady, Subjects, codec, partition_of
 
 
@@ -22,6 +32,30 @@ async def bus(nats_url: str, subject_prefix: str) -> AsyncIterator[Bus]:
 async def next_delivery(consumer: CommandConsumer, timeout: float = 5.0):
     iterator = consumer.__aiter__()
     return await asyncio.wait_for(iterator.__anext__(), timeout)
+
+
+def test_a_nats_url_list_is_split_into_servers_and_an_empty_entry_is_refused() -> None:
+    assert nats_servers(" nats://127.0.0.1:4301 ,nats://127.0.0.1:4302") == [
+        "nats://127.0.0.1:4301",
+        "nats://127.0.0.1:4302",
+    ]
+    assert nats_servers("nats://127.0.0.1:4301") == ["nats://127.0.0.1:4301"]
+    with pytest.raises(BusError, match="empty entry"):
+        nats_servers("nats://127.0.0.1:4301,,nats://127.0.0.1:4302")
+
+
+async def test_a_connection_given_a_url_list_gets_past_a_server_that_refuses_it(nats_url: str) -> None:
+    """With one URL of the list refusing connections, `Bus.connect` connects to a live one (whichever it tries first)."""
+    refusing = f"nats://127.0.0.1:{free_port()}"
+    async with asyncio.timeout(10):
+        bus = await Bus.connect(f"{refusing},{nats_url}", name="test-url-list")
+    try:
+        assert bus.connected
+        assert bus.nc.connected_url is not None
+        assert bus.nc.connected_url.netloc in {urlsplit(url).netloc for url in nats_servers(nats_url)}
+        await bus.flush()
+    finally:
+        await bus.close()
 
 
 async def test_a_typed_request_gets_the_typed_reply_of_its_server(bus: Bus) -> None:

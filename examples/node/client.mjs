@@ -48,7 +48,7 @@ async function readEvents(nc, prefix, sessionId, after = 0) {
 
 async function main(text, key) {
   const prefix = process.env.AGENTBUS_SUBJECT_PREFIX || "agentbus";
-  const nc = await connect({ servers: natsUrl(), name: "agentbus-example-node" });
+  const nc = await connect({ servers: natsUrl().split(","), name: "agentbus-example-node" });
   try {
     // 1. Create a session (request/reply; any worker answers).
     const ready = await request(nc, `${prefix}.sessions.create`, { type: "create_session", agent_name: "assistant" });

@@ -66,7 +66,7 @@ async def read_events(nc: nats.NATS, prefix: str, session_id: str, after: int = 
 
 async def main(text: str, key: str) -> int:
     prefix = os.environ.get("AGENTBUS_SUBJECT_PREFIX", "agentbus")
-    nc = await nats.connect(nats_url(), name="agentbus-example-python")
+    nc = await nats.connect(nats_url().split(","), name="agentbus-example-python")
     try:
         # 1. Create a session (request/reply; any worker answers).
         ready = await request(nc, f"{prefix}.sessions.create", {"type": "create_session", "agent_name": "assistant"})
