@@ -27,7 +27,7 @@ RECONNECT_WAIT = 0.5
 """Seconds before a server that just failed is tried again; another server of the list is tried at once."""
 PING_INTERVAL = 10
 MAX_OUTSTANDING_PINGS = 2
-"""A server that stops answering pings (a node lost without a reset) is left after about 30 s, not nats-py's 6 min."""
+"""A server that stops answering pings (a node lost without a reset) is left after about 30 s, not nats-py's 4 to 6 min."""
 
 
 def nats_servers(url: str) -> list[str]:

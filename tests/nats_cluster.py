@@ -32,9 +32,14 @@ class NatsCluster:
         return [f"nats://127.0.0.1:{port}" for port in self.ports]
 
     def start(self, timeout: float = 30.0) -> None:
-        for index in range(len(self.ports)):
-            self._spawn(index)
-        self.wait_until_ready(timeout)
+        """Start every node and wait until JetStream is healthy on each; a cluster that does not come up is stopped."""
+        try:
+            for index in range(len(self.ports)):
+                self._spawn(index)
+            self.wait_until_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
 
     def kill(self, index: int) -> None:
         """SIGKILL node `index` (its store stays)."""
@@ -45,8 +50,22 @@ class NatsCluster:
         self._processes[index] = None
 
     def restart(self, index: int, timeout: float = 30.0) -> None:
+        """Start killed node `index` again on its ports and store; wait until every node is healthy (it caught up)."""
+        assert self._processes[index] is None, f"node {index} is running"
         self._spawn(index)
         self.wait_until_ready(timeout)
+
+    def clients(self, index: int) -> list[str]:
+        """The names of the client connections node `index` holds now (from its monitoring endpoint `/connz`)."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.monitors[index]}/connz", timeout=2) as response:
+            return [connection.get("name", "") for connection in json.load(response)["connections"] or []]
+
+    def node_of(self, client: str) -> int | None:
+        """The running node a client named `client` is connected to (None if no node has it)."""
+        for index, process in enumerate(self._processes):
+            if process is not None and client in self.clients(index):
+                return index
+        return None
 
     def busiest(self) -> int:
         """The node with the most client connections (the one whose loss disturbs the most)."""
