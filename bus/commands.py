@@ -259,9 +259,11 @@ class CommandConsumer:
             self._tasks.append(asyncio.create_task(self._fetch(psub), name=f"fetch-{durable}"))
 
     async def _fetch(self, psub: JetStreamContext.PullSubscription) -> None:
+        failing = False  # while fetches fail (e.g. a stream's leader election), only the first is logged
         while True:
             try:
                 msgs = await psub.fetch(self._batch, timeout=1.0)
+                failing = False
             except TimeoutError:
                 # nats-py raises its own TimeoutError or, when the deadline runs out
                 # between its two pull requests, a plain asyncio one: both mean "no
@@ -273,7 +275,9 @@ class CommandConsumer:
                 nats.errors.ConnectionReconnectingError,
                 nats.js.errors.APIError,
             ) as exc:
-                logger.warning("command_fetch_failed", error=str(exc))
+                if not failing:
+                    logger.warning("command_fetch_failed", error=str(exc), retrying_every=0.5)
+                failing = True
                 await asyncio.sleep(0.5)
                 continue
             except Exception:
