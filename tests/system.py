@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import NamedTuple
 
@@ -18,8 +20,8 @@ import nats
 import nats.js.errors
 import websockets
 
-from bus import nats_servers, uploads_bucket_name
-from schemas import Subjects
+from bus import Bus, nats_servers, uploads_bucket_name
+from schemas import RecordedEvent, Subjects, codec
 
 AGENTBUS = str(Path(sys.executable).parent / "agentbus")
 
@@ -204,3 +206,33 @@ async def receive_quiet(ws: websockets.ClientConnection, quiet: float = 0.5) -> 
             frames.append(json.loads(await asyncio.wait_for(ws.recv(), quiet)))
         except TimeoutError:
             return frames
+
+
+@contextlib.asynccontextmanager
+async def publications(nats_url: str, prefix: str) -> AsyncIterator[Counter[int]]:
+    """Count, per log position, how often an event is published live on any session of `prefix`, while in the block."""
+    bus = await Bus.connect(nats_url, name="publication-counter", subjects=Subjects(prefix))
+    feed = await bus.subscribe(f"{prefix}.session.*.evt", codec.feed)
+    published: Counter[int] = Counter()
+
+    async def count() -> None:
+        async for item in feed:
+            if isinstance(item, RecordedEvent):
+                published[item.position] += 1
+
+    counter = asyncio.create_task(count())
+    try:
+        yield published
+    finally:
+        counter.cancel()
+        await feed.close()
+        await bus.close()
+
+
+async def published_once(published: Counter[int], positions: set[int]) -> dict[int, int]:
+    """Wait until every one of `positions` was published, then a second more; return those published other than once."""
+    async with asyncio.timeout(20):
+        while not positions <= set(published):
+            await asyncio.sleep(0.1)
+    await asyncio.sleep(1.0)  # let any second publication of the same positions arrive
+    return {position: published[position] for position in positions if published[position] != 1}

@@ -20,9 +20,9 @@ import httpx
 
 from actors.config import DEFAULT_CONFIG
 from bus import Bus
-from schemas import RecordedEvent, Subjects, codec
+from schemas import Subjects
 from tests.nats_cluster import NatsCluster
-from tests.system import System
+from tests.system import System, publications, published_once
 from tests.test_system_workers import shares, until_spread, worker_pids
 
 CHATS, TURNS, BOARDS, TEAMS = 36, 4, 14, 10
@@ -183,31 +183,12 @@ async def _until_covered(system: System, after: int, victim: int, timeout: float
 
 async def _published_once(system: System, cluster: NatsCluster) -> dict[int, int]:
     """Publish counts other than one, per position, of the events of a few new chat turns."""
-    subjects = Subjects("agentbus")
-    bus = await Bus.connect(",".join(cluster.urls), name="publication-counter", subjects=subjects)
-    feed = await bus.subscribe(f"{subjects.prefix}.session.*.evt", codec.feed)
-    published: Counter[int] = Counter()
-
-    async def count() -> None:
-        async for item in feed:
-            if isinstance(item, RecordedEvent):
-                published[item.position] += 1
-
-    counter = asyncio.create_task(count())
-    try:
+    async with publications(",".join(cluster.urls), "agentbus") as published:
         probes = [await create(system) for _ in range(5)]
         for session_id in probes:
             await send(system, session_id, "once")
         positions = {e["position"] for sid in probes for e in await events_of(system, sid)}
-        async with asyncio.timeout(20):
-            while not positions <= set(published):
-                await asyncio.sleep(0.1)
-        await asyncio.sleep(1.0)  # let any second publication of the same positions arrive
-        return {position: published[position] for position in positions if published[position] != 1}
-    finally:
-        counter.cancel()
-        await feed.close()
-        await bus.close()
+        return await published_once(published, positions)
 
 
 async def _command_stream_replicas(cluster: NatsCluster) -> int:

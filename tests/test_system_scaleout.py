@@ -5,14 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-from collections import Counter
 from pathlib import Path
 
 import websockets
 
-from bus import Bus
-from schemas import RecordedEvent, Subjects, codec
-from tests.system import System, receive_until
+from tests.system import System, publications, published_once, receive_until
 
 
 def owned(system: System) -> list[int] | None:
@@ -71,31 +68,14 @@ async def test_with_two_workers_each_persisted_event_is_published_live_exactly_o
 ) -> None:
     first = System(tmp_path / "first", system_env).start()
     second = System(tmp_path / "second", system_env).start()
-    bus = await Bus.connect(nats_url, name="publication-counter", subjects=Subjects(subject_prefix))
-    feed = await bus.subscribe(f"{subject_prefix}.session.*.evt", codec.feed)
-    published: Counter[int] = Counter()
-
-    async def count() -> None:
-        async for item in feed:
-            if isinstance(item, RecordedEvent):
-                published[item.position] += 1
-
-    counter = asyncio.create_task(count())
     try:
-        sessions = [await second.create_session() for _ in range(6)]
-        for session_id in sessions:
-            assert 'You said: "once"' in await chat(second, session_id, "once")
-        head = max([event["position"] for session_id in sessions for event in await _events(second, session_id)])
-        async with asyncio.timeout(20):
-            while max(published, default=0) < head:
-                await asyncio.sleep(0.1)
-        await asyncio.sleep(1.0)  # let any second publication of the same positions arrive
-        twice = {position: n for position, n in published.items() if n != 1}
-        assert twice == {}, f"positions published more than once: {twice}"
+        async with publications(nats_url, subject_prefix) as published:
+            sessions = [await second.create_session() for _ in range(6)]
+            for session_id in sessions:
+                assert 'You said: "once"' in await chat(second, session_id, "once")
+            positions = {event["position"] for session_id in sessions for event in await _events(second, session_id)}
+            assert await published_once(published, positions) == {}
     finally:
-        counter.cancel()
-        await feed.close()
-        await bus.close()
         first.stop()
         second.stop()
 
