@@ -16,8 +16,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -123,25 +123,48 @@ class RunningSystem:
     log_path: Path
     started_in: float  # seconds from spawn to endpoints.json
     pid: int
+    process: subprocess.Popen[bytes] = field(repr=False)
 
     def cpu_seconds(self) -> float:
         """User + system CPU time the `agentbus up` process has used so far (Linux /proc)."""
         return process_cpu_seconds(self.pid)
 
+    def interrupt(self, timeout: float = 30.0) -> tuple[int | None, float]:
+        """Stop it as Ctrl-C does (SIGINT) before the block ends; its exit code (None: killed after `timeout`), seconds."""
+        started = time.monotonic()
+        self.process.send_signal(signal.SIGINT)
+        try:
+            code: int | None = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            code = None
+            stop_process(self.process)
+        return code, time.monotonic() - started
+
 
 @contextlib.contextmanager
-def agentbus_up(workdir: Path, nats_url: str, database_url: str, *, timeout: float = 60.0) -> Iterator[RunningSystem]:
-    """Run `agentbus up --port 0` as a subprocess on the given services until the block ends."""
-    data_dir = workdir / "up"
+def agentbus_up(
+    workdir: Path,
+    nats_url: str | None,
+    database_url: str | None,
+    *,
+    args: Sequence[str] = (),
+    data_dir_name: str = "up",
+    timeout: float = 60.0,
+) -> Iterator[RunningSystem]:
+    """Run `agentbus up --port 0 [args]` as a subprocess on the given services until the block ends.
+
+    A service given as None is `agentbus up`'s own embedded one, under its data dir `workdir / data_dir_name`.
+    """
+    data_dir = workdir / data_dir_name
     data_dir.mkdir(parents=True, exist_ok=True)
-    argv = [agentbus_binary(), "up", "--data-dir", str(data_dir), "--port", "0"]
+    argv = [agentbus_binary(), "up", "--data-dir", str(data_dir), "--port", "0", *args]
+    urls = {"AGENTBUS_NATS_URL": nats_url, "AGENTBUS_DATABASE_URL": database_url}
     overrides = {
-        "AGENTBUS_NATS_URL": nats_url,
-        "AGENTBUS_DATABASE_URL": database_url,
+        **{name: url for name, url in urls.items() if url is not None},
         "AGENTBUS_OFFLINE_DELAY": "0",
         "AGENTBUS_SUBJECT_PREFIX": SUBJECT_PREFIX,
     }
-    env = {**os.environ, **overrides}
+    env = {name: value for name, value in os.environ.items() if name not in urls} | overrides
     env.pop("AGENTBUS_API_KEY", None)  # the benchmark client sends no key
     shown = " ".join(f"{k}={_redact(v) if k == 'AGENTBUS_DATABASE_URL' else v}" for k, v in overrides.items())
     command = f"{shown} {' '.join(argv)}"
@@ -162,7 +185,7 @@ def agentbus_up(workdir: Path, nats_url: str, database_url: str, *, timeout: flo
                 raise RuntimeError(f"agentbus up wrote no {endpoints_path} within {timeout}s:\n{_tail(log_path)}")
             time.sleep(0.02)
         endpoints = _read_endpoints(endpoints_path)
-        yield RunningSystem(endpoints, command, log_path, time.monotonic() - started, process.pid)
+        yield RunningSystem(endpoints, command, log_path, time.monotonic() - started, process.pid, process)
     finally:
         stop_process(process)
 

@@ -19,6 +19,7 @@ from ._stats import Summary, table
 from .append import Case
 from .floors import Floors
 from .peer_runs import PeerResult
+from .workers import WorkersRun, workers_results
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +46,7 @@ class Collected:
     team: TeamFigures | None = None
     floors: Floors | None = None
     peers: list[PeerResult] = field(default_factory=list)
+    workers: list[WorkersRun] | None = None
 
     def peer(self, key: str) -> PeerResult | None:
         return next((p for p in self.peers if p.peer.key == key), None)
@@ -211,6 +213,7 @@ def results(c: Collected, table_rows: list[Row], run: dict[str, Any]) -> dict[st
             else {"label": p.peer.label, "unavailable": p.reason}
             for p in c.peers
         },
+        "workers": None if not c.workers else workers_results(c.workers),
         "table": [
             {
                 "figure": r.figure,

@@ -1,6 +1,6 @@
 """Run every benchmark once and print figures with their raw baselines and peers.
 
-    python -m bench.run [--turns N] [--only board|team|sockets|peers]   (also: make bench, agentbus bench)
+    python -m bench.run [--turns N] [--only board|team|sockets|workers|peers]   (also: make bench, agentbus bench)
 
 0. The raw floors of a turn: nats-py request/reply between two processes, and the
    durable floor (a JetStream publish with its stored ack, plus one PostgreSQL commit).
@@ -16,6 +16,10 @@
    pub→sub, first-token latency under that load, then turns through a kill -9 and restart of
    the embedded nats-server, clients reconnecting with `?after=` (bench/sockets.py; skipped on
    an external NATS). `--only sockets` runs it alone.
+3d. Workers: chat turns/s of `agentbus up` with 1, 2 and 3 workers (`--workers N`), each on its own embedded
+   services, 1200 turns over 40 sessions at once, with the CPU per turn of agentbus, nats-server, PostgreSQL and
+   the client (bench/workers.py). `--only workers` runs it alone and writes its figures into bench/results.json
+   (its "workers" entry, with the run's facts), leaving the rest of the file as it was.
 4. The peers, in `.venv-bench` (`make bench` builds it): eventsourcing's PostgreSQL
    recorder, AutoGen's RoundRobinGroupChat, LangGraph with its Postgres checkpointer,
    a DBOS workflow. `--only peers` runs the floors and the peers alone.
@@ -61,9 +65,10 @@ from .peer_runs import PeerResult, peer_table, peers_python, run_peers
 from .sockets import SocketFigures, measure_sockets, socket_tables
 from .team import measure_raw as measure_raw_teams
 from .team import measure_teams
+from .workers import WorkersRun, measure_workers, workers_results, workers_table
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
-ONLY = ("board", "team", "sockets", "peers")
+ONLY = ("board", "team", "sockets", "workers", "peers")
 
 
 def main(
@@ -95,27 +100,19 @@ def main(
     restore = _sigterm_as_interrupt()
     started, started_at = time.monotonic(), datetime.now(UTC).isoformat(timespec="seconds")
     collected = Collected()
+    origin = "embedded nats-server and PostgreSQL of each `agentbus up`"
     try:
-        with services(workdir) as svc:
-            print(f"  services: {svc.origin}")
-            if only in (None, "peers"):
-                collected.floors = _floors(svc, turns)
-            if only is None:
-                collected.first_token, collected.final_answer = _latency(svc, workdir, turns, collected.floors)
-                collected.appends = _appends(svc)
-            if only in (None, "board"):
-                collected.board = _boards(svc, workdir, boards)
-            if only in (None, "team"):
-                collected.team = _teams(svc, workdir, teams)
-            if only in (None, "sockets"):
-                _sockets(svc, workdir)
-            if only in (None, "peers"):
-                collected.peers = _peers(svc, peer_runs)
+        if only != "workers":
+            origin = _on_shared_services(workdir, collected, only, turns, boards, teams, peer_runs)
+        if only in (None, "workers"):  # after the shared services stopped: each system starts its own
+            collected.workers = _workers(workdir)
         wall = time.monotonic() - started
         machine["load_average_end"] = list(os.getloadavg())
-        if only not in ("board", "team", "sockets"):
-            run = {"command": command, "started_at": started_at, "wall_seconds": round(wall, 1), "machine": machine}
-            _report(collected, {**run, "services": svc.origin}, write)
+        run = {"command": command, "started_at": started_at, "wall_seconds": round(wall, 1), "machine": machine}
+        if only == "workers":
+            _merge_workers(collected.workers, {**run, "services": origin}, write)
+        elif only not in ("board", "team", "sockets"):
+            _report(collected, {**run, "services": origin}, write)
         print(f"\ntotal wall time {wall:.1f} s | load average at the end {_machine.load(machine['load_average_end'])}")
         return 0
     except KeyboardInterrupt:
@@ -143,6 +140,46 @@ def _report(collected: Collected, run: dict[str, Any], write: Path | None) -> No
         return
     write.write_text(json.dumps(results(collected, table_rows, run), indent=2) + "\n")
     print(f"written to {write}")
+
+
+def _on_shared_services(
+    workdir: Path, collected: Collected, only: str | None, turns: int, boards: int, teams: int, peer_runs: int
+) -> str:
+    """Run the benchmarks that share one nats-server and PostgreSQL into `collected`; say which services they were."""
+    with services(workdir) as svc:
+        print(f"  services: {svc.origin}")
+        if only in (None, "peers"):
+            collected.floors = _floors(svc, turns)
+        if only is None:
+            collected.first_token, collected.final_answer = _latency(svc, workdir, turns, collected.floors)
+            collected.appends = _appends(svc)
+        if only in (None, "board"):
+            collected.board = _boards(svc, workdir, boards)
+        if only in (None, "team"):
+            collected.team = _teams(svc, workdir, teams)
+        if only in (None, "sockets"):
+            _sockets(svc, workdir)
+        if only in (None, "peers"):
+            collected.peers = _peers(svc, peer_runs)
+        return svc.origin
+
+
+def _merge_workers(runs: list[WorkersRun] | None, run: dict[str, Any], write: Path | None) -> None:
+    """Put the workers figures, with the facts of their run, into the results file at `write`; keep the rest."""
+    if write is None or not runs:
+        print("results not written")
+        return
+    data = json.loads(write.read_text()) if write.exists() else {}
+    data["workers"] = {**workers_results(runs), "run": run}
+    write.write_text(json.dumps(data, indent=2) + "\n")
+    print(f"the workers figures written to {write} (its other entries are from {data.get('started_at', 'no run')})")
+
+
+def _workers(workdir: Path) -> list[WorkersRun]:
+    runs = measure_workers(workdir)
+    print()
+    print(workers_table(runs))
+    return runs
 
 
 def _floors(svc: Services, turns: int) -> Floors:
@@ -358,10 +395,10 @@ def _parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--write",
         type=Path,
-        help=f"write the results as JSON here (default: {RESULTS.name} beside this file, full runs only)",
+        help=f"write the results as JSON here (default: {RESULTS.name} beside this file, for full runs and --only workers)",
     )
     args = parser.parse_args(argv)
-    if args.write is None and args.only is None:
+    if args.write is None and args.only in (None, "workers"):
         args.write = RESULTS
     return args
 
