@@ -191,10 +191,14 @@ class Worker:
         A partition handed over is released only once its work was let go, so
         its next owner (which keeps trying every `rebalance_interval`) never
         runs beside it. If the lease connection fails, every lease went with
-        it: all work is let go at once, since the others may take it any moment.
+        it: the worker stops taking commands until it holds leases again.
         """
         try:
             members = await self._leases.members()
+            # A lease connection replaced since the last look (the database restarted) holds nothing
+            # yet: stop what we consume without a lease, and claim it again below.
+            for partition in sorted(set(self._consumers) - self._leases.held):
+                await self._stop_consuming(partition)
             # An unpartitioned stream (NATS < 2.10) is leased as one partition, 0.
             wanted = share(self._leases.member, members, self._available or 1)
             for partition in sorted(set(self._consumers) - wanted):
@@ -202,8 +206,12 @@ class Worker:
                 await self._leases.release(partition)
             held = await self._leases.claim(sorted(wanted - set(self._consumers)))
         except LeasesLost:
+            # Stop taking commands, but let the ones taken go on retrying in place: most often the
+            # database itself is down (nobody can take over), and cutting them would let later
+            # commands of a session overtake them once they are redelivered. If another worker does
+            # take over meanwhile, the event log's version check keeps a single writer.
             for partition in sorted(self._consumers):
-                await self._hand_over(partition, grace=0.0)
+                await self._stop_consuming(partition)
             held = set()
             members = []
         for partition in sorted(held - set(self._consumers)):

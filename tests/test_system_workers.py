@@ -115,19 +115,19 @@ async def test_a_board_whose_expert_dies_on_another_worker_asks_again_and_resets
             # The board runs on the worker owning the session; kill another one while it streams a speech
             # (8 speeches over 3 workers: some land elsewhere).
             owner = {pid for pid in worker_pids(system) if _owns(system, pid, session_id)}
-            heard: set[str] = set()
             async with asyncio.timeout(60):
                 async for report in reports:
                     pid = int(report.worker.rpartition(":")[2])
-                    if report.answering != "Speak" or pid in owner:
-                        continue
-                    if report.call_id in heard:  # its second report: the speech is streaming, not just ending
-                        os.kill(pid, signal.SIGKILL)
+                    if report.answering == "Speak" and pid not in owner:
+                        os.kill(pid, signal.SIGKILL)  # its first report: the speech has just begun
                         break
-                    heard.add(report.call_id)
             frames += await receive_until(ws, "final_answer", timeout=90)
         kinds = [frame["type"] for frame in frames]
-        assert "expert_speech_chunk_reset" in kinds  # the speech cut by the kill streams again from the start
+        assert '"expert_asked_again"' in system.log_path.read_text()  # on another worker, within seconds
+        # Unless the restarted worker's share took the board's session along (then the board resumes there
+        # and asks anew), the speech cut by the kill is reset before it streams again.
+        if all(_owns(system, pid, session_id) for pid in owner):
+            assert "expert_speech_chunk_reset" in kinds
         speeches = [(f["data"]["round"], f["data"]["expert_name"]) for f in frames if f["type"] == "expert_speech"]
         assert speeches and len(speeches) == len(set(speeches))
         assert kinds.count("final_answer") == 1

@@ -11,7 +11,6 @@ the driver starts from the first step not recorded.
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import msgspec
@@ -20,7 +19,7 @@ import structlog
 from bus import RequestFailed
 from schemas import ExpertSpeechChunkReset, TeamInterventionAck, board_stream
 from schemas.events import AnyEvent, BoardConcluded, BoardFailed, BoardStarted, ExpertSpeech, RoundSummary
-from schemas.experts import BoardRequest, Conclude, ExpertAnswer, Speak, SummarizeRound, expert_id
+from schemas.experts import BoardRequest, Conclude, ExpertAnswer, ExpertRequest, Speak, SummarizeRound, expert_id
 from schemas.texts import ENGLISH, texts_for
 
 from ..config import Role
@@ -180,7 +179,6 @@ class BoardActor(DrivenActor[logic.BoardState]):
             transcript=fit_transcript(self.state.transcript, limit.prompt_tokens),
             max_tokens=limit.max_tokens,
             timeout=limit.timeout,
-            segment=uuid.uuid4().hex[:12] if kind is Speak else "",
         )
 
     def _outcome(self, step: logic.NextStep, answer: ExpertAnswer) -> AnyEvent:
@@ -221,18 +219,22 @@ class BoardActor(DrivenActor[logic.BoardState]):
 
     async def _ask(self, request: BoardRequest) -> ExpertAnswer:
         board = self.ctx.config.board
-        reset = None
-        if isinstance(request, Speak):
-            assert self.session_id is not None
-            feed = self.ctx.bus.subjects.session_evt(self.session_id)
-            frame = ExpertSpeechChunkReset(
-                board_id=self.id, round=request.round, expert_name=request.expert.name, segment=request.segment
-            )
+        assert self.session_id is not None
+        feed = self.ctx.bus.subjects.session_evt(self.session_id)
 
-            async def reset() -> None:
-                # A retry (e.g. the expert's worker died mid-speech) streams anew: clients drop what came before.
+        async def reset(attempt: ExpertRequest) -> None:
+            # The expert's worker died mid-speech: clients drop that attempt's chunks before the next streams.
+            if isinstance(attempt, Speak):
+                frame = ExpertSpeechChunkReset(
+                    board_id=self.id, round=attempt.round, expert_name=attempt.expert.name, segment=attempt.segment
+                )
                 await self.ctx.bus.publish(feed, frame)
 
         return await ask_expert(
-            self.ctx.bus, request, attempts=board.expert_attempts, margin=board.expert_margin, before_retry=reset
+            self.ctx.bus,
+            request,
+            attempts=board.expert_attempts,
+            margin=board.expert_margin,
+            before_retry=reset,
+            fresh_segments=True,
         )

@@ -38,26 +38,37 @@ async def ask_expert(
     *,
     attempts: int,
     margin: float,
-    before_retry: Callable[[], Awaitable[None]] | None = None,
+    before_retry: Callable[[ExpertRequest], Awaitable[None]] | None = None,
+    fresh_segments: bool = False,
 ) -> ExpertAnswer:
     """Ask an expert, `attempts` times at most: a worker serving experts may have just died.
 
     The expert cuts its own generation at the request's timeout, so each wait
     is that plus `margin` seconds: a retry never queues behind a stream still
-    running. `before_retry` runs before each new attempt (it resets the
-    attempt's chunks). Raises `RequestFailed` when no attempt got an answer.
+    running. `before_retry` gets the attempt that went without an answer
+    before the next one is made (it resets that attempt's chunks; an expert
+    that answers with an error resets its own). With `fresh_segments` each
+    attempt streams under a segment of its own (a board's speech); otherwise
+    under the request's (a team's phase, which a reset restarts). Raises
+    `RequestFailed` when no attempt got an answer.
     """
     subject = bus.subjects.actor("expert", request.expert_id)
     wait = (request.timeout or 0.0) + margin
+    call = request
+    answered = True
     for attempt in range(1, attempts + 1):
         if attempt > 1:
             await asyncio.sleep(0.5 * (attempt - 1))
-            if before_retry is not None:
-                await before_retry()
-        call = msgspec.structs.replace(request, call_id=uuid.uuid4().hex)
+            # An expert that answered (with an error) reset its own chunks; one that went silent could not.
+            if before_retry is not None and not answered:
+                await before_retry(call)
+        segment = uuid.uuid4().hex[:12] if fresh_segments else request.segment
+        call = msgspec.structs.replace(request, call_id=uuid.uuid4().hex, segment=segment)
         try:
             reply = await _call(bus, subject, call, wait)
+            answered = True
         except RequestFailed as exc:
+            answered = False
             if attempt == attempts:
                 raise
             logger.warning("expert_asked_again", expert=request.expert.name, attempt=attempt + 1, reason=exc.reason)

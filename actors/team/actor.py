@@ -228,7 +228,11 @@ class TeamActor(DrivenActor[logic.TeamState]):
             team = self.ctx.config.team
             try:
                 answer = await ask_expert(
-                    self.ctx.bus, request, attempts=team.expert_attempts, margin=team.expert_margin, before_retry=reset
+                    self.ctx.bus,
+                    request,
+                    attempts=team.expert_attempts,
+                    margin=team.expert_margin,
+                    before_retry=(lambda _attempt: reset()) if reset is not None else None,
                 )
                 outcome = Answered(answer=answer)
             except RequestFailed as exc:
