@@ -236,6 +236,16 @@ def _redact(url: str) -> str:
 R = TypeVar("R")
 
 
+async def create_sessions(http: httpx.AsyncClient, count: int) -> list[str]:
+    """Create `count` sessions through `http` (a client whose base URL is the gateway's); return their ids."""
+    session_ids = []
+    for _ in range(count):
+        response = await http.post("/api/v1/chat/sessions", json={})
+        response.raise_for_status()
+        session_ids.append(response.json()["session_id"])
+    return session_ids
+
+
 async def runs_on_one_session(
     endpoints: Endpoints, run: Callable[[Any], Awaitable[R]], count: int, *, warmup: int = 1, timeout: float = 120.0
 ) -> list[R]:

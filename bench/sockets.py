@@ -48,6 +48,7 @@ from bus.embedded import EmbeddedNats
 from cli.settings import Endpoints
 from schemas import Subjects, Token, encode
 
+from ._services import create_sessions
 from ._stats import LATENCY_HEADERS, Summary, ratio, table
 
 SESSIONS = 50
@@ -172,11 +173,7 @@ async def measure_sockets(
     """
     per_session = sockets // sessions
     async with httpx.AsyncClient(base_url=endpoints.http_url, timeout=30.0) as http:
-        session_ids = []
-        for _ in range(sessions):
-            response = await http.post("/api/v1/chat/sessions", json={})
-            response.raise_for_status()
-            session_ids.append(response.json()["session_id"])
+        session_ids = await create_sessions(http, sessions)
         ws_base = "ws" + endpoints.http_url.removeprefix("http") + "/api/v1/chat/ws/"
         owners = [sid for sid in session_ids for _ in range(per_session)]
         opened = await asyncio.gather(*(_open(ws_base + sid) for sid in owners))
@@ -615,11 +612,7 @@ async def measure_restart(
 ) -> RestartFigures:
     """Turns on `sockets` new sockets over `sessions` new sessions while `nats_server` is killed and started again."""
     per_session = sockets // sessions
-    session_ids = []
-    for _ in range(sessions):
-        response = await http.post("/api/v1/chat/sessions", json={})
-        response.raise_for_status()
-        session_ids.append(response.json()["session_id"])
+    session_ids = await create_sessions(http, sessions)
     outage = _Outage()
     clients = [_Client(ws_base, sid, outage) for sid in session_ids for _ in range(per_session)]
     try:

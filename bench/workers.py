@@ -46,7 +46,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from cli.settings import Endpoints
 from projections.database import asyncpg_dsn
 
-from ._services import RunningSystem, agentbus_up
+from ._services import RunningSystem, agentbus_up, create_sessions
 from ._stats import Summary, table
 
 COUNTS = (1, 2, 3)
@@ -296,11 +296,7 @@ async def _transactions(database_url: str) -> int:
 
 async def _open_sessions(endpoints: Endpoints, sessions: int) -> list[ClientConnection]:
     async with httpx.AsyncClient(base_url=endpoints.http_url, timeout=30.0) as http:
-        session_ids = []
-        for _ in range(sessions):
-            response = await http.post("/api/v1/chat/sessions", json={})
-            response.raise_for_status()
-            session_ids.append(response.json()["session_id"])
+        session_ids = await create_sessions(http, sessions)
     ws_base = "ws" + endpoints.http_url.removeprefix("http") + "/api/v1/chat/ws/"
     return list(await asyncio.gather(*(_open(ws_base + sid) for sid in session_ids)))
 
