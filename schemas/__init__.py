@@ -34,6 +34,7 @@ from .frames import (
     Token,
     TokenReset,
 )
+from .principal import Principal, Role
 from .replies import CreateSessionReply, ErrorReply, SessionReady
 from .streams import BOARD_AGENT, TEAM_AGENT, board_stream, refusals_stream, session_stream, team_stream, turn_stream
 from .subjects import InvalidId, Subjects, partition_of, validate_id
@@ -66,9 +67,11 @@ __all__ = [
     "InvalidId",
     "Message",
     "Metadata",
+    "Principal",
     "RecordedEvent",
     "RenameSession",
     "Reply",
+    "Role",
     "SendMessage",
     "SessionCommand",
     "SessionReady",

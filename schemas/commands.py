@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from ._base import Command
+from .principal import Principal
 
 ExecutionMode = Literal["direct", "react", "plan_exec"]
 Metadata = dict[str, Any]
@@ -21,6 +22,8 @@ class CreateSession(Command, frozen=True, kw_only=True):
     agent_name: str = "assistant"
     metadata: Metadata = {}
     session_id: str | None = None
+    principal: Principal | None = None
+    """Who creates it (the session's owner); set by a gateway, ignored from any other sender."""
 
 
 class SendMessage(Command, frozen=True, kw_only=True):
@@ -30,6 +33,8 @@ class SendMessage(Command, frozen=True, kw_only=True):
     model: str | None = None
     execution_mode: ExecutionMode | None = None
     idempotency_key: str | None = None
+    principal: Principal | None = None
+    """Who sends it (whose quotas its model calls count against); set by a gateway, ignored from any other sender."""
 
 
 class Cancel(Command, frozen=True, kw_only=True):
