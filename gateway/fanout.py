@@ -14,6 +14,10 @@ While NATS is away the live subjects have a gap. After each reconnect every
 listener gets a `RESYNC` marker, ahead of anything received on the new
 connection (the reconnect counter moves before the subscriptions are sent
 again), and its connection reads the log from its last position before it goes on.
+
+A persisted event whose position is beyond the log's head as this gateway
+knows it is checked against the log first (`LogHead`): one bogus item on a live
+subject must not move every socket's cursor past the real events to come.
 """
 
 from __future__ import annotations
@@ -26,9 +30,11 @@ from enum import Enum
 import structlog
 
 from bus import Bus, TypedSubscription
-from schemas import CommandRefused, EventOmitted, FeedItem, codec
+from projections import EventLog, EventLogError
+from schemas import CommandRefused, EventOmitted, FeedItem, RecordedEvent, codec
 from schemas.texts import ENGLISH, Texts
 
+from .head import LogHead
 from .protocol import encode_frame
 from .render import render
 
@@ -150,18 +156,23 @@ class Fanout:
     def __init__(self) -> None:
         self._feeds: dict[str, _SessionFeed] = {}
         self._bus: Bus | None = None
+        self._head: LogHead | None = None
         self._reconnects = 0
         self._watcher: asyncio.Task[None] | None = None
         self.items_total = 0
         """Items received from NATS (each counted once, however many sockets it went to)."""
         self.resyncs_total = 0
         """NATS reconnects after which every socket read the log again."""
+        self.unproven_total = 0
+        """Live items dropped because they claimed a position the log does not reach."""
 
     @property
     def subscriptions(self) -> int:
         return len(self._feeds)
 
-    async def join(self, bus: Bus, session_id: str, listener: Listener, texts: Texts = ENGLISH) -> None:
+    async def join(
+        self, bus: Bus, event_log: EventLog, session_id: str, listener: Listener, texts: Texts = ENGLISH
+    ) -> None:
         """Feed `listener` with the session's live items from now on; return once the subscription is in force.
 
         Anything committed after this returns reaches the listener, so a
@@ -170,6 +181,8 @@ class Fanout:
         """
         if self._bus is None:
             self._bus, self._reconnects = bus, _reconnects(bus)
+        if self._head is None:
+            self._head = LogHead(event_log)
         feed = self._feeds.get(session_id)
         if feed is None:
             feed = self._feeds[session_id] = _SessionFeed(session_id, texts)
@@ -218,12 +231,31 @@ class Fanout:
         async for item in feed.subscription:
             self._check_reconnects(bus)
             self.items_total += 1
+            if isinstance(item, RecordedEvent) and not await self._proven(feed, item):
+                continue
             try:
                 feed.dispatch(item)
             except Exception:  # a bug rendering one item must not silence the session: its sockets read the log
                 logger.exception("fanout_dispatch_failed", session_id=feed.session_id)
                 for listener in feed.listeners:
                     listener.offer(RESYNC)
+
+    async def _proven(self, feed: _SessionFeed, item: RecordedEvent) -> bool:
+        """Whether the log reaches `item`'s position; if it cannot be read, the sockets read it again once it can."""
+        assert self._head is not None
+        try:
+            if await self._head.covers(item.position):
+                return True
+        except EventLogError as exc:
+            logger.warning(
+                "live_position_unchecked", session_id=feed.session_id, position=item.position, error=str(exc)
+            )
+            for listener in feed.listeners:
+                listener.offer(RESYNC)
+            return False
+        self.unproven_total += 1
+        logger.warning("live_position_beyond_log", session_id=feed.session_id, position=item.position)
+        return False
 
     async def _watch(self, bus: Bus) -> None:
         """Look at the reconnect counter while any session has sockets, so a quiet session resyncs too."""

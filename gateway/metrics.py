@@ -76,6 +76,7 @@ async def metrics(request: Request) -> Response:
         *_gauge("agentbus_relay_subscriptions", ctx.fanout.subscriptions),
         *_gauge("agentbus_relay_items_total", ctx.fanout.items_total, "counter"),
         *_gauge("agentbus_relay_resyncs_total", ctx.fanout.resyncs_total, "counter"),
+        *_gauge("agentbus_relay_unproven_items_total", ctx.fanout.unproven_total, "counter"),
         # This gateway's reads of the log (history, sockets' catch-up) that went past an event it cannot read.
         *_skipped_lines("agentbus_gateway_skipped_events_total", ctx.event_log.skipped.counts),
     ]

@@ -295,7 +295,7 @@ async def _serve(
     listener = Listener(ctx.ws_buffer)
     try:
         # Joined before the log is read, so nothing committed meanwhile is missed.
-        await ctx.fanout.join(ctx.bus, session_id, listener, texts)
+        await ctx.fanout.join(ctx.bus, ctx.event_log, session_id, listener, texts)
     except (BusError, TimeoutError, OSError) as exc:
         frame = error_frame(f"the live feed is unavailable: {exc or type(exc).__name__}", SERVICE_UNAVAILABLE)
         await _close(websocket, CLOSE_TRY_AGAIN_LATER, "NATS unavailable", frame)
