@@ -149,6 +149,25 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("session", help="the session id")
     tail.add_argument("--after", type=int, default=0, help="skip the events up to this log position (default 0)")
 
+    token = command(
+        "token",
+        "token:cmd_token",
+        "issue a user's JWT (for trying it out: in production an identity provider issues them)",
+        "agentbus token issue --user ada --role user --departments research",
+        "Signed with AGENTBUS_JWT_SECRET (HS256), or with --private-key (RS256) for a gateway that\n"
+        "verifies with AGENTBUS_JWT_PUBLIC_KEY_FILE or AGENTBUS_JWT_JWKS_FILE. The token goes in\n"
+        "`Authorization: Bearer <token>` on REST and in `?token=<token>` on the socket.",
+        data_dir=False,
+    )
+    token.add_argument("action", choices=["issue"])
+    token.add_argument("--user", required=True, help="the user id (the token's `sub`)")
+    token.add_argument("--role", choices=["user", "admin"], default="user")
+    token.add_argument("--departments", nargs="*", default=[], metavar="D", help="the departments the user is in")
+    token.add_argument("--ttl", type=int, default=86400, help="seconds the token is valid (default a day)")
+    token.add_argument("--secret", help="the HS256 secret (default AGENTBUS_JWT_SECRET)")
+    token.add_argument("--private-key", help="a PEM private key file: sign with RS256 instead")
+    token.add_argument("--kid", help="the key id to name in the token's header (for a JWKS)")
+
     command("migrate", "tools:cmd_migrate", "create or upgrade the database schema", "agentbus migrate")
 
     projections = command(

@@ -24,8 +24,8 @@ from actors import Worker
 from actors.config import Config, ConfigError, load_config
 from actors.llm import OfflineProvider
 from bus import Bus
-from bus.commands import PartitionsInUse
 from gateway import GatewayContext, create_app
+from gateway.auth import JwtKeys
 from projections import Engine, EventLog, ReadModels
 from schemas import Subjects
 
@@ -59,6 +59,20 @@ async def bounded(what: str, close: Callable[[], Awaitable[object]], timeout: fl
         print(f"agentbus: {what} failed to close: {exc}", flush=True)
 
 
+def jwt_keys(settings: Settings) -> JwtKeys | None:
+    """The key users' tokens are verified with, as the settings name it; exit saying why if it cannot be read."""
+    try:
+        return JwtKeys.load(
+            secret=settings.jwt_secret,
+            public_key_file=settings.jwt_public_key_file,
+            jwks_file=settings.jwt_jwks_file,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+        )
+    except ValueError as exc:
+        raise SystemExit(f"agentbus: {exc}") from None
+
+
 class _Server(uvicorn.Server):
     """uvicorn without its own signal handling: the caller stops every part together, in order.
 
@@ -82,6 +96,7 @@ class GatewayServer:
             event_log=self.event_log,
             read_models=ReadModels(engine),
             api_key=settings.api_key,
+            jwt=jwt_keys(settings),
             answer_timeout=settings.answer_timeout,
         )
         config = uvicorn.Config(
@@ -148,8 +163,6 @@ def raise_failure(tasks: list[asyncio.Task[None]]) -> None:
         exc = task.exception()
         if isinstance(exc, ServerFailed):
             raise SystemExit(str(exc))
-        if isinstance(exc, PartitionsInUse):
-            raise SystemExit(f"agentbus: {exc}")
         if exc is not None:
             raise exc
         raise SystemExit(f"agentbus: the {task.get_name()} stopped by itself")

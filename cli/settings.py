@@ -32,6 +32,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     database_url: str | None
     subject_prefix: str
     api_key: str | None
+    jwt_secret: str | None = None
+    """Users' tokens are HS256, signed with this secret (`AGENTBUS_JWT_SECRET`) ..."""
+    jwt_public_key_file: str | None = None
+    """... or RS256, verified with this PEM public key (`AGENTBUS_JWT_PUBLIC_KEY_FILE`) ..."""
+    jwt_jwks_file: str | None = None
+    """... or with the key of this JWKS file their `kid` names (`AGENTBUS_JWT_JWKS_FILE`)."""
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
     offline_delay: float
     ack_wait: float
     answer_timeout: float
@@ -43,6 +51,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             database_url=os.environ.get("AGENTBUS_DATABASE_URL") or None,
             subject_prefix=os.environ.get("AGENTBUS_SUBJECT_PREFIX", "agentbus"),
             api_key=os.environ.get("AGENTBUS_API_KEY") or None,
+            jwt_secret=os.environ.get("AGENTBUS_JWT_SECRET") or None,
+            jwt_public_key_file=os.environ.get("AGENTBUS_JWT_PUBLIC_KEY_FILE") or None,
+            jwt_jwks_file=os.environ.get("AGENTBUS_JWT_JWKS_FILE") or None,
+            jwt_issuer=os.environ.get("AGENTBUS_JWT_ISSUER") or None,
+            jwt_audience=os.environ.get("AGENTBUS_JWT_AUDIENCE") or None,
             offline_delay=float(os.environ.get("AGENTBUS_OFFLINE_DELAY", "0")),
             ack_wait=float(os.environ.get("AGENTBUS_ACK_WAIT", "10")),
             answer_timeout=float(os.environ.get("AGENTBUS_ANSWER_TIMEOUT", "120")),

@@ -17,7 +17,7 @@ from bus.commands import command_backlog
 from projections import DatabaseError, EventLogClosedError, EventLogError
 
 from .answers import Problem, http_error, problem
-from .auth import authorized
+from .auth import Refused, identify
 from .context import GatewayContext
 from .directory import routes as directory_routes
 from .health import SERVICE_UNAVAILABLE
@@ -33,8 +33,11 @@ _STATIC = Path(__file__).parent / "static"
 _OPEN_PATHS = frozenset({"/", "/healthz", "/readyz", "/metrics"})
 
 
-class ApiKeyMiddleware:
-    """Refuse REST calls without the configured API key (the socket checks it itself, to close with 4001)."""
+class AuthMiddleware:
+    """Find who a REST call comes from (`auth.caller_of`), refusing it without a valid credential.
+
+    The socket identifies its caller itself, to close with 4001.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -43,9 +46,11 @@ class ApiKeyMiddleware:
         if scope["type"] == "http" and scope["path"] not in _OPEN_PATHS:
             request = Request(scope)
             ctx: GatewayContext = request.app.state.ctx
-            if not authorized(request, ctx.api_key):
-                await problem(401, "invalid or missing API key", "unauthorized")(scope, receive, send)
+            caller = identify(request, ctx.api_key, ctx.jwt)
+            if isinstance(caller, Refused):
+                await problem(401, caller.message, "unauthorized")(scope, receive, send)
                 return
+            scope.setdefault("state", {})["caller"] = caller
         await self.app(scope, receive, send)
 
 
@@ -134,7 +139,7 @@ def create_app(ctx: GatewayContext) -> Starlette:
                 ],
             ),
         ],
-        middleware=[Middleware(ApiKeyMiddleware)],
+        middleware=[Middleware(AuthMiddleware)],
         exception_handlers={EventLogError: event_log_failed, HTTPException: http_error},
     )
     app.state.ctx = ctx

@@ -11,6 +11,7 @@ from bus import Bus
 from projections import EventLog, ReadModels
 from schemas import limits
 
+from .auth import JwtKeys
 from .fanout import Fanout
 from .health import Health
 
@@ -49,6 +50,9 @@ class GatewayContext(msgspec.Struct, frozen=True, kw_only=True):
     event_log: EventLog
     read_models: ReadModels
     api_key: str | None = None
+    """The service credential; with it (or `jwt`) set, every route but the open ones needs a credential."""
+    jwt: JwtKeys | None = None
+    """The key users' tokens are verified with; None: no user tokens."""
     request_timeout: float = 10.0
     answer_timeout: float = 120.0
     """How long `POST …/messages` waits for the turn's answer before a 504."""

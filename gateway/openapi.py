@@ -91,8 +91,9 @@ def document(routes: Sequence[BaseRoute], *, title: str = "agentbus") -> dict[st
 
 
 _DESCRIPTION = (
-    "Multi-agent LLM conversations as event-sourced actors. With AGENTBUS_API_KEY set, every route but "
-    "/, /healthz, /readyz and /metrics needs the key (X-API-Key, Authorization: Bearer, or ?api_key=)."
+    "Multi-agent LLM conversations as event-sourced actors. With AGENTBUS_API_KEY or a JWT key set, every route "
+    "but /, /healthz, /readyz and /metrics needs the key (X-API-Key, Authorization: Bearer, or ?api_key=) or a "
+    "user's token (Authorization: Bearer, or ?token= on the socket); a user sees only their own sessions."
 )
 _SECURITY = {
     "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},

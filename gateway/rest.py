@@ -50,6 +50,7 @@ from .answers import (
     refused,
     unavailable,
 )
+from .auth import caller_of, may_see, sees_all
 from .context import GatewayContext
 from .openapi import ApiRoute
 
@@ -112,14 +113,17 @@ async def _session_id(request: Request) -> str | Response:
 
 
 async def existing_session(request: Request) -> SessionView | Response:
-    """The session named in the path, read after the projector caught up; else the 400/404 to answer."""
+    """The session named in the path, read after the projector caught up; else the 400/404 to answer.
+
+    Another user's session is answered as one that does not exist, so nothing tells that it does.
+    """
     ctx = _ctx(request)
     session_id = await _session_id(request)
     if isinstance(session_id, Response):
         return session_id
     await ctx.read_models.wait_caught_up(ctx.event_log)
     view = await ctx.read_models.get_session(session_id)
-    if view is None:
+    if view is None or not may_see(caller_of(request), view.owner):
         return problem(404, f"Session '{session_id}' not found", "unknown_session")
     return view
 
@@ -131,7 +135,9 @@ async def list_sessions(request: Request) -> Response:
     except msgspec.ValidationError as exc:
         return problem(400, f"invalid query: {exc}", "invalid_query")
     await ctx.read_models.wait_caught_up(ctx.event_log)
-    return json_response(await ctx.read_models.list_sessions(query.q or None))
+    caller = caller_of(request)
+    owner = caller.id if caller is not None and not sees_all(caller) else None
+    return json_response(await ctx.read_models.list_sessions(query.q or None, owner=owner))
 
 
 def _metadata(value: dict[str, Any]) -> Metadata | limits.Refusal:
@@ -149,7 +155,9 @@ async def create_session(request: Request) -> Response:
     metadata = _metadata(body.metadata or {})
     if isinstance(metadata, limits.Refusal):
         return refused(metadata)
-    command = CreateSession(agent_name=body.agent_name, metadata=metadata, session_id=body.session_id)
+    command = CreateSession(
+        agent_name=body.agent_name, metadata=metadata, session_id=body.session_id, principal=caller_of(request)
+    )
     if refusal := limits.check(command):
         return refused(refusal)
     if (down := await unavailable(ctx)) is not None:
@@ -231,7 +239,7 @@ async def get_board(request: Request) -> Response:
     except (InvalidId, msgspec.ValidationError) as exc:
         return problem(400, str(exc), "invalid_request")
     view = await load_board(ctx.event_log, board_id, at=at)
-    if view is None:
+    if view is None or not await _may_see_session(request, view.session_id):
         return problem(404, f"Board '{board_id}' not found", "unknown_board")
     return json_response(view)
 
@@ -245,9 +253,20 @@ async def get_team(request: Request) -> Response:
     except (InvalidId, msgspec.ValidationError) as exc:
         return problem(400, str(exc), "invalid_request")
     view = await load_team(ctx.event_log, team_id, at=at)
-    if view is None:
+    if view is None or not await _may_see_session(request, view.session_id):
         return problem(404, f"Team '{team_id}' not found", "unknown_team")
     return json_response(view)
+
+
+async def _may_see_session(request: Request, session_id: str | None) -> bool:
+    """Whether the caller may see what belongs to session `session_id` (a board, a team, its events)."""
+    caller = caller_of(request)
+    if sees_all(caller):
+        return True  # all is open to it: no need to read the session
+    ctx = _ctx(request)
+    await ctx.read_models.wait_caught_up(ctx.event_log)
+    view = None if session_id is None else await ctx.read_models.get_session(session_id)
+    return view is not None and may_see(caller, view.owner)
 
 
 async def list_events(request: Request) -> Response:
@@ -259,6 +278,8 @@ async def list_events(request: Request) -> Response:
         query = parse_query(request, EventsQuery)
     except msgspec.ValidationError as exc:
         return problem(400, f"invalid query: {exc}", "invalid_query")
+    if not await _may_see_session(request, session_id):
+        return json_response([])  # what a session that does not exist has
     limit = min(query.limit, MAX_EVENTS_PAGE)
     return json_response(await ctx.event_log.read_session(session_id, after=query.after, limit=limit))
 

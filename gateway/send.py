@@ -31,6 +31,7 @@ from schemas.events import (
 )
 
 from .answers import SESSION_PATH, answers, json_response, problem, read_body, refused, unavailable
+from .auth import caller_of
 from .context import GatewayContext
 from .feed import resolve
 from .openapi import ApiRoute
@@ -85,7 +86,13 @@ async def send_message(request: Request) -> Response:
         return body
     key = body.idempotency_key or uuid.uuid4().hex
     mode = None if body.execution_mode is None else _MODES[body.execution_mode]
-    command = SendMessage(content=body.content, model=body.model, execution_mode=mode, idempotency_key=key)
+    command = SendMessage(
+        content=body.content,
+        model=body.model,
+        execution_mode=mode,
+        idempotency_key=key,
+        principal=caller_of(request),
+    )
     if refusal := limits.check(command):
         return refused(refusal)
     session = await existing_session(request)

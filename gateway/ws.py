@@ -47,7 +47,7 @@ from schemas import (
 )
 from schemas.texts import Texts, texts_for
 
-from .auth import authorized
+from .auth import Caller, Refused, identify, may_see
 from .context import GatewayContext
 from .fanout import RESYNC, Listener
 from .feed import MAX_POSITION, resolve
@@ -86,9 +86,17 @@ class _Connection:
     """One client socket; all sends go through `send_text` so frames never interleave."""
 
     def __init__(
-        self, websocket: WebSocket, ctx: GatewayContext, session_id: str, listener: Listener, floor: int, texts: Texts
+        self,
+        websocket: WebSocket,
+        ctx: GatewayContext,
+        session_id: str,
+        listener: Listener,
+        floor: int,
+        texts: Texts,
+        caller: Caller,
     ) -> None:
         self.ws = websocket
+        self.caller = caller
         self.texts = texts
         self.ctx = ctx
         self.session_id = session_id
@@ -194,6 +202,7 @@ class _Connection:
                         execution_mode=frame.execution_mode,
                         # Every message gets a key here, so that a refusal of it finds this socket.
                         idempotency_key=frame.idempotency_key or uuid.uuid4().hex,
+                        principal=self.caller,
                     )
                 )
             case CancelFrame(turn_id=turn_id):
@@ -255,8 +264,9 @@ async def _unavailable(websocket: WebSocket, ctx: GatewayContext, exc: EventLogE
 async def chat_socket(websocket: WebSocket) -> None:
     ctx: GatewayContext = websocket.app.state.ctx
     await websocket.accept()
-    if not authorized(websocket, ctx.api_key):
-        await _close(websocket, CLOSE_UNAUTHORIZED, "Invalid api_key", error_frame("Invalid api_key", "unauthorized"))
+    caller = identify(websocket, ctx.api_key, ctx.jwt)
+    if isinstance(caller, Refused):
+        await _close(websocket, CLOSE_UNAUTHORIZED, "Invalid api_key", error_frame(caller.message, "unauthorized"))
         return
     try:
         session_id = validate_id(websocket.path_params["session_id"])
@@ -273,7 +283,7 @@ async def chat_socket(websocket: WebSocket) -> None:
     except EventLogError as exc:
         await _unavailable(websocket, ctx, exc)
         return
-    if session is None:
+    if session is None or not may_see(caller, session.owner):  # another user's session: as if none existed
         frame = error_frame(f"Session '{session_id}' not found", "unknown_session")
         await _close(websocket, CLOSE_NORMAL, "Session not found", frame)
         return
@@ -285,11 +295,18 @@ async def chat_socket(websocket: WebSocket) -> None:
         await _close(websocket, CLOSE_TRY_AGAIN_LATER, "NATS unavailable", frame)
         return
     locale = session.metadata.get("locale")
-    await _serve(websocket, ctx, session_id, after, floor, texts_for(locale if isinstance(locale, str) else ctx.locale))
+    texts = texts_for(locale if isinstance(locale, str) else ctx.locale)
+    await _serve(websocket, ctx, session_id, after, floor, texts, caller)
 
 
 async def _serve(
-    websocket: WebSocket, ctx: GatewayContext, session_id: str, after: int | None, floor: int, texts: Texts
+    websocket: WebSocket,
+    ctx: GatewayContext,
+    session_id: str,
+    after: int | None,
+    floor: int,
+    texts: Texts,
+    caller: Caller,
 ) -> None:
     """Relay the session to the socket and answer its frames, until either side ends."""
     listener = Listener(ctx.ws_buffer)
@@ -300,7 +317,7 @@ async def _serve(
         frame = error_frame(f"the live feed is unavailable: {exc or type(exc).__name__}", SERVICE_UNAVAILABLE)
         await _close(websocket, CLOSE_TRY_AGAIN_LATER, "NATS unavailable", frame)
         return
-    conn = _Connection(websocket, ctx, session_id, listener, floor, texts)
+    conn = _Connection(websocket, ctx, session_id, listener, floor, texts, caller)
     ctx.metrics.ws_accepted_total += 1
     ctx.metrics.ws_open += 1
     relaying = reading = dropped = None

@@ -35,11 +35,12 @@ async def apply(conn: AsyncConnection, recorded: RecordedEvent) -> None:
     Inserts ignore rows that exist, so applying an event twice changes nothing more.
     """
     match recorded.event:
-        case SessionCreated(session_id=session_id, agent_name=agent_name, metadata=metadata):
+        case SessionCreated(session_id=session_id, agent_name=agent_name, metadata=metadata, owner=owner):
             await conn.execute(
                 insert(rm_sessions)
                 .values(
                     session_id=session_id,
+                    owner=owner,
                     agent_name=agent_name,
                     status="active",
                     metadata=msgspec.json.encode(metadata).decode(),

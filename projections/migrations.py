@@ -119,6 +119,14 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        7,
+        "session owners (the user who created each session)",
+        (
+            "ALTER TABLE rm_sessions ADD COLUMN owner text",
+            "CREATE INDEX rm_sessions_owner_idx ON rm_sessions (owner, created_at)",
+        ),
+    ),
 )
 
 _CREATE_LEDGER = """CREATE TABLE IF NOT EXISTS schema_migrations (

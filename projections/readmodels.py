@@ -53,6 +53,8 @@ class SessionView(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     """The session's model usage (`GET /sessions/{id}` only)."""
     title: str | None = None
     """What clients list the session by: its rename, else its first message (shortened)."""
+    owner: str | None = None
+    """The user who created it (only they and admins see it); None for a session created without a user."""
 
 
 class MessageView(msgspec.Struct, frozen=True, kw_only=True):
@@ -75,9 +77,12 @@ class ReadModels:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
-    async def list_sessions(self, q: str | None = None) -> list[SessionView]:
-        """Return every session, open or closed, oldest first; with `q`, those whose title or a message contains it."""
+    async def list_sessions(self, q: str | None = None, *, owner: str | None = None) -> list[SessionView]:
+        """Return every session, open or closed, oldest first; with `q`, those whose title or a message contains it;
+        with `owner`, only that user's."""
         query = select(rm_sessions).order_by(rm_sessions.c.created_at, rm_sessions.c.session_id)
+        if owner is not None:
+            query = query.where(rm_sessions.c.owner == owner)
         if q:
             pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
             said = select(rm_messages.c.session_id).where(rm_messages.c.content.ilike(pattern, escape="\\"))
@@ -171,6 +176,7 @@ def _session(row: Row[Any]) -> SessionView:
         created_at=row.created_at.isoformat(),
         updated_at=row.updated_at.isoformat(),
         title=row.title,
+        owner=row.owner,
     )
 
 

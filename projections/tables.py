@@ -65,7 +65,9 @@ rm_sessions = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("last_position", BigInteger, nullable=False),
     Column("title", Text, nullable=True),
+    Column("owner", Text, nullable=True),
     CheckConstraint("status IN ('active', 'closed')", name="rm_sessions_status_check"),
+    Index("rm_sessions_owner_idx", "owner", "created_at"),
 )
 
 rm_messages = Table(

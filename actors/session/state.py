@@ -7,7 +7,7 @@ from typing import Literal
 
 import msgspec
 
-from schemas import CloseSession, CreateSession, RenameSession, SendMessage
+from schemas import CloseSession, CreateSession, Principal, RenameSession, SendMessage
 from schemas.events import (
     AnyEvent,
     AssistantMessage,
@@ -49,6 +49,7 @@ class SessionState(msgspec.Struct, kw_only=True):
     version: int = 0
     created: bool = False
     agent_name: str = ""
+    owner: str | None = None
     closed: bool = False
     title: str | None = None
     locale: str | None = None
@@ -76,9 +77,10 @@ def evolve(state: SessionState, event: AnyEvent) -> SessionState:
     """Apply one of the session's own events (mutating and returning `state`)."""
     state.version += 1
     match event:
-        case SessionCreated(agent_name=agent_name, metadata=metadata):
+        case SessionCreated(agent_name=agent_name, metadata=metadata, owner=owner):
             state.created = True
             state.agent_name = agent_name
+            state.owner = owner
             locale = metadata.get("locale")
             state.locale = locale if isinstance(locale, str) else None
         case UserMessage():
@@ -120,17 +122,22 @@ class AlreadyDone(msgspec.Struct, frozen=True, kw_only=True):
 Decision = Accepted | Refused | AlreadyDone
 
 
+def owner_of(principal: Principal | None) -> str | None:
+    """The owner a session created by `principal` gets: a user or an admin; a service's sessions have none."""
+    return principal.id if principal is not None and principal.role != "service" else None
+
+
 def decide_create(state: SessionState, command: CreateSession) -> Decision:
-    """Judge a create request for this session id."""
+    """Judge a create request for this session id; a retry is a no-op only for the same agent and owner."""
+    owner = owner_of(command.principal)
     if state.created:
-        if command.agent_name == state.agent_name:
+        if command.agent_name == state.agent_name and owner == state.owner:
             return AlreadyDone()
-        return Refused(
-            code="session_exists", message=f"session {state.session_id} exists with agent {state.agent_name!r}"
-        )
-    return Accepted(
-        events=[SessionCreated(session_id=state.session_id, agent_name=command.agent_name, metadata=command.metadata)]
+        return Refused(code="session_exists", message=f"session {state.session_id} exists")
+    created = SessionCreated(
+        session_id=state.session_id, agent_name=command.agent_name, metadata=command.metadata, owner=owner
     )
+    return Accepted(events=[created])
 
 
 def decide_send(

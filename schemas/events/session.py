@@ -16,6 +16,9 @@ class SessionCreated(Event, frozen=True, kw_only=True):
     session_id: str
     agent_name: str
     metadata: Metadata = {}
+    owner: str | None = None
+    """The user who created it: only they (and admins) read and write it. None: created by a service or
+    with no credentials configured, visible to every caller that sees all (admins, services)."""
 
 
 class Routing(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
