@@ -9,7 +9,7 @@ upgrade) goes out as an `EventOmitted` notice, as one too large for NATS does:
 a gateway that knows its type reads it from the log, and the checkpoint moves on.
 
 A worker relays only the sessions of the command partitions it leases, with
-one checkpoint per partition that never moves backwards, so that however many
+one checkpoint per partition of the layout (`schemas.layout`) that never moves backwards, so that however many
 workers run, each event is published once in steady state (again only around
 a takeover), and a board waiting for its own events waits on its own worker.
 """
@@ -23,17 +23,13 @@ import structlog
 
 from bus import Bus, MessageTooLarge
 from projections import Checkpoints, EventLog, SkippedEvent
-from schemas import RecordedEvent, partition_of, tag_of
+from schemas import Layout, RecordedEvent, tag_of
 from schemas.frames import EventOmitted
 
 logger = structlog.get_logger("agentbus.relay")
 
-CHECKPOINT = "nats_relay"
-"""The checkpoint of an unpartitioned relay; partition n has `nats_relay.p<n>`."""
-
-
-def checkpoint_name(partition: int, partitions: int) -> str:
-    return CHECKPOINT if partitions <= 0 else f"{CHECKPOINT}.p{partition}"
+CHECKPOINT = Layout(0).checkpoint(0)
+"""The checkpoint of an unpartitioned relay (each partition of a layout has its own, `Layout.checkpoint`)."""
 
 
 class Relay:
@@ -47,20 +43,22 @@ class Relay:
         self._checkpoints = checkpoints
         self._bus = bus
         self._save_every = save_every
-        self._partitions = 0
+        self._layout = Layout(0)
         self._owned: set[int] = {0}
         self._changed = asyncio.Event()
         self._published: dict[int, int] = {}
         """partition -> the position up to which its events are published"""
         self._saved: dict[int, int] = {}
+        self._loaded = Layout(0)
+        """The layout `_published` and `_saved` are partitions of."""
         self.position = 0
         """How far the relay has read the log (every owned partition is published up to here)."""
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
 
-    def own(self, partitions: set[int], *, of: int) -> None:
-        """Relay exactly `partitions` of the `of` command partitions from now on (0: unpartitioned)."""
-        if partitions != self._owned or of != self._partitions:
-            self._owned, self._partitions = set(partitions), of
+    def own(self, partitions: set[int], *, of: Layout) -> None:
+        """Relay exactly `partitions` of the command layout `of` from now on."""
+        if partitions != self._owned or of != self._layout:
+            self._owned, self._layout = set(partitions), of
             self._changed.set()
 
     async def wait_for(self, position: int, timeout: float = 2.0) -> bool:
@@ -94,12 +92,12 @@ class Relay:
         try:
             while True:
                 self._changed.clear()
-                owned, partitions = set(self._owned), self._partitions
-                await self._load(owned, partitions)
+                owned, layout = set(self._owned), self._layout
+                await self._load(owned, layout)
                 if not owned:
                     await self._changed.wait()
                     continue
-                follower = asyncio.create_task(self._follow(owned, partitions), name="relay-follow")
+                follower = asyncio.create_task(self._follow(owned, layout), name="relay-follow")
                 changed = asyncio.create_task(self._changed.wait(), name="relay-leases")
                 try:
                     await asyncio.wait([follower, changed], return_when=asyncio.FIRST_COMPLETED)
@@ -117,25 +115,26 @@ class Relay:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.shield(self._save()), 2.0)
 
-    async def _load(self, owned: set[int], partitions: int) -> None:
+    async def _load(self, owned: set[int], layout: Layout) -> None:
         """Forget released partitions (saving them first) and load the checkpoints of newly owned ones."""
-        released = set(self._published) - owned
+        released = set(self._published) - owned if layout == self._loaded else set(self._published)
         if released:
             await self._save()
             for partition in released:
                 self._published.pop(partition)
                 self._saved.pop(partition, None)
+        self._loaded = layout
         for partition in owned - set(self._published):
-            position = await self._checkpoints.get(checkpoint_name(partition, partitions))
-            if not position and partitions > 0:
+            position = await self._checkpoints.get(layout.checkpoint(partition))
+            if not position and layout.partitions > 0 and layout.generation == 0:
                 position = await self._checkpoints.get(CHECKPOINT)  # upgraded from one relay for everything
             self._published[partition] = self._saved[partition] = position
 
-    async def _follow(self, owned: set[int], partitions: int) -> None:
+    async def _follow(self, owned: set[int], layout: Layout) -> None:
         start = min(self._published[partition] for partition in owned)
         self.position = start
         async for recorded in self._event_log.follow(start):
-            partition = partition_of(recorded.session_id, partitions)
+            partition = layout.partition(recorded.session_id)
             if partition in owned and recorded.position > self._published[partition]:
                 await self._publish(recorded)
             for each in owned:
@@ -183,5 +182,5 @@ class Relay:
         # Only what NATS has taken may count as relayed.
         await self._bus.flush()
         for partition, position in changed.items():
-            await self._checkpoints.advance(checkpoint_name(partition, self._partitions), position)
+            await self._checkpoints.advance(self._loaded.checkpoint(partition), position)
             self._saved[partition] = position

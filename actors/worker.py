@@ -10,9 +10,9 @@ from collections.abc import Awaitable, Callable
 import structlog
 
 from bus import Bus, CommandConsumer, TypedSubscription, ensure_command_stream
-from bus.commands import PartitionsInUse, command_backlog
-from projections import Checkpoints, Engine, EventLog, LeasesLost, PartitionLeases, Projector, live_workers
-from schemas import CreateSession, ErrorReply, InvalidId, SessionReady, codec, partition_of, validate_id
+from bus.command_stream import CommandLayouts, finish_change, layout_drained, read_layouts
+from projections import Checkpoints, Engine, EventLog, LeasesLost, PartitionLeases, Projector
+from schemas import CreateSession, ErrorReply, InvalidId, Layout, SessionReady, codec, validate_id
 from schemas.agents import list_agents
 from schemas.experts import WithdrawExperts, expert_requests, withdrawals
 
@@ -28,7 +28,7 @@ from .intake import CommandIntake
 from .llm import Provider
 from .llm.registry import build_providers, close_providers
 from .placement import share
-from .relay import Relay, checkpoint_name
+from .relay import CHECKPOINT, Relay
 from .runtime import ActorHost
 from .session import SessionActor
 from .team.actor import TeamActor
@@ -81,8 +81,8 @@ class Worker:
         self.intake = CommandIntake(
             bus, self.host, self.event_log, ack_wait=ack_wait, work_timeout=config.session.work_timeout
         )
-        self._available = 0
-        """The command stream's partitions (0: unpartitioned, NATS < 2.10)."""
+        self._layout = Layout(0)
+        """The layout of the command stream this worker consumes (the draining one while a change drains)."""
         self._leases = leases or PartitionLeases(
             engine, bus.subjects.prefix, failover_seconds=config.cluster.failover_seconds
         )
@@ -97,11 +97,9 @@ class Worker:
     async def run(self) -> None:
         """Run until cancelled; then stop taking work and let JetStream redeliver the rest."""
         cluster = self.ctx.config.cluster
-        try:
-            available = await ensure_command_stream(self.bus, partitions=cluster.partitions, replicas=cluster.replicas)
-        except PartitionsInUse as exc:
-            available = await self._remap(exc)
-        self._available = available
+        layouts = await ensure_command_stream(self.bus, partitions=cluster.partitions, replicas=cluster.replicas)
+        self._layout = layouts.active
+        self._leases.use(self._layout)
         creates = await self.bus.serve(
             self.bus.subjects.sessions_create, codec.create_session, self._create, queue="workers"
         )
@@ -118,7 +116,7 @@ class Worker:
             concurrent=True,
         )
         # The relay follows the leases: nothing until this worker holds partitions.
-        self.relay.own(set(), of=available)
+        self.relay.own(set(), of=self._layout)
         background = [
             asyncio.create_task(_supervised("relay", self.relay.run), name="relay"),
             asyncio.create_task(_supervised("projector", self.projector.run), name="projector"),
@@ -130,11 +128,16 @@ class Worker:
         try:
             while True:
                 await asyncio.sleep(cluster.rebalance_interval)
+                # Either may fail, e.g. while JetStream has no leader for a moment (a NATS node was lost):
+                # keep serving what we hold and look again at the next interval; a partition half taken
+                # is taken then.
+                try:
+                    await self._follow_layout()
+                except Exception:
+                    logger.exception("layout_check_failed")
                 try:
                     await self._rebalance()
                 except Exception:
-                    # E.g. JetStream has no leader for a moment (a NATS node was lost): keep serving what
-                    # we hold and look again at the next interval; a partition half taken is taken then.
                     logger.exception("rebalance_failed")
         finally:
             # Intake stops first; experts keep answering while the work in flight gets its grace.
@@ -156,30 +159,35 @@ class Worker:
             await close_providers(self.ctx.providers)
             await self.event_log.close()
 
-    async def _remap(self, refused: PartitionsInUse) -> int:
-        """Remap the command stream to the configured partitions if it is drained; else stop with why not.
+    async def _follow_layout(self) -> None:
+        """Consume the layout the stream says: the draining one until it is empty, then the new one.
 
-        Drained means no worker is live (none could go on with the old count)
-        and no command is pending or in flight (none could be overtaken by a
-        later one of its session under the new mapping). The relay's
-        checkpoints of the new partitions then start where the old ones had
-        all got to, so nothing is published again or skipped.
+        The first worker to find the old layout drained starts the new
+        layout's relay checkpoints where the old ones had all got to (so no
+        event goes unpublished; a few are published again) and ends the change.
         """
-        cluster = self.ctx.config.cluster
-        live = await live_workers(self._engine, self.bus.subjects.prefix)
-        backlog = sum(consumer.pending + consumer.ack_pending for consumer in await command_backlog(self.bus))
-        if live or backlog:
-            reason = f"{len(live)} worker(s) are running and {backlog} command(s) wait or are in flight"
-            raise PartitionsInUse(self.bus.subjects.cmd_stream, refused.current, refused.wanted, reason) from None
+        layouts = await read_layouts(self.bus)
+        if layouts.draining is not None and await layout_drained(self.bus, layouts.draining):
+            await self._carry_checkpoints(layouts)
+            layouts = await finish_change(self.bus, layouts)
+            logger.info("command_stream_repartitioned", partitions=layouts.current.partitions)
+        if layouts.active == self._layout:
+            return
+        for partition in sorted(self._consumers):
+            await self._hand_over(partition, grace=STOP_GRACE)
+        for partition in sorted(self._leases.held):
+            await self._leases.release(partition)
+        self._layout = layouts.active
+        self._leases.use(self._layout)
+        logger.info("command_layout_followed", partitions=self._layout.partitions, generation=self._layout.generation)
+
+    async def _carry_checkpoints(self, layouts: CommandLayouts) -> None:
+        assert layouts.draining is not None
         checkpoints = Checkpoints(self._engine)
-        old = [await checkpoints.get(checkpoint_name(n, refused.current)) for n in range(refused.current)]
-        available = await ensure_command_stream(
-            self.bus, partitions=cluster.partitions, replicas=cluster.replicas, drained=True
-        )
-        for partition in range(available):
-            await checkpoints.set(checkpoint_name(partition, available), min(old, default=0))
-        logger.info("command_stream_remapped", partitions=available, previously=refused.current)
-        return available
+        old = [await checkpoints.get(layouts.draining.checkpoint(n)) for n in layouts.draining.all]
+        start = min(old, default=0) or await checkpoints.get(CHECKPOINT)
+        for partition in layouts.current.all:
+            await checkpoints.set(layouts.current.checkpoint(partition), start)
 
     async def _take_withdrawals(self, withdrawn: TypedSubscription[WithdrawExperts]) -> None:
         async for message in withdrawn:
@@ -200,7 +208,7 @@ class Worker:
             for partition in sorted(set(self._consumers) - self._leases.held):
                 await self._stop_consuming(partition)
             # An unpartitioned stream (NATS < 2.10) is leased as one partition, 0.
-            wanted = share(self._leases.member, members, self._available or 1)
+            wanted = share(self._leases.member, members, len(self._layout.all))
             for partition in sorted(set(self._consumers) - wanted):
                 await self._hand_over(partition, grace=STOP_GRACE)
                 await self._leases.release(partition)
@@ -215,12 +223,11 @@ class Worker:
             held = set()
             members = []
         for partition in sorted(held - set(self._consumers)):
-            partitions = [partition] if self._available else None
-            consumer = CommandConsumer(self.bus, partitions, ack_wait=self._ack_wait)
+            consumer = CommandConsumer(self.bus, self._layout, [partition], ack_wait=self._ack_wait)
             await consumer.start()
             pump = asyncio.create_task(self.intake.take(consumer), name=f"partition-{partition}")
             self._consumers[partition] = (consumer, pump)
-        self.relay.own(held, of=self._available)
+        self.relay.own(held, of=self._layout)
         if held != self._owned:
             self._owned = held
             logger.info(
@@ -237,7 +244,7 @@ class Worker:
         await self._stop_consuming(partition)
 
         def in_partition(session_id: str) -> bool:
-            return partition_of(session_id, self._available) == partition
+            return self._layout.partition(session_id) == partition
 
         handed = await self.intake.hand_back(in_partition, grace)
         stopped = await self.host.stop_sessions(in_partition)
@@ -266,7 +273,7 @@ class Worker:
             return ErrorReply(code="unknown_agent", message=f"agent {request.agent_name!r} not found")
         structlog.contextvars.bind_contextvars(session_id=session_id)
         ready = await self.host.ask(SessionActor.kind, session_id, request)
-        if partition_of(session_id, self._available) not in self._consumers:
+        if self._layout.partition(session_id) not in self._consumers:
             # Any worker answers a create; the session's commands go to its partition's owner, so
             # a copy kept here would only go stale (and lose a version check when it next wrote).
             await self.host.stop_sessions(lambda active: active == session_id)

@@ -1,11 +1,11 @@
 """The NATS side of agentbus: typed connection, command stream, object store, embedded server."""
 
+from .command_stream import CommandLayouts, ensure_command_stream
 from .commands import (
     DEFAULT_PARTITIONS,
     CommandAck,
     CommandConsumer,
     CommandDelivery,
-    ensure_command_stream,
     publish_command,
 )
 from .connection import Bus, TypedSubscription, nats_servers
@@ -30,6 +30,7 @@ __all__ = [
     "CommandAck",
     "CommandConsumer",
     "CommandDelivery",
+    "CommandLayouts",
     "EmbeddedNats",
     "MessageTooLarge",
     "ObjectBucket",

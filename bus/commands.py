@@ -2,7 +2,8 @@
 
 The stream captures `<prefix>.session.*.cmd` and, through a subject transform,
 stores each command under `<prefix>.part.<n>.session.<sid>.cmd` where
-`n = partition(sid)`. One durable pull consumer per partition means a worker
+`n = partition(sid)` (a later layout under `part<generation>`, see
+`bus.command_stream`). One durable pull consumer per partition means a worker
 owns whole partitions, so every command of a session goes to one worker in
 order, and partitions can be spread over (and taken over by) several workers.
 Commands are de-duplicated by `Nats-Msg-Id` = `<session id>:<idempotency key>`:
@@ -23,7 +24,6 @@ but work cannot be split over workers).
 from __future__ import annotations
 
 import asyncio
-import re
 import uuid
 from collections.abc import AsyncIterator
 
@@ -33,9 +33,9 @@ import nats.js.errors
 import structlog
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StreamConfig, SubjectTransform
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from schemas import DecodeError, InvalidId, SessionCommand, Subjects, codec, encode, limits
+from schemas import DecodeError, InvalidId, Layout, SessionCommand, Subjects, codec, encode, limits
 
 from .connection import Bus
 from .errors import BusError, PublishFailed
@@ -71,67 +71,6 @@ class CommandAck(msgspec.Struct, frozen=True, kw_only=True):
     sequence: int
     duplicate: bool
     idempotency_key: str | None
-
-
-class PartitionsInUse(BusError):
-    """The command stream has other partitions than asked for, and cannot be remapped now (see `ensure_command_stream`)."""
-
-    def __init__(self, stream: str, current: int, wanted: int, reason: str) -> None:
-        super().__init__(
-            f"the command stream {stream} has {current} partitions and the configuration asks for {wanted}; "
-            f"it is remapped only once drained, and {reason}: stop every worker, let the commands in flight "
-            f"finish (or keep [cluster] partitions = {current}), then start the workers with the new count"
-        )
-        self.current = current
-        self.wanted = wanted
-
-
-async def ensure_command_stream(
-    bus: Bus, *, partitions: int = DEFAULT_PARTITIONS, replicas: int = 1, drained: bool = False
-) -> int:
-    """Create the command stream (or update it in place) under the bus's prefix.
-
-    Return the number of partitions the server gives it: 0 when it cannot
-    partition (NATS < 2.10), in which case consume it with `partitions=None`.
-    The number is stored with the stream (its subject transform). Changing it
-    remaps sessions to partitions, which would reorder a session's commands
-    still in flight, so a stream of another count is only remapped when the
-    caller says it is `drained` (no worker running, no command pending); else
-    `PartitionsInUse` names the count it has.
-    """
-    subjects = bus.subjects
-    config = StreamConfig(
-        name=subjects.cmd_stream,
-        subjects=[subjects.all_session_cmds],
-        subject_transform=SubjectTransform(
-            src=subjects.all_session_cmds,
-            dest=f"{subjects.prefix}.part.{{{{partition({partitions},1)}}}}.session.{{{{wildcard(1)}}}}.cmd",
-        ),
-        duplicate_window=DUPLICATE_WINDOW_S,
-        max_age=7 * 24 * 3600,
-        num_replicas=replicas,
-    )
-    js = bus.nc.jetstream()
-    try:
-        existing = await js.stream_info(subjects.cmd_stream)
-    except nats.js.errors.NotFoundError:
-        info = await js.add_stream(config)
-    else:
-        current = stream_partitions(existing.config)
-        if current not in (0, partitions) and not drained:
-            raise PartitionsInUse(subjects.cmd_stream, current, partitions, "it may not be drained")
-        info = await js.update_stream(config)
-    if info.config.subject_transform is None:
-        logger.warning("command_stream_unpartitioned", reason="the NATS server has no subject transforms (< 2.10)")
-        return 0
-    return partitions
-
-
-def stream_partitions(config: StreamConfig) -> int:
-    """The partitions a command stream's subject transform maps sessions to (0: unpartitioned)."""
-    transform = config.subject_transform
-    found = re.search(r"partition\((\d+),", transform.dest or "") if transform is not None else None
-    return int(found.group(1)) if found else 0
 
 
 async def publish_command(bus: Bus, session_id: str, command: SessionCommand, *, timeout: float = 5.0) -> CommandAck:
@@ -210,21 +149,23 @@ class CommandDelivery:
 
 
 class CommandConsumer:
-    """Pulls the commands of some partitions, one durable consumer per partition.
+    """Pulls the commands of some partitions of a layout, one durable consumer per partition.
 
-    `partitions=None` consumes an unpartitioned stream with a single consumer.
+    An unpartitioned stream (`Layout(0)`) is consumed whole, as its partition 0.
     """
 
     def __init__(
         self,
         bus: Bus,
-        partitions: list[int] | None,
+        layout: Layout,
+        partitions: list[int],
         *,
         ack_wait: float = 30.0,
         batch: int = 64,
         queue_size: int = 1024,
     ) -> None:
         self._bus = bus
+        self._layout = layout
         self._partitions = partitions
         self._ack_wait = ack_wait
         self._batch = batch
@@ -240,10 +181,11 @@ class CommandConsumer:
         """Bind a pull subscription per partition and start fetching."""
         js = self._bus.nc.jetstream()
         subjects: Subjects = self._bus.subjects
+        layout = self._layout
         filters = (
-            {"workers": subjects.all_session_cmds}
-            if self._partitions is None
-            else {f"workers-p{p}": subjects.partitioned_cmd(p) for p in self._partitions}
+            {layout.consumer(0): subjects.all_session_cmds}
+            if layout.partitions <= 0
+            else {layout.consumer(p): subjects.partitioned_cmd(p, layout.stored_token) for p in self._partitions}
         )
         for durable, filter_subject in filters.items():
             config = ConsumerConfig(

@@ -6,7 +6,6 @@ the relay's checkpoints: the events committed but not yet on the live subjects.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 
 from starlette.requests import Request
@@ -15,22 +14,19 @@ from starlette.responses import PlainTextResponse, Response
 from bus import BusError
 from bus.commands import ConsumerBacklog, command_backlog
 from projections import EventLogError
+from schemas import Layout
+from schemas.layout import checkpoint_of_consumer
 
 from .context import GatewayContext
 
-RELAY_CHECKPOINT = "nats_relay"
-"""The relay's checkpoint of an unpartitioned stream; partition n has `nats_relay.p<n>`."""
-
-_PARTITION_CONSUMER = re.compile(r"workers-p(\d+)")
-
 
 def relay_checkpoints(backlog: list[ConsumerBacklog]) -> list[str]:
-    """Name the relay's checkpoints: one per command partition, as there is one consumer `workers-p<n>` per partition.
+    """Name the relay's checkpoints: one per command partition, as there is one consumer per partition.
 
     A stand-in for reading every checkpoint named `nats_relay*` (the projections have no such read yet).
     """
-    partitions = sorted({int(m[1]) for c in backlog if (m := _PARTITION_CONSUMER.fullmatch(c.consumer))})
-    return [f"{RELAY_CHECKPOINT}.p{n}" for n in partitions] or [RELAY_CHECKPOINT]
+    named = {name for c in backlog if (name := checkpoint_of_consumer(c.consumer)) is not None}
+    return sorted(named) or [Layout(0).checkpoint(0)]
 
 
 async def relay_lag(ctx: GatewayContext, backlog: list[ConsumerBacklog]) -> tuple[int, int]:

@@ -2,7 +2,9 @@
 
 Each worker holds, on one connection of its own, a *membership* lock
 (`hashtext('agentbus-workers/<prefix>')`, its member number) and one lock per
-command partition it owns (`PARTITION_CLASS`, `hashtext('<prefix>/<n>')`).
+command partition it owns (`PARTITION_CLASS`, `hashtext('<prefix>/<lease>')`, the
+lease named by the partition's layout: `<n>`, or `g<generation>/<n>` once the
+partition count was changed).
 The live workers of a prefix are the holders of membership locks, read from
 `pg_locks`. PostgreSQL releases every lock when the connection ends, so a
 worker that dies (even with kill -9) leaves the membership and frees its
@@ -20,6 +22,8 @@ from collections.abc import AsyncIterator, Iterable
 
 import asyncpg
 import structlog
+
+from schemas import Layout
 
 from . import _locks
 from .database import Engine, asyncpg_dsn
@@ -46,8 +50,15 @@ class PartitionLeases:
         self._failover = failover_seconds
         self._conn: asyncpg.Connection | None = None
         self._held: set[int] = set()
+        self._layout = Layout(0)
         self.member = 0
         """This process's member number while it is a member (0: not one)."""
+
+    def use(self, layout: Layout) -> None:
+        """Lease the partitions of `layout` from now on (release those of the previous one first)."""
+        if self._held:
+            raise RuntimeError(f"partitions {sorted(self._held)} of the previous layout are still held")
+        self._layout = layout
 
     @property
     def held(self) -> set[int]:
@@ -99,7 +110,7 @@ class PartitionLeases:
             self._conn = None
 
     def _key(self, partition: int) -> str:
-        return f"{self._prefix}/{partition}"
+        return f"{self._prefix}/{self._layout.lease(partition)}"
 
     async def _connection(self) -> asyncpg.Connection:
         if self._conn is None or self._conn.is_closed():

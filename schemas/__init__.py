@@ -34,6 +34,7 @@ from .frames import (
     Token,
     TokenReset,
 )
+from .layout import Layout
 from .principal import Principal, Role
 from .replies import CreateSessionReply, ErrorReply, SessionReady
 from .streams import BOARD_AGENT, TEAM_AGENT, board_stream, refusals_stream, session_stream, team_stream, turn_stream
@@ -65,6 +66,7 @@ __all__ = [
     "Frame",
     "HumanReply",
     "InvalidId",
+    "Layout",
     "Message",
     "Metadata",
     "Principal",

@@ -85,9 +85,12 @@ class Subjects(msgspec.Struct, frozen=True):
         """The wildcard subject of every session's events request (what a queue group of workers serves)."""
         return f"{self.prefix}.session.*.events"
 
-    def partitioned_cmd(self, partition: int | str = "*") -> str:
-        """The subject a command is stored under once the stream has mapped it to a partition."""
-        return f"{self.prefix}.part.{partition}.session.*.cmd"
+    def partitioned_cmd(self, partition: int | str = "*", token: str = "part") -> str:
+        """The subject a command is stored under once the stream has mapped it to a partition.
+
+        `token` names the layout (`schemas.layout.Layout.stored_token`); the first one is `part`.
+        """
+        return f"{self.prefix}.{token}.{partition}.session.*.cmd"
 
     @property
     def cmd_stream(self) -> str:

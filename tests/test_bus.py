@@ -13,13 +13,25 @@ from bus import (
     Bus,
     BusError,
     CommandConsumer,
+    CommandLayouts,
     RequestFailed,
     ensure_command_stream,
     free_port,
     nats_servers,
     publish_command,
 )
-from schemas import CreateSession, DecodeError, ErrorReply, SendMessage, SessionReady, Subjects, codec, partition_of
+from bus.command_stream import finish_change, layout_drained, read_layouts
+from schemas import (
+    CreateSession,
+    DecodeError,
+    ErrorReply,
+    Layout,
+    SendMessage,
+    SessionReady,
+    Subjects,
+    codec,
+    partition_of,
+)
 
 
 @pytest.fixture
@@ -104,10 +116,10 @@ async def test_publishing_a_command_twice_with_one_key_stores_it_once(bus: Bus) 
 
 
 async def test_a_message_without_a_key_gets_one_that_travels_with_it(bus: Bus) -> None:
-    available = await ensure_command_stream(bus, partitions=2)
+    layout = (await ensure_command_stream(bus, partitions=2)).current
     ack = await publish_command(bus, "s1", SendMessage(content="hi"))
     assert ack.idempotency_key
-    consumer = CommandConsumer(bus, list(range(available)) or None)
+    consumer = CommandConsumer(bus, layout, list(layout.all))
     await consumer.start()
     delivery = await next_delivery(consumer)
     assert isinstance(delivery.command, SendMessage) and delivery.command.idempotency_key == ack.idempotency_key
@@ -116,14 +128,13 @@ async def test_a_message_without_a_key_gets_one_that_travels_with_it(bus: Bus) -
 
 
 async def test_commands_of_one_session_arrive_in_order_on_exactly_one_partition(bus: Bus) -> None:
-    available = await ensure_command_stream(bus, partitions=4)
+    layout = (await ensure_command_stream(bus, partitions=4)).current
     for i in range(20):
         await publish_command(bus, "sess-a", SendMessage(content=str(i), idempotency_key=f"a{i}"))
     # A NATS older than 2.10 cannot partition: then one consumer takes the whole stream.
-    consumers = [[p] for p in range(available)] if available else [None]
     seen: dict[int, list[str]] = {}
-    for index, partitions in enumerate(consumers):
-        consumer = CommandConsumer(bus, partitions)
+    for index in layout.all:
+        consumer = CommandConsumer(bus, layout, [index])
         await consumer.start()
         try:
             while True:
@@ -140,9 +151,9 @@ async def test_commands_of_one_session_arrive_in_order_on_exactly_one_partition(
 
 
 async def test_an_undecodable_command_is_delivered_as_a_decode_error(bus: Bus) -> None:
-    available = await ensure_command_stream(bus, partitions=1)
+    layout = (await ensure_command_stream(bus, partitions=1)).current
     await bus.nc.jetstream().publish(bus.subjects.session_cmd("s9"), b'{"type":"send_message"}')
-    consumer = CommandConsumer(bus, list(range(available)) or None)
+    consumer = CommandConsumer(bus, layout, [0])
     await consumer.start()
     delivery = await next_delivery(consumer)
     assert delivery.session_id == "s9"
@@ -152,9 +163,9 @@ async def test_an_undecodable_command_is_delivered_as_a_decode_error(bus: Bus) -
 
 
 async def test_an_unacked_command_is_redelivered(bus: Bus) -> None:
-    available = await ensure_command_stream(bus, partitions=1)
+    layout = (await ensure_command_stream(bus, partitions=1)).current
     await publish_command(bus, "s1", SendMessage(content="again", idempotency_key="r1"))
-    consumer = CommandConsumer(bus, list(range(available)) or None, ack_wait=1.0)
+    consumer = CommandConsumer(bus, layout, [0], ack_wait=1.0)
     await consumer.start()
     first = await next_delivery(consumer)
     second = await next_delivery(consumer, timeout=10)
@@ -164,7 +175,7 @@ async def test_an_unacked_command_is_redelivered(bus: Bus) -> None:
 
 
 async def test_partition_of_computes_the_partition_the_server_stores_a_session_command_under(bus: Bus) -> None:
-    available = await ensure_command_stream(bus, partitions=8)
+    available = (await ensure_command_stream(bus, partitions=8)).current.partitions
     js = bus.nc.jetstream()
     for length in range(1, 41):
         session_id = uuid.uuid4().hex[: length % 32 + 1] + "-x"[: length % 2]
@@ -173,3 +184,36 @@ async def test_partition_of_computes_the_partition_the_server_stores_a_session_c
         # Stored as <prefix>.part.<n>.session.<sid>.cmd, or unpartitioned on a NATS older than 2.10.
         expected = bus.subjects.partitioned_cmd(partition_of(session_id, 8)).replace("*", session_id)
         assert stored.subject == (expected if available else bus.subjects.session_cmd(session_id))
+
+
+async def test_a_new_partition_count_switches_the_stream_to_a_new_layout_while_the_old_one_drains(bus: Bus) -> None:
+    first = await ensure_command_stream(bus, partitions=4)
+    if first.current.partitions == 0:
+        pytest.skip("this NATS server cannot partition (< 2.10)")
+    before = await publish_command(bus, "s1", SendMessage(content="before"))
+    changed = await ensure_command_stream(bus, partitions=6)
+    after = await publish_command(bus, "s1", SendMessage(content="after"))
+    assert changed == CommandLayouts(current=Layout(6, 1), draining=Layout(4, 0))
+    assert changed.active == Layout(4, 0)  # consumed until it has drained
+    # Another count asked for while the change drains is not started on top of it.
+    assert await ensure_command_stream(bus, partitions=8) == changed
+    js = bus.nc.jetstream()
+    subjects = [(await js.get_msg(bus.subjects.cmd_stream, ack.sequence)).subject for ack in (before, after)]
+    assert subjects == [
+        bus.subjects.partitioned_cmd(partition_of("s1", 4)).replace("*", "s1"),
+        bus.subjects.partitioned_cmd(partition_of("s1", 6), "part1").replace("*", "s1"),
+    ]
+
+    assert not await layout_drained(bus, changed.draining)  # no consumer has taken "before" yet
+    old = CommandConsumer(bus, Layout(4), list(Layout(4).all))
+    await old.start()
+    delivery = await next_delivery(old)
+    assert isinstance(delivery.command, SendMessage) and delivery.command.content == "before"
+    assert not await layout_drained(bus, changed.draining)  # taken, not finished
+    await delivery.ack()
+    await old.stop()
+    assert await layout_drained(bus, changed.draining)
+
+    assert await finish_change(bus, changed) == CommandLayouts(current=Layout(6, 1))
+    assert await read_layouts(bus) == CommandLayouts(current=Layout(6, 1))
+    assert [info.name for info in await js.consumers_info(bus.subjects.cmd_stream)] == []

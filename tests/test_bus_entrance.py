@@ -39,10 +39,10 @@ async def test_publish_command_refuses_a_command_over_the_limits_before_publishi
 
 
 async def test_the_consumer_hands_a_raw_command_with_a_nul_as_a_decode_error(bus: Bus) -> None:
-    partitions = await ensure_command_stream(bus, partitions=1)
+    layout = (await ensure_command_stream(bus, partitions=1)).current
     raw = json.dumps({"type": "send_message", "content": "a\u0000b"}).encode()
     await bus.nc.jetstream().publish(bus.subjects.session_cmd("s1"), raw)
-    consumer = CommandConsumer(bus, [0] if partitions else None)
+    consumer = CommandConsumer(bus, layout, [0])
     await consumer.start()
     try:
         delivery = await asyncio.wait_for(consumer.__aiter__().__anext__(), 5)

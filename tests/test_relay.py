@@ -10,7 +10,7 @@ import pytest
 from actors.relay import Relay
 from bus import Bus
 from projections import Checkpoints, EventLog, NewEvent, create_engine, migrate
-from schemas import FeedItem, RecordedEvent, Subjects, codec, partition_of
+from schemas import FeedItem, Layout, RecordedEvent, Subjects, codec, partition_of
 from schemas.events import UserMessage
 
 
@@ -85,7 +85,7 @@ async def test_a_relay_publishes_only_the_sessions_of_the_partitions_it_owns(par
         await log.append(f"session-{session_id}", [say(session_id)], expected_version=0)
     feed = await bus.subscribe(f"{bus.subjects.prefix}.session.*.evt", codec.feed)
     relay = Relay(log, checkpoints, bus)
-    relay.own(mine, of=4)
+    relay.own(mine, of=Layout(4))
     running = asyncio.create_task(relay.run())
     try:
         expected = sorted(s for s in sessions if partition_of(s, 4) in mine)

@@ -12,8 +12,8 @@ from pathlib import Path
 import websockets
 
 from actors.config import DEFAULT_CONFIG
-from bus import Bus
-from schemas import Subjects, partition_of
+from bus import Bus, publish_command
+from schemas import SendMessage, Subjects, partition_of
 from schemas.experts import expert_working
 from tests.system import AGENTBUS, System, live_processes_mentioning, receive_until
 
@@ -149,40 +149,58 @@ async def test_a_board_whose_expert_dies_on_another_worker_asks_again_and_resets
         assert system.stop() == 0
 
 
-async def test_the_partition_count_changes_only_on_a_drained_stream_and_a_worker_refuses_it_otherwise(
-    tmp_path: Path, system_env: dict[str, str]
+async def test_the_partition_count_changes_while_workers_serve_and_no_command_is_stranded_or_reordered(
+    tmp_path: Path, system_env: dict[str, str], nats_url: str, subject_prefix: str
 ) -> None:
     twelve = tmp_path / "twelve.toml"
     twelve.write_text(DEFAULT_CONFIG.read_text().replace("partitions = 8 ", "partitions = 12 "))
-    system = System(tmp_path / "up", system_env).start()
-    session_id = await system.create_session()
-    assert 'You said: "on eight"' in await chat(system, session_id, "on eight")
-
-    # While a worker runs on 8 partitions, one configured with 12 stops and says why.
-    refused = await asyncio.to_thread(
-        subprocess.run,
-        [AGENTBUS, "worker"],
-        env={**system.env, "AGENTBUS_CONFIG": str(twelve)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert refused.returncode != 0
-    assert "has 8 partitions and the configuration asks for 12" in refused.stderr
-    assert "1 worker(s) are running" in refused.stderr
-
-    # Drained (stopped cleanly, nothing in flight), the stream is remapped, and the session goes on.
-    assert system.stop() == 0
-    offset = system.log_path.stat().st_size
-    system = System(tmp_path / "up", {**system_env, "AGENTBUS_CONFIG": str(twelve)}).start()
+    system = System(tmp_path / "up", {**system_env, "AGENTBUS_OFFLINE_DELAY": "0.05"}).start(args=("--workers", "2"))
+    bus = await Bus.connect(nats_url, name="service", subjects=Subjects(subject_prefix))
+    joined: subprocess.Popen[bytes] | None = None
     try:
+        await until_spread(system, 2)
+        sessions = [await system.create_session() for _ in range(6)]
+
+        async def send(text: str) -> list[int]:
+            acks = [await publish_command(bus, sid, SendMessage(content=f"{text} {sid[:6]}")) for sid in sessions]
+            return [ack.sequence for ack in acks]
+
+        await send("one")  # a backlog on the 8 partitions while the change starts
+        # A worker configured with 12 partitions joins the two running on 8: the stream switches to a
+        # layout of 12 at once, and the old one drains before anyone takes from the new one.
+        offset = system.log_path.stat().st_size
+        joined = start_worker(system, {"AGENTBUS_CONFIG": str(twelve)})
+        system.wait_for_output('"command_stream_repartitioning"', after=offset)
+        later = await send("two") + await send("three")
+        stored = [await bus.nc.jetstream().get_msg(bus.subjects.cmd_stream, seq) for seq in later]
+        assert {msg.subject.split(".")[1] for msg in stored} == {"part1"}  # the new layout's subjects
+
+        system.wait_for_output('"command_stream_repartitioned"', after=offset)
         assert sorted(await until_owned_all(system, 12, after=offset)) == list(range(12))
-        assert 'You said: "on twelve"' in await chat(system, session_id, "on twelve")
-        assert [m["content"][:18] for m in await system.messages(session_id)] == [
-            "on eight", 'You said: "on eigh', "on twelve", 'You said: "on twel',
-        ]  # fmt: skip
+        for session_id in sessions:
+            async with asyncio.timeout(60):
+                while len(messages := await system.messages(session_id)) < 6:
+                    await asyncio.sleep(0.2)
+            tag = session_id[:6]
+            # In the order sent, each answered (a message sent while a turn runs waits for it).
+            said = [m["content"] for m in messages if m["role"] == "user"]
+            answered = [m["content"].split('"')[1] for m in messages if m["role"] == "assistant"]
+            assert said == answered == [f"one {tag}", f"two {tag}", f"three {tag}"]
+        # Every command of the old layout was taken, and its consumers are gone.
+        consumers = [info.name for info in await bus.nc.jetstream().consumers_info(bus.subjects.cmd_stream)]
+        assert consumers and all(name.startswith("workers-g1-") for name in consumers)
     finally:
+        await bus.close()
+        if joined is not None:
+            joined.send_signal(signal.SIGINT)
+            assert joined.wait(30) == 0
         assert system.stop() == 0
+
+
+def start_worker(system: System, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """An `agentbus worker` on the system's services, beside its own, writing into its log."""
+    with open(system.log_path, "ab") as log:
+        return subprocess.Popen([AGENTBUS, "worker"], env={**system.env, **env}, stdout=log, stderr=log)
 
 
 async def until_owned_all(system: System, partitions: int, *, after: int, timeout: float = 30.0) -> list[int]:
