@@ -73,12 +73,16 @@ async def test_three_workers_each_own_a_share_and_ctrl_c_stops_every_process(
     tmp_path: Path, system_env: dict[str, str]
 ) -> None:
     system = System(tmp_path / "up", system_env).start(own_group=True, args=("--workers", "3"))
-    spread = await until_spread(system, 3)
-    assert sorted(len(owned) for owned in spread.values()) == [2, 3, 3]
-    assert len(worker_pids(system)) == 3
-    sessions = [await system.create_session() for _ in range(6)]
-    for session_id in sessions:
-        assert 'You said: "hello"' in await chat(system, session_id, "hello")
+    try:
+        spread = await until_spread(system, 3)
+        assert sorted(len(owned) for owned in spread.values()) == [2, 3, 3]
+        assert len(worker_pids(system)) == 3
+        sessions = [await system.create_session() for _ in range(6)]
+        for session_id in sessions:
+            assert 'You said: "hello"' in await chat(system, session_id, "hello")
+    except BaseException:
+        system.interrupt_group()  # the whole group: the workers too
+        raise
 
     stopped = system.interrupt_group()
     assert stopped.code == 0, stopped.output
