@@ -87,9 +87,11 @@ async def publish_command(bus: Bus, session_id: str, command: SessionCommand, *,
     subject = bus.subjects.session_cmd(session_id)
     if refusal := limits.check(command):
         raise CommandRejected(subject, refusal)
-    headers = {MSG_ID: dedup_id(session_id, key)} if key else None
+    data = encode(command)
+    # A gateway's bus signs it: only then do workers believe the principal it carries (`bus.origin`).
+    headers = {**({MSG_ID: dedup_id(session_id, key)} if key else {}), **bus.origin.headers(subject, data)}
     try:
-        ack = await bus.nc.jetstream().publish(subject, encode(command), headers=headers, timeout=timeout)
+        ack = await bus.nc.jetstream().publish(subject, data, headers=headers or None, timeout=timeout)
     except nats.js.errors.NoStreamResponseError:
         raise PublishFailed(subject, "no command stream (is a worker running?)") from None
     except (nats.errors.TimeoutError, nats.js.errors.APIError) as exc:
@@ -235,10 +237,10 @@ class CommandConsumer:
                     logger.warning("command_for_invalid_session", subject=msg.subject, error=str(exc))
                     await msg.term()
                     continue
-                await self._queue.put(self._delivery(msg, session_id))
+                await self._queue.put(self._delivery(self._bus, msg, session_id))
 
     @staticmethod
-    def _delivery(msg: Msg, session_id: str) -> CommandDelivery:
+    def _delivery(bus: Bus, msg: Msg, session_id: str) -> CommandDelivery:
         try:
             decoded = codec.session_commands.decode(msg.data)
         except DecodeError as exc:
@@ -247,7 +249,9 @@ class CommandConsumer:
         # limit could never be recorded, so it is refused like undecodable bytes.
         if refusal := limits.check(decoded):
             return CommandDelivery(msg, session_id, DecodeError(codec.session_commands.name, refusal.message))
-        return CommandDelivery(msg, session_id, decoded)
+        # Its principal only if a trusted gateway signed it; else it acts as the service that sent it.
+        acting = bus.origin.acting_for(decoded, bus.subjects.session_cmd(session_id), msg.data, msg.headers)
+        return CommandDelivery(msg, session_id, acting)
 
     def __aiter__(self) -> AsyncIterator[CommandDelivery]:
         return self._iterate()

@@ -16,7 +16,9 @@ from nats.aio.subscription import Subscription
 
 from schemas import Command, DecodeError, Decoder, ErrorReply, Subjects, encode, limits
 
+from .credentials import Credential
 from .errors import BusError, MessageTooLarge, PublishFailed, RequestFailed
+from .origin import Origin
 
 logger = structlog.get_logger("agentbus.bus")
 
@@ -73,19 +75,35 @@ class TypedSubscription(Generic[T]):
 
 
 class Bus:
-    """One NATS connection speaking agentbus messages under `subjects.prefix`."""
+    """One NATS connection speaking agentbus messages under `subjects.prefix`.
 
-    def __init__(self, nc: Client, subjects: Subjects) -> None:
+    Its `origin` signs the commands and requests it publishes when it speaks
+    for users (a gateway's), and tells which principals of those it receives
+    to believe (a worker's); see `bus.origin`.
+    """
+
+    def __init__(self, nc: Client, subjects: Subjects, origin: Origin | None = None) -> None:
         self.nc = nc
         self.subjects = subjects
+        self.origin = origin or Origin()
 
     @classmethod
-    async def connect(cls, url: str, *, name: str, subjects: Subjects | None = None) -> Bus:
+    async def connect(
+        cls,
+        url: str,
+        *,
+        name: str,
+        subjects: Subjects | None = None,
+        credential: Credential | None = None,
+        origin: Origin | None = None,
+    ) -> Bus:
         """Connect to `url` (one server or a comma-separated cluster list, see `nats_servers`).
 
         The client starts on a random server of the list, fails over to the
         others (and to those the cluster announces) and reconnects forever
-        after a drop: commands wait in JetStream meanwhile.
+        after a drop: commands wait in JetStream meanwhile. With `credential`
+        it authenticates with that nkey and takes its replies on that
+        credential's own inbox.
         """
         servers = nats_servers(url)
         nc = Client()
@@ -123,11 +141,12 @@ class Bus:
                 error_cb=on_error,
                 disconnected_cb=on_disconnect,
                 reconnected_cb=on_reconnect,
+                **(credential.connect_options() if credential is not None else {}),
             )
         except (TimeoutError, OSError, nats.errors.Error) as exc:
             raise BusError(f"cannot connect to NATS at {url}: {exc or type(exc).__name__}") from exc
         lost[0] = False
-        return cls(nc, subjects or Subjects())
+        return cls(nc, subjects or Subjects(), origin)
 
     async def flush(self, timeout: int = 2) -> None:
         """Wait until the server has everything published so far; `PublishFailed` if it cannot be reached."""
@@ -168,9 +187,12 @@ class Bus:
         return TypedSubscription(sub, decoder)
 
     async def request(self, subject: str, message: msgspec.Struct, decoder: Decoder[T], *, timeout: float = 5.0) -> T:
-        """Send a request and decode its reply; raise `RequestFailed` when there is none."""
+        """Send a request (signed if this bus speaks for users) and decode its reply; `RequestFailed` when there is none."""
+        data = encode(message)
         try:
-            msg = await self.nc.request(subject, encode(message), timeout=timeout)
+            msg = await self.nc.request(
+                subject, data, timeout=timeout, headers=self.origin.headers(subject, data) or None
+            )
         except nats.errors.NoRespondersError:
             raise RequestFailed(subject, "no responders (is a worker running?)") from None
         except nats.errors.TimeoutError:
@@ -193,6 +215,8 @@ class Bus:
 
         Undecodable requests, and commands that break an entrance limit
         (`schemas.limits`), get an `ErrorReply` and never reach the handler; a
+        request's principal reaches it only if a trusted gateway signed it
+        (else it acts as the service that sent it, `bus.origin`); a
         handler that raises is logged and answered with an `internal` error, so the
         requester is not left waiting for a timeout. nats-py runs a subscription's
         callbacks one at a time; with `concurrent`, each request is answered in a
@@ -209,6 +233,8 @@ class Bus:
             if isinstance(request, Command) and (refusal := limits.check(request)):
                 await msg.respond(encode(ErrorReply(code=refusal.code, message=refusal.message)))
                 return
+            if isinstance(request, msgspec.Struct):
+                request = self.origin.acting_for(request, msg.subject, msg.data, msg.headers)
             try:
                 reply = await handler(request)
             except Exception as exc:  # a bug in one request must not kill the service

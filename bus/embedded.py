@@ -64,14 +64,17 @@ class EmbeddedNats:
     """A JetStream-enabled `nats-server` storing under `store_dir`, on a loopback port.
 
     The port is chosen free at the first start and kept for every restart, so
-    that clients reconnect to the server they knew.
+    that clients reconnect to the server they knew. With `config`, the server
+    reads that file too (who may connect and what each may do,
+    `bus.permissions`): a file, so that nothing of it shows on a command line.
     """
 
     name = "nats-server"
 
-    def __init__(self, store_dir: Path, host: str = "127.0.0.1") -> None:
+    def __init__(self, store_dir: Path, host: str = "127.0.0.1", *, config: Path | None = None) -> None:
         self.store_dir = store_dir
         self.host = host
+        self.config = config
         self.port = 0
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -115,6 +118,7 @@ class EmbeddedNats:
                     str(self.port),
                     "-P",
                     str(self._pid_file),
+                    *(["-c", str(self.config)] if self.config is not None else []),
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,

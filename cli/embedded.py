@@ -16,8 +16,10 @@ from typing import Protocol
 import structlog
 
 from bus import BusError, EmbeddedNats
+from bus.permissions import RoleCredentials, write_server_config
 from projections import EventLogError
 from projections.embedded import EmbeddedPostgres
+from schemas import Subjects
 
 from .settings import ENDPOINTS_FILE
 
@@ -143,12 +145,25 @@ class Server(Protocol):
 _SERVER_ERRORS = (BusError, EventLogError, OSError)
 
 
-class EmbeddedServers:
-    """The embedded nats-server and PostgreSQL of one data dir (those not replaced by a URL)."""
+NATS_CONFIG = "nats.conf"
 
-    def __init__(self, data_dir: Path, *, nats: bool, postgres: bool) -> None:
+
+class EmbeddedServers:
+    """The embedded nats-server and PostgreSQL of one data dir (those not replaced by a URL).
+
+    The nats-server lets in only the roles' nkeys (`credentials`), each with
+    its permissions under `subjects` (`bus.permissions`); its config is
+    written anew at each start, so it follows the subject prefix.
+    """
+
+    def __init__(
+        self, data_dir: Path, *, nats: bool, postgres: bool, credentials: RoleCredentials, subjects: Subjects
+    ) -> None:
         self.postgres = EmbeddedPostgres(data_dir / "pg") if postgres else None
-        self.nats = EmbeddedNats(data_dir / "nats") if nats else None
+        config = data_dir / "nats" / NATS_CONFIG
+        self.nats = EmbeddedNats(data_dir / "nats", config=config) if nats else None
+        self._credentials = credentials
+        self._subjects = subjects
 
     @property
     def servers(self) -> list[Server]:
@@ -165,6 +180,8 @@ class EmbeddedServers:
         if self.postgres is not None:
             self.postgres.start()
         if self.nats is not None:
+            assert self.nats.config is not None
+            write_server_config(self.nats.config, self._credentials, self._subjects)
             self.nats.start()
 
     def stop(self) -> None:

@@ -30,7 +30,8 @@ from schemas import CommandRefused, FeedItem, InvalidId, RecordedEvent, SendMess
 from schemas.events import CommandRejected as RecordedRefusal
 from schemas.events import UserIntervention, UserMessage
 
-from .settings import Settings, discover
+from .credentials import load_credential
+from .settings import Settings, client_credentials, discover
 
 EXIT_REFUSED = 2
 EXIT_NO_VERDICT = 1
@@ -94,7 +95,12 @@ async def _publish(
     key = args.idempotency_key or uuid.uuid4().hex
     command = SendMessage(content=args.text, idempotency_key=key)
     try:
-        bus = await Bus.connect(nats_url, name="agentbus-publish", subjects=Subjects(settings.subject_prefix))
+        bus = await Bus.connect(
+            nats_url,
+            name="agentbus-publish",
+            subjects=Subjects(settings.subject_prefix),
+            credential=load_credential(client_credentials(args, settings)),
+        )
     except BusError as exc:
         raise SystemExit(str(exc)) from None
     try:

@@ -24,11 +24,13 @@ from actors import Worker
 from actors.config import Config, ConfigError, load_config
 from actors.llm import OfflineProvider
 from bus import Bus
+from bus.origin import Origin
 from gateway import GatewayContext, create_app
 from gateway.auth import JwtKeys
 from projections import Engine, EventLog, ReadModels
 from schemas import Subjects
 
+from .credentials import load_credential
 from .database import open_database
 from .embedded import EmbeddedServers, ServerFailed, bind_http
 from .settings import Settings, require_urls
@@ -236,10 +238,20 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     config = config_or_exit()
     nats_url, database_url = require_urls(args, settings)
 
+    if not settings.gateway_keys:
+        # Not an error: a worker served only by outside services needs none.
+        logger.warning("no_gateway_keys", effect="every command acts as the service that sent it, none as a user")
+
     async def main() -> None:
         engine = await open_database(database_url)
         try:
-            bus = await Bus.connect(nats_url, name="agentbus-worker", subjects=Subjects(settings.subject_prefix))
+            bus = await Bus.connect(
+                nats_url,
+                name="agentbus-worker",
+                subjects=Subjects(settings.subject_prefix),
+                credential=load_credential(settings.nats_credentials),
+                origin=Origin(trusted=settings.gateway_keys),
+            )
             try:
                 worker = Worker(bus, engine, offline_provider(settings), ack_wait=settings.ack_wait, config=config)
                 await _run_alone("worker", worker.run, WORKER_STOP)
@@ -256,10 +268,20 @@ def cmd_gateway(args: argparse.Namespace, settings: Settings) -> int:
     nats_url, database_url = require_urls(args, settings)
     listener = bind_http(args.host, args.port)
 
+    credential = load_credential(settings.nats_credentials)
+    if credential is None:
+        logger.warning("no_nats_credentials", effect="workers take this gateway's users for the service they act as")
+
     async def main() -> None:
         engine = await open_database(database_url)
         try:
-            bus = await Bus.connect(nats_url, name="agentbus-gateway", subjects=Subjects(settings.subject_prefix))
+            bus = await Bus.connect(
+                nats_url,
+                name="agentbus-gateway",
+                subjects=Subjects(settings.subject_prefix),
+                credential=credential,
+                origin=Origin(signer=credential),
+            )
             try:
                 gateway = GatewayServer(bus, engine, listener, settings)
                 await _run_alone("gateway", gateway.run, GATEWAY_STOP + 0.5)

@@ -12,6 +12,10 @@ from typing import Literal, TextIO
 import msgspec
 
 ENDPOINTS_FILE = "endpoints.json"
+CREDENTIALS_ENV = "AGENTBUS_NATS_CREDENTIALS"
+"""Names the nkey seed file a process connects to NATS with (`bus.credentials`)."""
+GATEWAY_KEYS_ENV = "AGENTBUS_GATEWAY_KEYS"
+"""Names the gateways' public nkeys (comma-separated) whose signed principals workers believe (`bus.origin`)."""
 
 LogFormat = Literal["auto", "console", "json"]
 LOG_FORMATS: tuple[LogFormat, ...] = ("auto", "console", "json")
@@ -23,6 +27,8 @@ class Endpoints(msgspec.Struct, frozen=True, kw_only=True):
     http_url: str
     nats_url: str
     database_url: str
+    nats_credentials: str | None = None
+    """The seed file an outside service connects to the embedded NATS with (None: an external NATS)."""
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -30,6 +36,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     nats_url: str | None
     database_url: str | None
+    nats_credentials: str | None
+    """The nkey seed file this process connects to NATS with (`AGENTBUS_NATS_CREDENTIALS`)."""
+    gateway_keys: frozenset[str]
+    """The public nkeys of the gateways whose users' principals a worker believes (`AGENTBUS_GATEWAY_KEYS`)."""
     subject_prefix: str
     api_key: str | None
     jwt_secret: str | None = None
@@ -49,6 +59,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return cls(
             nats_url=os.environ.get("AGENTBUS_NATS_URL") or None,
             database_url=os.environ.get("AGENTBUS_DATABASE_URL") or None,
+            nats_credentials=os.environ.get(CREDENTIALS_ENV) or None,
+            gateway_keys=frozenset(
+                key.strip() for key in os.environ.get(GATEWAY_KEYS_ENV, "").split(",") if key.strip()
+            ),
             subject_prefix=os.environ.get("AGENTBUS_SUBJECT_PREFIX", "agentbus"),
             api_key=os.environ.get("AGENTBUS_API_KEY") or None,
             jwt_secret=os.environ.get("AGENTBUS_JWT_SECRET") or None,
@@ -112,3 +126,15 @@ def require_urls(args: argparse.Namespace, settings: Settings) -> tuple[str, str
             f"(it writes {Path(args.data_dir) / ENDPOINTS_FILE})"
         )
     return nats_url, database_url
+
+
+def client_credentials(args: argparse.Namespace, settings: Settings) -> str | None:
+    """Return the seed file a client command (`publish`, `tail`) connects to NATS with.
+
+    `AGENTBUS_NATS_CREDENTIALS`, else the service credential of the running
+    `agentbus up` found through the data dir (its embedded NATS lets no one in without one).
+    """
+    if settings.nats_credentials or settings.nats_url:
+        return settings.nats_credentials
+    found = discover(args, settings)
+    return found.nats_credentials if found else None

@@ -16,13 +16,15 @@ import signal
 import sys
 
 from bus import Bus, BusError, TypedSubscription
+from bus.credentials import Credential
 from gateway.feed import resolve
 from projections import EventLog, EventLogError, create_engine
 from schemas import EventOmitted, FeedItem, InvalidId, RecordedEvent, Subjects, codec, validate_id
 from schemas.events import SessionCreated
 
 from ._feed_lines import FeedPrinter
-from .settings import Settings, require_urls
+from .credentials import load_credential
+from .settings import Settings, client_credentials, require_urls
 
 
 def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
@@ -34,7 +36,8 @@ def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
         raise SystemExit("agentbus: --after must be 0 or more")
     nats_url, database_url = require_urls(args, settings)
     try:
-        asyncio.run(_tail(session_id, args.after, nats_url, database_url, settings))
+        credential = load_credential(client_credentials(args, settings))
+        asyncio.run(_tail(session_id, args.after, nats_url, database_url, settings, credential))
     except KeyboardInterrupt:  # before the loop took over SIGINT (while connecting): as clean an end
         pass
     except BrokenPipeError:  # `agentbus tail … | head`: the reader is gone, so are we
@@ -42,7 +45,9 @@ def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-async def _tail(session_id: str, after: int, nats_url: str, database_url: str, settings: Settings) -> None:
+async def _tail(
+    session_id: str, after: int, nats_url: str, database_url: str, settings: Settings, credential: Credential | None
+) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -59,7 +64,12 @@ async def _tail(session_id: str, after: int, nats_url: str, database_url: str, s
         created = first[0].event
         agent = created.agent_name if isinstance(created, SessionCreated) else "agent"
         try:
-            bus = await Bus.connect(nats_url, name="agentbus-tail", subjects=Subjects(settings.subject_prefix))
+            bus = await Bus.connect(
+                nats_url,
+                name="agentbus-tail",
+                subjects=Subjects(settings.subject_prefix),
+                credential=credential,
+            )
         except BusError as exc:
             raise SystemExit(f"agentbus: {exc}") from None
         try:

@@ -26,8 +26,12 @@ import msgspec
 from actors import Worker
 from actors.config import Config, LLMEndpoint
 from bus import Bus
+from bus.credentials import Credential
+from bus.origin import Origin
+from bus.permissions import RoleCredentials, ensure_credentials
 from schemas import Subjects
 
+from .credentials import load_credential
 from .database import open_database
 from .embedded import DataDirLock, EmbeddedServers, bind_http, supervise
 from .local_llm import MODEL_ALIAS, LocalLLM, LocalLLMError
@@ -44,7 +48,7 @@ from .serve import (
     raise_failure,
     stop_task,
 )
-from .settings import ENDPOINTS_FILE, Endpoints, Settings
+from .settings import CREDENTIALS_ENV, ENDPOINTS_FILE, GATEWAY_KEYS_ENV, Endpoints, Settings
 from .worker_processes import WorkerProcesses
 
 WORKERS_STOP = WORKER_STOP + 2 * CLIENT_CLOSE + 1.0
@@ -56,6 +60,7 @@ async def _run_up(
     settings: Settings,
     config: Config,
     servers: EmbeddedServers,
+    credentials: RoleCredentials,
     listener: socket.socket,
     lock: DataDirLock,
     watchdog: Watchdog,
@@ -65,10 +70,19 @@ async def _run_up(
     database_url = settings.database_url or (servers.postgres.url if servers.postgres else "")
     subjects = Subjects(settings.subject_prefix)
     endpoints_path = Path(args.data_dir) / ENDPOINTS_FILE
+    # The gateway signs its users' principals with its nkey, on any NATS; the workers believe that key.
+    signer = credentials.of("gateway")
+    trusted = settings.gateway_keys | {signer.public_key}
+    external = load_credential(settings.nats_credentials)
+
+    def credential(role: str) -> Credential | None:
+        """The embedded NATS's credential of `role`; on an external NATS, the one the environment names."""
+        return credentials.of(role) if servers.nats is not None else external
 
     def announce(port: int) -> None:
         http_url = f"http://{args.host}:{port}"
-        endpoints = Endpoints(http_url=http_url, nats_url=nats_url, database_url=database_url)
+        service = str(credentials.service) if servers.nats is not None else None
+        endpoints = Endpoints(http_url=http_url, nats_url=nats_url, database_url=database_url, nats_credentials=service)
         # Written whole, then renamed: a reader never sees a half-written file.
         partial = endpoints_path.with_suffix(".partial")
         partial.write_bytes(msgspec.json.format(msgspec.json.encode(endpoints)))
@@ -83,20 +97,38 @@ async def _run_up(
             # Closed in reverse: the NATS connections, then the pool, all before their servers stop.
             engine = await open_database(database_url)
             clients.push_async_callback(bounded, "the database pool", engine.dispose, CLIENT_CLOSE)
-            gateway_bus = await Bus.connect(nats_url, name="agentbus-gateway", subjects=subjects)
+            gateway_bus = await Bus.connect(
+                nats_url,
+                name="agentbus-gateway",
+                subjects=subjects,
+                credential=credential("gateway"),
+                origin=Origin(signer=signer),
+            )
             clients.push_async_callback(bounded, "the gateway's NATS connection", gateway_bus.close, CLIENT_CLOSE)
             gateway = GatewayServer(gateway_bus, engine, listener, settings)
             supervisor_task = asyncio.create_task(supervise(servers.servers), name="supervisor")
             ready = asyncio.Event()
             if args.workers > 1:
-                urls = {"AGENTBUS_NATS_URL": nats_url, "AGENTBUS_DATABASE_URL": database_url}
+                worker_credential = credential("worker")
+                urls = {
+                    "AGENTBUS_NATS_URL": nats_url,
+                    "AGENTBUS_DATABASE_URL": database_url,
+                    CREDENTIALS_ENV: "" if worker_credential is None else str(worker_credential.path),
+                    GATEWAY_KEYS_ENV: ",".join(sorted(trusted)),
+                }
                 processes = WorkerProcesses(args.workers, urls, Path(args.data_dir))
                 processes.start()
                 clients.push_async_callback(processes.stop, WORKERS_STOP)  # also when a start step fails
                 worker_task = asyncio.create_task(processes.supervise(), name="worker processes")
                 background.append(asyncio.create_task(processes.ready(engine, subjects.prefix, ready)))
             else:
-                worker_bus = await Bus.connect(nats_url, name="agentbus-worker", subjects=subjects)
+                worker_bus = await Bus.connect(
+                    nats_url,
+                    name="agentbus-worker",
+                    subjects=subjects,
+                    credential=credential("worker"),
+                    origin=Origin(trusted=trusted),
+                )
                 clients.push_async_callback(bounded, "the worker's NATS connection", worker_bus.close, CLIENT_CLOSE)
                 worker = Worker(
                     worker_bus, engine, offline_provider(settings), ack_wait=settings.ack_wait, config=config
@@ -162,7 +194,15 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     lock.acquire()  # a data dir in use is refused before anything else: the running instance is left alone
     try:
         listener = bind_http(args.host, args.port)  # a busy port is refused before anything starts
-        servers = EmbeddedServers(data_dir, nats=not settings.nats_url, postgres=not settings.database_url)
+        # Made once, kept with the data: the seeds of the roles (0600), also for an external NATS (the gateway signs).
+        credentials = ensure_credentials(data_dir / "nats")
+        servers = EmbeddedServers(
+            data_dir,
+            nats=not settings.nats_url,
+            postgres=not settings.database_url,
+            credentials=credentials,
+            subjects=Subjects(settings.subject_prefix),
+        )
         watchdog = Watchdog(servers)
         model = LocalLLM(log_path=data_dir / "llm.log") if args.llm == "local" else None
         try:
@@ -172,7 +212,7 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
                     config = _with_local_model(config, model.start(), MODEL_ALIAS)
                     print(f"agentbus: the local model {MODEL_ALIAS} serves at {model.base_url}", flush=True)
                 servers.start()
-            asyncio.run(_run_up(args, settings, config, servers, listener, lock, watchdog))
+            asyncio.run(_run_up(args, settings, config, servers, credentials, listener, lock, watchdog))
         except KeyboardInterrupt:
             print("agentbus: interrupted while starting; stopped", file=sys.stderr, flush=True)
             return 130

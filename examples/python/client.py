@@ -10,7 +10,11 @@ it exits 1 when a check fails.
 
 Without `AGENTBUS_NATS_URL` it reads `.agentbus/endpoints.json` (what `make run`
 writes), then falls back to nats://127.0.0.1:4222. `AGENTBUS_SUBJECT_PREFIX`
-is the subject prefix (default `agentbus`).
+is the subject prefix (default `agentbus`). `AGENTBUS_NATS_CREDENTIALS` names
+the service's nkey seed file (the embedded NATS of `make run` lets in no one
+without one: endpoints.json names the file it wrote for services); replies then
+come under the credential's own inbox, `_INBOX.<its public key>`, the only one
+the server lets it read.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import nats
+import nkeys
 from nats.aio.msg import Msg
 
 TIMEOUT = 30.0
@@ -38,6 +43,18 @@ def nats_url() -> str:
     if endpoints.is_file():
         return str(json.loads(endpoints.read_text())["nats_url"])
     return "nats://127.0.0.1:4222"
+
+
+def credential_options() -> dict[str, Any]:
+    """nats-py's arguments for the service's nkey seed file, if one is named: the seed, and the inbox it owns."""
+    path = os.environ.get("AGENTBUS_NATS_CREDENTIALS")
+    endpoints = Path(os.environ.get("AGENTBUS_DATA_DIR", ".agentbus")) / "endpoints.json"
+    if not path and not os.environ.get("AGENTBUS_NATS_URL") and endpoints.is_file():
+        path = json.loads(endpoints.read_text()).get("nats_credentials")
+    if not path:
+        return {}
+    public_key = nkeys.from_seed(bytearray(Path(path).read_bytes().strip())).public_key.decode()
+    return {"nkeys_seed": path, "inbox_prefix": f"_INBOX.{public_key}"}
 
 
 def say(text: str) -> None:
@@ -66,7 +83,7 @@ async def read_events(nc: nats.NATS, prefix: str, session_id: str, after: int = 
 
 async def main(text: str, key: str) -> int:
     prefix = os.environ.get("AGENTBUS_SUBJECT_PREFIX", "agentbus")
-    nc = await nats.connect(nats_url().split(","), name="agentbus-example-python")
+    nc = await nats.connect(nats_url().split(","), name="agentbus-example-python", **credential_options())
     try:
         # 1. Create a session (request/reply; any worker answers).
         ready = await request(nc, f"{prefix}.sessions.create", {"type": "create_session", "agent_name": "assistant"})
