@@ -168,6 +168,30 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--private-key", help="a PEM private key file: sign with RS256 instead")
     token.add_argument("--kid", help="the key id to name in the token's header (for a JWKS)")
 
+    departments = command(
+        "departments",
+        "departments:cmd_departments",
+        "manage departments, their members and quotas (recorded in the event log)",
+        "agentbus departments quota research tokens day 100000",
+        "As the admin REST API (/api/v1/admin/departments) does; on the database of a running or a\n"
+        "stopped `agentbus up`, or AGENTBUS_DATABASE_URL. A user's model calls count against the\n"
+        "departments their token names and those they were added to.",
+    )
+    actions = departments.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions.add_parser("list", help="every department with its members, quotas and usage (as projected)")
+    create = actions.add_parser("create", help="create a department")
+    create.add_argument("department")
+    create.add_argument("--name", default="")
+    for action, what in (("add-member", "count a user's calls against it"), ("remove-member", "stop counting them")):
+        member = actions.add_parser(action, help=what)
+        member.add_argument("department")
+        member.add_argument("user")
+    quota = actions.add_parser("quota", help="set a quota: LIMIT requests or tokens per day or month (none: remove)")
+    quota.add_argument("department")
+    quota.add_argument("quota_type", choices=["requests", "tokens"])
+    quota.add_argument("period", choices=["day", "month"])
+    quota.add_argument("limit", help="a whole number, or none")
+
     command("migrate", "tools:cmd_migrate", "create or upgrade the database schema", "agentbus migrate")
 
     projections = command(

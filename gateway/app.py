@@ -16,6 +16,7 @@ from bus import BusError
 from bus.commands import command_backlog
 from projections import DatabaseError, EventLogClosedError, EventLogError
 
+from .admin import routes as admin_routes
 from .answers import Problem, http_error, problem
 from .auth import Refused, identify
 from .context import GatewayContext
@@ -110,6 +111,7 @@ def create_app(ctx: GatewayContext) -> Starlette:
             ),
             ApiRoute("/metrics", metrics, "GET", summary="Prometheus metrics", responses={200: Content("text/plain")}),
             *openapi_routes,
+            Mount("/api/v1/admin", routes=admin_routes),
             Mount(
                 "/api/v1/chat",
                 routes=[

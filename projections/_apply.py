@@ -11,8 +11,12 @@ from schemas.envelope import RecordedEvent
 from schemas.events import (
     AssistantMessage,
     BoardConcluded,
+    DepartmentCreated,
+    DepartmentMemberAdded,
+    DepartmentMemberRemoved,
     ExpertSpeech,
     ModelCalled,
+    QuotaSet,
     RoundSummary,
     SessionClosed,
     SessionCreated,
@@ -21,6 +25,7 @@ from schemas.events import (
 )
 
 from ._board_messages import board_message
+from ._department_apply import apply_department
 from ._team_messages import needs_phase_name, team_message
 from .tables import events, rm_messages, rm_sessions, rm_usage
 from .teams import ModelCall, is_model_call
@@ -68,7 +73,10 @@ async def apply(conn: AsyncConnection, recorded: RecordedEvent) -> None:
             await _touch(conn, recorded, title=title)
         case ModelCalled() | ExpertSpeech() | RoundSummary() | BoardConcluded() as used:
             await _add_usage(conn, recorded, used)
+            await apply_department(conn, recorded)
             await _show_in_history(conn, recorded)
+        case DepartmentCreated() | DepartmentMemberAdded() | DepartmentMemberRemoved() | QuotaSet():
+            await apply_department(conn, recorded)
         case team_call if is_model_call(team_call):
             await _add_usage(conn, recorded, team_call)
             await _show_in_history(conn, recorded)

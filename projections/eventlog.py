@@ -88,6 +88,11 @@ class EventLog:
         """The events this process's reads skipped (see `projections.skipped`)."""
 
     @property
+    def engine(self) -> AsyncEngine:
+        """The engine the log runs on (stores beside it, such as the quota store, share it)."""
+        return self._engine
+
+    @property
     def page_size(self) -> int:
         """How many events one read of the iterators and of `follow` fetches."""
         return self._page_size

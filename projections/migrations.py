@@ -127,6 +127,46 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX rm_sessions_owner_idx ON rm_sessions (owner, created_at)",
         ),
     ),
+    Migration(
+        8,
+        "departments, their members, quotas and usage; the quota counters calls reserve against",
+        (
+            """CREATE TABLE rm_departments (
+                department_id text PRIMARY KEY,
+                name text NOT NULL,
+                created_at timestamptz NOT NULL
+            )""",
+            """CREATE TABLE rm_department_members (
+                department_id text NOT NULL,
+                user_id text NOT NULL,
+                PRIMARY KEY (department_id, user_id)
+            )""",
+            "CREATE INDEX rm_department_members_user_idx ON rm_department_members (user_id)",
+            """CREATE TABLE rm_quotas (
+                department_id text NOT NULL,
+                quota_type text NOT NULL,
+                period text NOT NULL,
+                quota_limit bigint NOT NULL,
+                PRIMARY KEY (department_id, quota_type, period)
+            )""",
+            """CREATE TABLE rm_department_usage (
+                event_id uuid NOT NULL,
+                department_id text NOT NULL,
+                day date NOT NULL,
+                tokens bigint NOT NULL,
+                PRIMARY KEY (event_id, department_id)
+            )""",
+            "CREATE INDEX rm_department_usage_day_idx ON rm_department_usage (department_id, day)",
+            """CREATE TABLE quota_counters (
+                department_id text NOT NULL,
+                quota_type text NOT NULL,
+                period text NOT NULL,
+                period_start date NOT NULL,
+                used bigint NOT NULL,
+                PRIMARY KEY (department_id, quota_type, period, period_start)
+            )""",
+        ),
+    ),
 )
 
 _CREATE_LEDGER = """CREATE TABLE IF NOT EXISTS schema_migrations (

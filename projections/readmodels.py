@@ -13,6 +13,7 @@ from schemas.commands import Metadata
 
 from ._db import driver_errors
 from ._projector import Projector
+from .department_views import DepartmentViews
 from .eventlog import EventLog
 from .tables import checkpoints, rm_messages, rm_sessions, rm_skipped_events, rm_usage
 
@@ -76,6 +77,8 @@ class ReadModels:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        self.departments = DepartmentViews(engine)
+        """Departments, their members, quotas and usage (the admin API's)."""
 
     async def list_sessions(self, q: str | None = None, *, owner: str | None = None) -> list[SessionView]:
         """Return every session, open or closed, oldest first; with `q`, those whose title or a message contains it;

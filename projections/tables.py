@@ -10,6 +10,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Column,
+    Date,
     DateTime,
     Index,
     Integer,
@@ -108,5 +109,63 @@ rm_skipped_events = Table(
 )
 """The events the projector could not read and went past (written by a newer worker), per type and schema."""
 
-READ_MODEL_TABLES = (rm_sessions, rm_messages, rm_usage, rm_skipped_events)
+rm_departments = Table(
+    "rm_departments",
+    metadata,
+    Column("department_id", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+rm_department_members = Table(
+    "rm_department_members",
+    metadata,
+    Column("department_id", Text, primary_key=True),
+    Column("user_id", Text, primary_key=True),
+    Index("rm_department_members_user_idx", "user_id"),
+)
+
+rm_quotas = Table(
+    "rm_quotas",
+    metadata,
+    Column("department_id", Text, primary_key=True),
+    Column("quota_type", Text, primary_key=True),
+    Column("period", Text, primary_key=True),
+    Column("quota_limit", BigInteger, nullable=False),
+)
+"""The limits calls reserve against (as the log's `quota_set` events left them)."""
+
+rm_department_usage = Table(
+    "rm_department_usage",
+    metadata,
+    Column("event_id", Uuid(as_uuid=False), primary_key=True),
+    Column("department_id", Text, primary_key=True),
+    Column("day", Date, nullable=False),
+    Column("tokens", BigInteger, nullable=False),
+    Index("rm_department_usage_day_idx", "department_id", "day"),
+)
+"""One row per model call and department it was counted against (its event's), so a replay counts it once."""
+
+quota_counters = Table(
+    "quota_counters",
+    metadata,
+    Column("department_id", Text, primary_key=True),
+    Column("quota_type", Text, primary_key=True),
+    Column("period", Text, primary_key=True),
+    Column("period_start", Date, primary_key=True),
+    Column("used", BigInteger, nullable=False),
+)
+"""What each department's calls reserved of each quota in each period: written by the calls themselves (an
+atomic reservation before each, settled after it), not by the projector, so it is no read model."""
+
+READ_MODEL_TABLES = (
+    rm_sessions,
+    rm_messages,
+    rm_usage,
+    rm_skipped_events,
+    rm_departments,
+    rm_department_members,
+    rm_quotas,
+    rm_department_usage,
+)
 """What `Projector.rebuild` empties before replaying the log."""

@@ -37,3 +37,13 @@ def board_stream(board_id: str) -> str:
 def team_stream(team_id: str) -> str:
     """The stream of one team pipeline (its id is the id of the message that asked for it)."""
     return f"team-{team_id}"
+
+
+DEPARTMENTS_SESSION = "_departments"
+"""The session id department events are recorded under: no session has it (a create naming it is refused),
+so no session's feed or history shows them."""
+
+
+def department_stream(department_id: str) -> str:
+    """The stream of one department: its creation, members and quotas (written by admins)."""
+    return f"department-{department_id}"

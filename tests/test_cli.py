@@ -129,7 +129,8 @@ async def test_rebuild_returns_and_the_command_prints_the_events_replayed_and_th
     finally:
         await log.close()
     assert (rebuilt.position, rebuilt.events) == (6, 6)
-    assert rebuilt.rows == {"rm_sessions": 1, "rm_messages": 4, "rm_usage": 0, "rm_skipped_events": 0}
+    departments = {"rm_departments": 0, "rm_department_members": 0, "rm_quotas": 0, "rm_department_usage": 0}
+    assert rebuilt.rows == {"rm_sessions": 1, "rm_messages": 4, "rm_usage": 0, "rm_skipped_events": 0, **departments}
 
     result = await asyncio.to_thread(
         agentbus,
@@ -147,6 +148,7 @@ async def test_rebuild_returns_and_the_command_prints_the_events_replayed_and_th
         ["rm_messages", "4", "rows"],
         ["rm_usage", "0", "rows"],
         ["rm_skipped_events", "0", "rows"],
+        *([table, "0", "rows"] for table in departments),
     ]
 
 

@@ -271,6 +271,10 @@ NEEDS_THE_DATABASE = [
     ("GET", f"{API}/boards/{{board_id}}"),
     ("GET", f"{API}/teams/{{team_id}}"),
     ("PATCH", f"{API}/sessions/{{session_id}}"),
+    ("GET", "/api/v1/admin/departments"),
+    ("GET", "/api/v1/admin/departments/{department_id}"),
+    ("PUT", "/api/v1/admin/departments/{department_id}/members/{user_id}"),
+    ("DELETE", "/api/v1/admin/departments/{department_id}/members/{user_id}"),
 ]
 
 
@@ -285,6 +289,7 @@ async def test_every_route_answers_a_database_outage_with_503_and_a_clear_body(
     async with httpx.AsyncClient(base_url=system.http_url, timeout=30) as client:
         doc = (await client.get("/openapi.json")).json()
         ids = {"session_id": session_id, "board_id": "b1", "team_id": "t1", "name": "x.txt"}
+        ids |= {"department_id": "d1", "user_id": "u1", "quota_type": "tokens", "period": "day"}
         answers: dict[tuple[str, str], httpx.Response] = {}
         async with outage(postgres_url, system.env["AGENTBUS_DATABASE_URL"]):
             for method, path, op in operations(doc):

@@ -94,6 +94,8 @@ def test_the_design_vocabulary_is_complete() -> None:
         "team_synthesis", "team_dissolved",
         # The seed's team events beyond DESIGN §2: what each member owes whom, and each planned step.
         "collaboration_contract_defined", "plan_step",
+        # DESIGN §7: departments, their members and quotas are events in the log.
+        "department_created", "department_member_added", "department_member_removed", "quota_set",
     }  # fmt: skip
     assert named == {tag_of(t) for t in EVENT_TYPES}
     frames = {

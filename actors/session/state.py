@@ -17,6 +17,7 @@ from schemas.events import (
     SessionRenamed,
     UserMessage,
 )
+from schemas.streams import DEPARTMENTS_SESSION
 from schemas.texts import ENGLISH, Texts
 
 from ..board.plan import is_board_message
@@ -130,6 +131,8 @@ def owner_of(principal: Principal | None) -> str | None:
 def decide_create(state: SessionState, command: CreateSession) -> Decision:
     """Judge a create request for this session id; a retry is a no-op only for the same agent and owner."""
     owner = owner_of(command.principal)
+    if state.session_id == DEPARTMENTS_SESSION:
+        return Refused(code="invalid_session_id", message=f"{DEPARTMENTS_SESSION} is not a session id to create")
     if state.created:
         if command.agent_name == state.agent_name and owner == state.owner:
             return AlreadyDone()

@@ -10,6 +10,13 @@ from .board import (
     RoundSummary,
     UserIntervention,
 )
+from .department import (
+    DepartmentCreated,
+    DepartmentEvent,
+    DepartmentMemberAdded,
+    DepartmentMemberRemoved,
+    QuotaSet,
+)
 from .session import (
     AssistantMessage,
     CommandRejected,
@@ -62,7 +69,7 @@ from .turn import (
     TurnStarted,
 )
 
-AnyEvent = SessionEvent | TurnEvent | BoardEvent | TeamEvent
+AnyEvent = SessionEvent | TurnEvent | BoardEvent | TeamEvent | DepartmentEvent
 """Every event the log can hold; decoding `data` with it yields the right class."""
 
 __all__ = [
@@ -78,6 +85,10 @@ __all__ = [
     "ConfirmationRequested",
     "ConfirmationResolved",
     "Contract",
+    "DepartmentCreated",
+    "DepartmentEvent",
+    "DepartmentMemberAdded",
+    "DepartmentMemberRemoved",
     "ExpertProfile",
     "ExpertResult",
     "ExpertSpeech",
@@ -95,6 +106,7 @@ __all__ = [
     "PlanPhase",
     "PlanStep",
     "PlanUpdate",
+    "QuotaSet",
     "Replanning",
     "ReviewResult",
     "RiskFlagged",

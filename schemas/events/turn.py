@@ -135,6 +135,8 @@ class ModelCalled(Event, frozen=True, kw_only=True):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     truncated: bool = False
+    charged_to: list[str] = []
+    """The departments whose quotas counted the call (none for an admin, a service or without users)."""
 
 
 class TurnCompleted(Event, frozen=True, kw_only=True):
