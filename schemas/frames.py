@@ -35,7 +35,11 @@ class ExpertSpeechChunk(Frame, frozen=True, kw_only=True):
 
 
 class ExpertSpeechChunkReset(Frame, frozen=True, kw_only=True):
-    """Discard the chunks of `segment`: the expert's attempt failed and the board asks again."""
+    """Discard the chunks of `segment`: the expert's attempt failed and the board asks again.
+
+    An empty `segment` discards every chunk of that speech: the board resumed
+    (after a restart, or on another worker) and asks for the speech anew.
+    """
 
     board_id: str
     round: int

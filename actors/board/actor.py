@@ -84,14 +84,15 @@ class BoardActor(DrivenActor[logic.BoardState]):
         self._texts = texts_for(request.locale)
         if not await self.take_start(request.session_id, lambda reason: [BoardFailed(board_id=self.id, reason=reason)]):
             return
-        if self.state.started is None:
+        resumed = self.state.started is not None  # by another incarnation, perhaps on another worker
+        if not resumed:
             plan = request.plan
             if isinstance(plan, BoardRefused):
                 await self._end([BoardFailed(board_id=self.id, reason=plan.message)])
                 return
             started = BoardStarted(board_id=self.id, topic=plan.topic, experts=plan.experts, max_rounds=plan.max_rounds)
             await self.ctx.relayed(await self.record([started], cause=self.id))
-        self._start_driver(self._drive(), f"board-{self.id}")
+        self._start_driver(self._drive(resumed=resumed), f"board-{self.id}")
 
     async def _intervene(self, content: str, key: str | None) -> bool:
         if not self.state.running:
@@ -119,11 +120,18 @@ class BoardActor(DrivenActor[logic.BoardState]):
         await withdraw(self.ctx.bus, self.id)  # an expert still speaking to the board stops within a chunk
         return True
 
-    async def _drive(self) -> None:
-        """Run the meeting's remaining steps, one expert request and one recorded event at a time."""
+    async def _drive(self, *, resumed: bool) -> None:
+        """Run the meeting's remaining steps, one expert request and one recorded event at a time.
+
+        A resumed board first discards what its earlier incarnation may have
+        streamed of the step it resumes at: that speech is asked anew.
+        """
         structlog.contextvars.bind_contextvars(session_id=self.session_id, correlation_id=self.id)
         try:
             while not isinstance(step := logic.next_step(self.state), logic.Finished):
+                if resumed and isinstance(step, logic.SpeakStep):
+                    await self._discard_speech(step)
+                resumed = False
                 answer = await self._ask(self._request(step))
                 position = await self.host.ask(self.kind, self.id, StepDone(event=self._outcome(step, answer)))
                 if position is None:
@@ -216,6 +224,12 @@ class BoardActor(DrivenActor[logic.BoardState]):
             completion_tokens=answer.completion_tokens,
             truncated=answer.truncated,
         )
+
+    async def _discard_speech(self, step: logic.SpeakStep) -> None:
+        assert self.session_id is not None
+        # The earlier incarnation's segment died with it: the reset of no segment discards every attempt.
+        frame = ExpertSpeechChunkReset(board_id=self.id, round=step.round, expert_name=step.expert.name, segment="")
+        await self.ctx.bus.publish(self.ctx.bus.subjects.session_evt(self.session_id), frame)
 
     async def _ask(self, request: BoardRequest) -> ExpertAnswer:
         board = self.ctx.config.board
