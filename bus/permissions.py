@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 import msgspec
 
@@ -28,7 +29,7 @@ from schemas import Subjects
 from .credentials import Credential, inbox_prefix, new_seed_file
 from .objects import uploads_bucket_name
 
-ROLES = ("worker", "gateway", "service")
+NatsRole = Literal["worker", "gateway", "service"]
 
 
 class Allowed(msgspec.Struct, frozen=True):
@@ -46,26 +47,39 @@ class User(msgspec.Struct, frozen=True):
 
 
 class RoleCredentials(msgspec.Struct, frozen=True, kw_only=True):
-    """The seed files of one installation's roles (`<dir>/<role>.nk`)."""
+    """The seed files of one installation's roles (`<dir>/<role>.nk`); `services` may hold several, one per service."""
 
     worker: Path
     gateway: Path
-    service: Path
+    services: dict[str, Path]
 
-    def of(self, role: str) -> Credential:
-        return Credential(getattr(self, role))
+    @property
+    def service(self) -> Path:
+        """The first service's seed: the one `agentbus up` hands to outside clients."""
+        return next(iter(self.services.values()))
+
+    def of(self, role: NatsRole) -> Credential:
+        """The credential of `role` (of a service: the first's)."""
+        return Credential({"worker": self.worker, "gateway": self.gateway, "service": self.service}[role])
+
+    def grants(self) -> list[tuple[NatsRole, str]]:
+        """(role, public key) of every credential."""
+        grants: list[tuple[NatsRole, str]] = [("worker", Credential(self.worker).public_key)]
+        grants.append(("gateway", Credential(self.gateway).public_key))
+        return grants + [("service", Credential(path).public_key) for path in self.services.values()]
 
 
-def ensure_credentials(directory: Path) -> RoleCredentials:
-    """The seed file of each role under `directory`, made (0600) for any role that has none yet."""
-    paths = {role: directory / f"{role}.nk" for role in ROLES}
-    for path in paths.values():
+def ensure_credentials(directory: Path, services: tuple[str, ...] = ("service",)) -> RoleCredentials:
+    """The seed file of each role under `directory` (one per named service), made (0600) for any that has none yet."""
+    worker, gateway = directory / "worker.nk", directory / "gateway.nk"
+    named = {name: directory / f"{name}.nk" for name in services}
+    for path in (worker, gateway, *named.values()):
         if not path.exists():
             new_seed_file(path)
-    return RoleCredentials(**paths)
+    return RoleCredentials(worker=worker, gateway=gateway, services=named)
 
 
-def permissions(role: str, public_key: str, subjects: Subjects) -> Permissions:
+def permissions(role: NatsRole, public_key: str, subjects: Subjects) -> Permissions:
     """What the credential `public_key` of `role` may publish and subscribe to under `subjects.prefix`."""
     prefix = subjects.prefix
     own_inbox = f"{inbox_prefix(public_key)}.>"
@@ -89,27 +103,26 @@ def permissions(role: str, public_key: str, subjects: Subjects) -> Permissions:
             ),
             subscribe=Allowed(follow),
         )
-    if role == "service":
-        return Permissions(
-            publish=Allowed([subjects.all_session_cmds, subjects.sessions_create, subjects.all_session_events]),
-            subscribe=Allowed(follow),
-        )
-    raise ValueError(f"unknown role {role!r}")
+    return Permissions(
+        publish=Allowed([subjects.all_session_cmds, subjects.sessions_create, subjects.all_session_events]),
+        subscribe=Allowed(follow),
+    )
+
+
+def authorization(credentials: RoleCredentials, subjects: Subjects) -> bytes:
+    """The nats-server `authorization` block (its JSON form, which the server's parser reads) for `credentials`.
+
+    Only these nkeys get in, each with its role's permissions: a client
+    without one is refused. It holds public keys only.
+    """
+    users = [User(nkey=key, permissions=permissions(role, key, subjects)) for role, key in credentials.grants()]
+    return b"authorization: " + msgspec.json.format(msgspec.json.encode({"users": users})) + b"\n"
 
 
 def write_server_config(path: Path, credentials: RoleCredentials, subjects: Subjects) -> None:
-    """Write the nats-server config (JSON, which its parser reads) authorizing each role's nkey, and no one else.
-
-    It holds public keys only; it is still readable by its owner only, as it
-    maps out who may do what.
-    """
-    users = []
-    for role in ROLES:
-        key = credentials.of(role).public_key
-        users.append(User(nkey=key, permissions=permissions(role, key, subjects)))
-    text = msgspec.json.format(msgspec.json.encode({"authorization": {"users": users}}))
+    """Write `authorization(...)` to `path`, readable by its owner only: it maps out who may do what."""
     partial = path.with_suffix(".partial")
     descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "wb") as file:
-        file.write(text)
+        file.write(authorization(credentials, subjects))
     partial.replace(path)

@@ -149,6 +149,22 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("session", help="the session id")
     tail.add_argument("--after", type=int, default=0, help="skip the events up to this log position (default 0)")
 
+    credentials = command(
+        "credentials",
+        "credentials:cmd_credentials",
+        "make a NATS cluster's credentials: an nkey per role and service, and who may do what",
+        "agentbus credentials deploy/credentials --service billing",
+        "Writes <dir>/worker.nk, gateway.nk and one <service>.nk per --service (seeds, 0600; kept if there),\n"
+        "nats-auth.conf (every nats-server includes it: only these keys get in, each with its role's\n"
+        "permissions under AGENTBUS_SUBJECT_PREFIX) and agentbus.env (the gateways' public keys, for the\n"
+        "workers). Each process gets its seed as AGENTBUS_NATS_CREDENTIALS. `agentbus up` does this itself.",
+        data_dir=False,
+    )
+    credentials.add_argument("directory", help="where to write them (made if missing)")
+    credentials.add_argument(
+        "--service", action="append", metavar="NAME", help="an outside service to give a seed of its own (repeatable)"
+    )
+
     token = command(
         "token",
         "token:cmd_token",

@@ -28,7 +28,7 @@ from actors.config import Config, LLMEndpoint
 from bus import Bus
 from bus.credentials import Credential
 from bus.origin import Origin
-from bus.permissions import RoleCredentials, ensure_credentials
+from bus.permissions import NatsRole, RoleCredentials, ensure_credentials
 from schemas import Subjects
 
 from .credentials import load_credential
@@ -75,7 +75,7 @@ async def _run_up(
     trusted = settings.gateway_keys | {signer.public_key}
     external = load_credential(settings.nats_credentials)
 
-    def credential(role: str) -> Credential | None:
+    def credential(role: NatsRole) -> Credential | None:
         """The embedded NATS's credential of `role`; on an external NATS, the one the environment names."""
         return credentials.of(role) if servers.nats is not None else external
 
@@ -95,7 +95,7 @@ async def _run_up(
     try:
         async with contextlib.AsyncExitStack() as clients:
             # Closed in reverse: the NATS connections, then the pool, all before their servers stop.
-            engine = await open_database(database_url)
+            engine = await open_database(database_url, settings.subject_prefix)
             clients.push_async_callback(bounded, "the database pool", engine.dispose, CLIENT_CLOSE)
             gateway_bus = await Bus.connect(
                 nats_url,

@@ -298,16 +298,20 @@ def test_agentbus_reads_its_config_and_secrets_from_the_config_map_and_the_secre
     env = resource("ConfigMap", "agentbus-env")["data"]
     assert env["AGENTBUS_CONFIG"] == "/etc/agentbus/agentbus.toml"
     assert env["AGENTBUS_NATS_URL"].split(",") == [f"nats://nats-{n}.nats-headless:4222" for n in range(3)]
-    secret_keys = set(resource("Secret", "agentbus")["stringData"])
+    secret_keys = {
+        "agentbus": set(resource("Secret", "agentbus")["stringData"]),
+        # Made from what `agentbus credentials` writes (deploy/README.md), never kept in the repository.
+        "agentbus-nats": {"worker.nk", "gateway.nk", "gateway-keys"},
+    }
     for kind, name, expected in (
-        ("Deployment", "agentbus-worker", {"AGENTBUS_DATABASE_URL"}),
+        ("Deployment", "agentbus-worker", {"AGENTBUS_DATABASE_URL", "AGENTBUS_GATEWAY_KEYS"}),
         ("Deployment", "agentbus-gateway", {"AGENTBUS_DATABASE_URL", "AGENTBUS_API_KEY"}),
         ("Job", "agentbus-migrate", {"AGENTBUS_DATABASE_URL"}),
     ):
         spec = container(kind, name)
         from_secret = {item["name"]: item["valueFrom"]["secretKeyRef"] for item in spec["env"]}
         assert set(from_secret) == expected, name
-        assert all(ref["name"] == "agentbus" and ref["key"] in secret_keys for ref in from_secret.values()), name
+        assert all(ref["key"] in secret_keys[ref["name"]] for ref in from_secret.values()), name
     for name in ("agentbus-worker", "agentbus-gateway"):
         pod = resource("Deployment", name)["spec"]["template"]["spec"]
         assert {"name": "config", "configMap": {"name": "agentbus-config"}} in pod["volumes"]
@@ -375,3 +379,52 @@ def test_the_nats_chart_values_run_a_cluster_of_three_with_jetstream_file_storag
     assert jetstream["fileStore"]["enabled"] is True
     assert jetstream["fileStore"]["pvc"]["enabled"] is True
     assert load_config(DEPLOY / "agentbus.toml").cluster.replicas == values["config"]["cluster"]["replicas"]
+
+
+# NATS credentials
+
+
+def test_each_agentbus_pod_and_container_gets_only_its_own_nats_seed() -> None:
+    assert resource("ConfigMap", "agentbus-env")["data"]["AGENTBUS_NATS_CREDENTIALS"] == "/etc/agentbus-nats/nats.nk"
+    for name, seed in (("agentbus-worker", "worker.nk"), ("agentbus-gateway", "gateway.nk")):
+        pod = resource("Deployment", name)["spec"]["template"]["spec"]
+        [volume] = [volume for volume in pod["volumes"] if volume["name"] == "nats-credential"]
+        assert volume["secret"]["items"] == [{"key": seed, "path": "nats.nk"}], name
+        assert volume["secret"]["defaultMode"] == 0o400, name
+    services = compose()["services"]
+    for name, secret in (("worker", "nats-worker"), ("gateway-1", "nats-gateway"), ("gateway-2", "nats-gateway")):
+        assert services[name]["secrets"] == [{"source": secret, "target": "nats.nk"}], name
+        assert services[name]["environment"]["AGENTBUS_NATS_CREDENTIALS"] == "/run/secrets/nats.nk", name
+    assert services["worker"]["environment"]["AGENTBUS_GATEWAY_KEYS"].startswith("${AGENTBUS_GATEWAY_KEYS:?")
+    assert "secrets" not in services["migrate"]
+    for n in (1, 2, 3):
+        assert {"source": "nats-auth", "target": "/etc/nats/credentials/nats-auth.conf"} in services[f"nats-{n}"][
+            "configs"
+        ]
+    values = yaml.safe_load((K8S / "nats-values.yaml").read_text())
+    assert values["config"]["merge"] == {"$include": "./agentbus-auth/nats-auth.conf"}
+
+
+def test_agentbus_credentials_writes_seeds_of_their_owner_and_an_include_nats_server_accepts(tmp_path: Path) -> None:
+    """The placeholder in the repository and the file `agentbus credentials` writes are both valid server configs."""
+    out = tmp_path / "credentials"
+    agentbus = str(Path(sys.executable).parent / "agentbus")
+    result = subprocess.run(
+        [agentbus, "credentials", str(out), "--service", "billing", "--service", "crm"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    seeds = sorted(path.name for path in out.glob("*.nk"))
+    assert seeds == ["billing.nk", "crm.nk", "gateway.nk", "worker.nk"]
+    assert all((out / name).stat().st_mode & 0o777 == 0o600 for name in seeds)
+    assert (out / "agentbus.env").read_text().startswith("AGENTBUS_GATEWAY_KEYS=U")
+    include = (out / "nats-auth.conf").read_text()
+    assert include.count('"nkey"') == 4
+    assert not any((out / name).read_text().strip() in include for name in seeds)  # public keys only
+    conf = tmp_path / "nats.conf"
+    conf.write_text((DEPLOY / "nats.conf").read_text())
+    check = [nats_server_binary(), "-t", "-c", str(conf), "--name", "nats-1"]
+    assert subprocess.run(check, capture_output=True, timeout=30).returncode == 0
+    assert "deny" in (DEPLOY / "credentials" / "nats-auth.conf").read_text()  # the placeholder lets no one in

@@ -154,9 +154,13 @@ async def test_no_one_but_the_workers_may_publish_live_events_or_manage_streams(
     assert info.config.name == Subjects().cmd_stream
 
 
-def test_the_cli_publishes_as_the_service_with_the_credential_up_wrote(secured: System) -> None:
-    created = secured.run_cli("publish", "--session", "nope-" + uuid.uuid4().hex[:6], "hi")
-    assert created.returncode == 2 and "unknown_session" in created.stdout + created.stderr
+async def test_the_cli_publishes_as_the_service_with_the_credential_up_wrote(secured: System) -> None:
+    session_id = await secured.create_session()
+    published = secured.publish("--session", session_id, "hi from the cli")
+    assert published.returncode == 0, published.stderr
+    assert msgspec.json.decode(published.stdout)["taken_as"] == "message"
+    unknown = secured.publish("--session", "nope-" + uuid.uuid4().hex[:6], "hi")
+    assert unknown.returncode == 2 and "unknown_session" in unknown.stdout + unknown.stderr
 
 
 def test_the_python_example_chats_as_the_service_with_its_credential_file(secured: System) -> None:
