@@ -8,6 +8,7 @@ more; a principal it claims is not believed.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import stat
 import subprocess
@@ -16,15 +17,17 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import msgspec
 import nats
 import nats.errors
 import pytest
+import websockets
 
 from bus.credentials import Credential, new_seed_file
 from schemas import CreateSession, Principal, RecordedEvent, SendMessage, SessionReady, Subjects, codec, encode
 from schemas.events import AssistantMessage
-from tests.system import System
+from tests.system import System, receive_until
 from tests.test_examples import EXAMPLES, check, summary_of
 
 EMBEDDED = {"AGENTBUS_NATS_URL": "", "AGENTBUS_DATABASE_URL": ""}
@@ -178,3 +181,24 @@ def test_the_python_example_chats_as_the_service_with_its_credential_file(secure
         timeout=60,
     )
     check(summary_of(run), text)
+
+
+async def test_the_gateway_keeps_uploads_and_reports_the_backlog_with_the_little_jetstream_it_may_use(
+    secured: System,
+) -> None:
+    """Its JetStream calls are only its uploads bucket's and the command stream's consumer list."""
+    async with secured.http() as client:
+        uploaded = await client.post("/upload", files={"file": ("notes.txt", b"forty-two")})
+        assert uploaded.status_code == 200, uploaded.text
+        name = uploaded.json()["stored_name"]
+        assert (await client.get(f"/uploads/{name}")).content == b"forty-two"
+    async with httpx.AsyncClient(base_url=secured.http_url) as client:
+        assert (await client.get("/readyz")).status_code == 200
+        metrics = (await client.get("/metrics")).text
+    assert "the command stream is unreadable" not in metrics and 'agentbus_commands_pending{consumer="' in metrics
+    session_id = await secured.create_session()
+    async with websockets.connect(secured.ws_base + session_id) as ws:
+        await ws.recv()
+        await ws.send(json.dumps({"type": "message", "content": f"what does {name} say?"}))
+        frames = await receive_until(ws, "final_answer")
+    assert "forty-two" in frames[-1]["content"]  # the worker's tool read it from the same bucket
