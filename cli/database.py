@@ -17,25 +17,32 @@ import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-from projections import Engine, create_engine, ensure_database, migrate
+from projections import Engine, TenantMismatch, create_engine, ensure_database, migrate
 from projections.embedded import EmbeddedPostgres
+from projections.tenant import claim_tenant
 
 from .embedded import DataDirLock
 from .settings import Settings, discover
 
 
-async def open_database(url: str) -> Engine:
-    """Create (if need be) and migrate the database of `url`; return an engine on it."""
+async def open_database(url: str, prefix: str) -> Engine:
+    """Create (if need be) and migrate the database of `url` and claim it for subject prefix `prefix`; return an
+    engine on it. A database of another prefix exits naming both (`projections.tenant`)."""
     await ensure_database(url)
     engine = create_engine(url)
-    await migrate(engine)
+    try:
+        await migrate(engine)
+        await claim_tenant(engine, prefix)
+    except TenantMismatch as exc:
+        await engine.dispose()
+        raise SystemExit(f"agentbus: {exc}") from None
     return engine
 
 
 @contextlib.asynccontextmanager
-async def database(url: str) -> AsyncIterator[Engine]:
+async def database(url: str, prefix: str) -> AsyncIterator[Engine]:
     """`open_database` for the one-shot commands, disposed on exit."""
-    engine = await open_database(url)
+    engine = await open_database(url, prefix)
     try:
         yield engine
     finally:

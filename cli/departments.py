@@ -40,7 +40,7 @@ def cmd_departments(args: argparse.Namespace, settings: Settings) -> int:
     """Carry out one department command and print the department as its stream says (or list them all)."""
 
     async def main(url: str) -> int:
-        async with database(url) as engine:
+        async with database(url, settings.subject_prefix) as engine:
             command = _command(args)
             if command is None:
                 print(msgspec.json.encode(await ReadModels(engine).departments.list_departments()).decode())

@@ -243,7 +243,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         logger.warning("no_gateway_keys", effect="every command acts as the service that sent it, none as a user")
 
     async def main() -> None:
-        engine = await open_database(database_url)
+        engine = await open_database(database_url, settings.subject_prefix)
         try:
             bus = await Bus.connect(
                 nats_url,
@@ -273,7 +273,7 @@ def cmd_gateway(args: argparse.Namespace, settings: Settings) -> int:
         logger.warning("no_nats_credentials", effect="workers take this gateway's users for the service they act as")
 
     async def main() -> None:
-        engine = await open_database(database_url)
+        engine = await open_database(database_url, settings.subject_prefix)
         try:
             bus = await Bus.connect(
                 nats_url,

@@ -24,7 +24,7 @@ from .settings import Settings
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     async def main(url: str) -> None:
-        async with database(url):
+        async with database(url, settings.subject_prefix):
             pass
 
     with database_url(args, settings) as url:
@@ -37,7 +37,7 @@ def cmd_projections(args: argparse.Namespace, settings: Settings) -> int:
     """Recreate the read models from the event log (identical to what the projector built live); say what was rebuilt."""
 
     async def main(url: str) -> str:
-        async with database(url) as engine:
+        async with database(url, settings.subject_prefix) as engine:
             event_log = EventLog(engine)
             try:
                 rebuilt = await Projector(engine, event_log).rebuild()

@@ -13,6 +13,7 @@ from .errors import (
     DuplicateEventError,
     EventLogClosedError,
     EventLogError,
+    TenantMismatch,
 )
 from .eventlog import EventLog
 from .leases import LeasesLost, PartitionLeases, live_workers
@@ -39,6 +40,7 @@ __all__ = [
     "SessionView",
     "SkippedCount",
     "SkippedEvent",
+    "TenantMismatch",
     "create_engine",
     "ensure_database",
     "live_workers",

@@ -53,3 +53,16 @@ class EventLogClosedError(EventLogError):
 
     def __init__(self) -> None:
         super().__init__("the event log is closed")
+
+
+class TenantMismatch(EventLogError):
+    """The database belongs to another subject prefix: tenants never share one (see `projections.tenant`)."""
+
+    def __init__(self, owner: str, prefix: str) -> None:
+        super().__init__(
+            f"this database belongs to the subject prefix {owner!r}, not {prefix!r} (AGENTBUS_SUBJECT_PREFIX): "
+            f"each prefix needs a database of its own; point AGENTBUS_DATABASE_URL at another database for "
+            f"{prefix!r}, or start with AGENTBUS_SUBJECT_PREFIX={owner}"
+        )
+        self.owner = owner
+        self.prefix = prefix

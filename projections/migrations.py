@@ -167,6 +167,18 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        9,
+        "the tenant: the subject prefix this database belongs to (one row, claimed by the first start)",
+        (
+            """CREATE TABLE tenant (
+                singleton boolean PRIMARY KEY DEFAULT true,
+                subject_prefix text NOT NULL,
+                claimed_at timestamptz NOT NULL DEFAULT now(),
+                CONSTRAINT tenant_singleton_check CHECK (singleton)
+            )""",
+        ),
+    ),
 )
 
 _CREATE_LEDGER = """CREATE TABLE IF NOT EXISTS schema_migrations (

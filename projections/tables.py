@@ -22,6 +22,7 @@ from sqlalchemy import (
     UniqueConstraint,
     Uuid,
     func,
+    true,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -157,6 +158,16 @@ quota_counters = Table(
 )
 """What each department's calls reserved of each quota in each period: written by the calls themselves (an
 atomic reservation before each, settled after it), not by the projector, so it is no read model."""
+
+tenant = Table(
+    "tenant",
+    metadata,
+    Column("singleton", Boolean, primary_key=True, server_default=true()),
+    Column("subject_prefix", Text, nullable=False),
+    Column("claimed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint("singleton", name="tenant_singleton_check"),
+)
+"""The one subject prefix this database serves (see `projections.tenant`): tenants never share a database."""
 
 READ_MODEL_TABLES = (
     rm_sessions,
