@@ -428,3 +428,6 @@ def test_agentbus_credentials_writes_seeds_of_their_owner_and_an_include_nats_se
     check = [nats_server_binary(), "-t", "-c", str(conf), "--name", "nats-1"]
     assert subprocess.run(check, capture_output=True, timeout=30).returncode == 0
     assert "deny" in (DEPLOY / "credentials" / "nats-auth.conf").read_text()  # the placeholder lets no one in
+    for bad in ("../escape", "worker"):
+        refused = subprocess.run([agentbus, "credentials", str(out), "--service", bad], capture_output=True, timeout=60)
+        assert refused.returncode != 0 and not (tmp_path / "escape.nk").exists(), bad

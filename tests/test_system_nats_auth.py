@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -28,7 +29,7 @@ from bus.credentials import Credential, new_seed_file
 from schemas import CreateSession, Principal, RecordedEvent, SendMessage, SessionReady, Subjects, codec, encode
 from schemas.events import AssistantMessage
 from tests.system import System, receive_until
-from tests.test_examples import EXAMPLES, check, summary_of
+from tests.test_examples import EXAMPLES, NODE_DIR, check, npm_installed, summary_of
 
 EMBEDDED = {"AGENTBUS_NATS_URL": "", "AGENTBUS_DATABASE_URL": ""}
 FORGED = Principal(id="alice", role="admin")
@@ -202,3 +203,24 @@ async def test_the_gateway_keeps_uploads_and_reports_the_backlog_with_the_little
         await ws.send(json.dumps({"type": "message", "content": f"what does {name} say?"}))
         frames = await receive_until(ws, "final_answer")
     assert "forty-two" in frames[-1]["content"]  # the worker's tool read it from the same bucket
+
+
+def test_the_node_example_chats_as_the_service_with_its_credential_file(secured: System) -> None:
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.skip("node and npm are needed for examples/node (install Node.js 18 or later)")
+    npm_installed()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AGENTBUS_")}
+    env.update(
+        AGENTBUS_NATS_URL=secured.nats_url,
+        AGENTBUS_NATS_CREDENTIALS=str(secured.data_dir / "nats" / "service.nk"),
+    )
+    text = "hello from node with a credential"
+    run = subprocess.run(
+        ["node", "client.mjs", text, "--key", "auth-node-1"],
+        cwd=NODE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    check(summary_of(run), text)

@@ -10,12 +10,16 @@
 //
 // Without AGENTBUS_NATS_URL it reads .agentbus/endpoints.json (what `make run`
 // writes), then falls back to nats://127.0.0.1:4222. AGENTBUS_SUBJECT_PREFIX is
-// the subject prefix (default `agentbus`).
+// the subject prefix (default `agentbus`). AGENTBUS_NATS_CREDENTIALS names the
+// service's nkey seed file (the embedded NATS of `make run` lets in no one
+// without one: endpoints.json names the file it wrote for services); replies then
+// come under the credential's own inbox, `_INBOX.<its public key>`, the only one
+// the server lets it read.
 
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { randomUUID } from "node:crypto";
-import { connect, headers, JSONCodec } from "nats";
+import { connect, headers, JSONCodec, nkeyAuthenticator, nkeys } from "nats";
 
 const TIMEOUT_MS = 30_000; // to wait for the answer
 const jc = JSONCodec();
@@ -25,6 +29,19 @@ function natsUrl() {
   const endpoints = join(process.env.AGENTBUS_DATA_DIR || ".agentbus", "endpoints.json");
   if (existsSync(endpoints)) return JSON.parse(readFileSync(endpoints, "utf8")).nats_url;
   return "nats://127.0.0.1:4222";
+}
+
+// The connect options for the service's nkey seed file, if one is named: the seed, and the inbox it owns.
+function credentialOptions() {
+  let path = process.env.AGENTBUS_NATS_CREDENTIALS;
+  const endpoints = join(process.env.AGENTBUS_DATA_DIR || ".agentbus", "endpoints.json");
+  if (!path && !process.env.AGENTBUS_NATS_URL && existsSync(endpoints)) {
+    path = JSON.parse(readFileSync(endpoints, "utf8")).nats_credentials;
+  }
+  if (!path) return {};
+  const seed = () => new TextEncoder().encode(readFileSync(path, "utf8").trim());
+  const publicKey = nkeys.fromSeed(seed()).getPublicKey();
+  return { authenticator: nkeyAuthenticator(seed()), inboxPrefix: `_INBOX.${publicKey}` };
 }
 
 // Send a request and return its reply; an `error` reply ends the program.
@@ -48,7 +65,7 @@ async function readEvents(nc, prefix, sessionId, after = 0) {
 
 async function main(text, key) {
   const prefix = process.env.AGENTBUS_SUBJECT_PREFIX || "agentbus";
-  const nc = await connect({ servers: natsUrl().split(","), name: "agentbus-example-node" });
+  const nc = await connect({ servers: natsUrl().split(","), name: "agentbus-example-node", ...credentialOptions() });
   try {
     // 1. Create a session (request/reply; any worker answers).
     const ready = await request(nc, `${prefix}.sessions.create`, { type: "create_session", agent_name: "assistant" });
