@@ -97,6 +97,7 @@ def permissions(role: NatsRole, public_key: str, subjects: Subjects) -> Permissi
                     subjects.agents_list,
                     f"$O.{uploads_bucket_name(subjects)}.>",
                     *(f"{api}.STREAM.{call}.{uploads}" for call in ("INFO", "CREATE", "MSG.GET", "PURGE")),
+                    f"{api}.DIRECT.GET.{uploads}",
                     f"{api}.DIRECT.GET.{uploads}.>",
                     f"{api}.CONSUMER.LIST.{subjects.cmd_stream}",
                 ]
