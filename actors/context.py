@@ -8,10 +8,12 @@ import msgspec
 
 from bus import Bus
 from projections import EventLog
+from projections.quotas import QuotaStore
 
 from .config import Config
 from .experts.withdrawals import Withdrawals
 from .llm import Provider
+from .quota import QuotaGuard
 
 Relayed = Callable[[int], Awaitable[object]]
 """Wait until the log is published live up to a position (so no streamed chunk overtakes a recorded event)."""
@@ -30,3 +32,8 @@ class WorkerContext(msgspec.Struct, frozen=True, kw_only=True):
     """A provider per configured LLM endpoint name (agent turns choose theirs by name)."""
     withdrawals: Withdrawals = msgspec.field(default_factory=Withdrawals)
     """The boards and teams that ended lately: their experts stop streaming for them."""
+
+    @property
+    def quotas(self) -> QuotaGuard:
+        """The check before each model call, on the quota store beside the event log."""
+        return QuotaGuard(QuotaStore(self.event_log.engine))

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from schemas import limits
+from schemas.quotas import QuotaInfo
 
 from .context import GatewayContext
 from .health import SERVICE_UNAVAILABLE
@@ -41,10 +42,19 @@ class Problem(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     code: str | None = None
     idempotency_key: str | None = None
     """The key of the message refused or not answered in time (`POST …/messages`): resend it with this key."""
+    quota_info: QuotaInfo | None = None
+    """`quota_exceeded` only: the quota the call would have gone past."""
 
 
-def problem(status: int, detail: str, code: str | None = None, idempotency_key: str | None = None) -> Response:
-    return json_response(Problem(detail=detail, code=code, idempotency_key=idempotency_key), status)
+def problem(
+    status: int,
+    detail: str,
+    code: str | None = None,
+    idempotency_key: str | None = None,
+    quota_info: QuotaInfo | None = None,
+) -> Response:
+    body = Problem(detail=detail, code=code, idempotency_key=idempotency_key, quota_info=quota_info)
+    return json_response(body, status)
 
 
 REFUSAL_STATUS = {limits.TOO_LARGE: 413, limits.INVALID_TEXT: 422, limits.TOO_DEEP: 422}

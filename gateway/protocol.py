@@ -10,6 +10,7 @@ from __future__ import annotations
 import msgspec
 
 from schemas import ExecutionMode
+from schemas.quotas import QuotaInfo
 
 
 class ClientFrame(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
@@ -66,9 +67,11 @@ class ServerFrame(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
 class ErrorData(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     message: str
     code: str | None = None
+    quota_info: QuotaInfo | None = None
+    """`quota exceeded` only: which quota, as the seed's frame told it."""
 
 
-class TeamEndedData(msgspec.Struct, frozen=True, kw_only=True):
+class TeamEndedData(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """The `error` frame of a team that was cancelled or failed: the seed's message, plus the team's end."""
 
     message: str
@@ -76,6 +79,8 @@ class TeamEndedData(msgspec.Struct, frozen=True, kw_only=True):
     team_id: str
     status: str
     reason: str
+    quota_info: QuotaInfo | None = None
+    """A team ended by a model call over quota: the seed's `quota exceeded` frame names the quota."""
 
 
 class ResultData(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

@@ -60,10 +60,9 @@ def _render_event(recorded: RecordedEvent, texts: Texts) -> ServerFrame:
             return ServerFrame(
                 type="final_answer", position=position, content=content, is_final=True, turn_id=turn_id, data=raw(event)
             )
-        case TurnFailed(message=message, code=code):
-            return ServerFrame(
-                type="error", position=position, turn_id=event.turn_id, data=raw(ErrorData(message=message, code=code))
-            )
+        case TurnFailed(message=message, code=code, quota_info=quota_info):
+            failed = ErrorData(message=message, code=code, quota_info=quota_info)
+            return ServerFrame(type="error", position=position, turn_id=event.turn_id, data=raw(failed))
         case TurnCompleted(error=error) if error is not None:
             # The emergency tier answered: the apology follows as final_answer, the error comes first.
             message = "; ".join([error.message, *error.failures])
@@ -105,7 +104,7 @@ def _render_event(recorded: RecordedEvent, texts: Texts) -> ServerFrame:
                 request_id=request_id,
                 data=raw(event),
             )
-        case TeamDissolved(status="cancelled" | "failed" as status, reason=reason):
+        case TeamDissolved(status="cancelled" | "failed" as status, reason=reason, quota_info=quota_info):
             # The seed told a cancelled or failed team with an error frame; `data` keeps the event's fields too.
             ended = TeamEndedData(
                 message=(texts.team_cancelled if status == "cancelled" else texts.team_failed).format(reason=reason),
@@ -114,6 +113,8 @@ def _render_event(recorded: RecordedEvent, texts: Texts) -> ServerFrame:
                 status=status,
                 reason=reason,
             )
+            if quota_info is not None:  # the seed's frame: `quota exceeded` with the quota
+                ended = msgspec.structs.replace(ended, message=reason, code="quota_exceeded", quota_info=quota_info)
             return ServerFrame(type="error", position=position, data=raw(ended))
     if name in _STEP_EVENTS:
         step = getattr(event, "step", 0)

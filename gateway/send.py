@@ -77,6 +77,8 @@ class MessageResponse(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=T
 
 
 _REFUSED_STATUS = {"unknown_session": 404, "session_closed": 400, "too_many_turns": 429}
+_FAILED_STATUS = {"quota_exceeded": 429, "quota_unavailable": 503}
+"""A turn that failed for want of quota is the caller's limit, not the server's failure."""
 
 
 async def send_message(request: Request) -> Response:
@@ -157,17 +159,17 @@ class _Waiter:
                 return problem(409, detail, "taken_as_intervention")
             case RecordedEvent(event=TurnCompleted(turn_id=turn_id) as completed) if turn_id == self.message_id:
                 self.completed = completed
-            case RecordedEvent(event=TurnFailed(turn_id=turn_id, message=message, code=code)) if (
+            case RecordedEvent(event=TurnFailed(turn_id=turn_id, message=message, code=code, quota_info=quota)) if (
                 turn_id == self.message_id
             ):
-                return problem(500, message, code)
+                return problem(_FAILED_STATUS.get(code, 500), message, code, quota_info=quota)
             case RecordedEvent(event=TurnCancelled(turn_id=turn_id)) if turn_id == self.message_id:
                 return problem(409, "the turn was cancelled", "turn_cancelled")
             case RecordedEvent(event=MessageFailed(reply_to=reply_to, code=code, reason=reason)) if (
                 reply_to == self.message_id
             ):
                 # A board or team that failed or was cancelled, or work given up: the session's record of its end.
-                return problem(409 if code == "cancelled" else 500, reason, code)
+                return problem(409 if code == "cancelled" else _FAILED_STATUS.get(code, 500), reason, code)
             case RecordedEvent(event=AssistantMessage(reply_to=reply_to) as answer) if (
                 reply_to and reply_to == self.message_id
             ):
@@ -196,7 +198,8 @@ route = ApiRoute(
     summary="Send a message and wait for its answer",
     description=(
         "400 session_closed; 404 unknown_session; 409 turn_cancelled or taken_as_intervention (a board or team "
-        "was running); 429 too_many_turns; 500 the turn, board or team failed; 504 no answer within "
+        "was running); 429 too_many_turns, or quota_exceeded (with `quota_info`); 500 the turn, board or team "
+        "failed; 503 quota_unavailable (the quota store did not answer: the model was not called); 504 no answer within "
         "AGENTBUS_ANSWER_TIMEOUT (resend with the same idempotency_key to get it once it is recorded)."
     ),
     body=SendBody,

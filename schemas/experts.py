@@ -15,6 +15,7 @@ from ._base import Message, Reply
 from .codec import Decoder
 from .events.board import ExpertProfile
 from .events.team import PlanPhase, TeamExpert
+from .principal import Principal
 from .replies import ErrorReply
 
 
@@ -55,6 +56,8 @@ class ExpertAsk(Message, frozen=True, kw_only=True):
     """The segment id of a speech's chunks, so the board can reset them if the expert's worker dies."""
     call_id: str = ""
     """Where the expert reports it is still working (`ExpertWorking`); empty: no reports."""
+    principal: Principal | None = None
+    """Whose quotas the expert's model call counts against (who asked for the board); None: nobody's."""
 
 
 class Speak(ExpertAsk, frozen=True, kw_only=True):
@@ -103,6 +106,8 @@ class TeamAsk(Message, frozen=True, kw_only=True):
     """Seconds the expert may generate; past them its answer is cut, and `truncated`."""
     call_id: str = ""
     """Where the expert reports it is still working (`ExpertWorking`); empty: no reports."""
+    principal: Principal | None = None
+    """Whose quotas the expert's model call counts against (who asked for the team); None: nobody's."""
 
 
 class PlanTeam(TeamAsk, frozen=True, kw_only=True):
@@ -168,6 +173,8 @@ class ExpertAnswer(Reply, frozen=True, kw_only=True):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     truncated: bool = False
+    charged_to: list[str] = []
+    """The departments whose quotas counted the call."""
 
 
 ExpertReply = ExpertAnswer | ErrorReply

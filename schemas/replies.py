@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ._base import Reply
+from .quotas import QuotaInfo
 
 
 class SessionReady(Reply, frozen=True, kw_only=True):
@@ -18,6 +19,8 @@ class ErrorReply(Reply, frozen=True, kw_only=True, tag="error"):
 
     code: str
     message: str
+    quota_info: QuotaInfo | None = None
+    """`quota_exceeded` only (an expert's call refused): the quota it would have gone past."""
 
 
 CreateSessionReply = SessionReady | ErrorReply

@@ -46,6 +46,7 @@ from ..context import WorkerContext
 from ..errors import ProviderError
 from ..llm import LLMRequest
 from ..llm.fallback import collect
+from ..quota import QUOTA_EXCEEDED, Admitted, QuotaUnavailable
 from ..runtime import Actor, ActorHost
 from ..team import prompts as team_prompts
 from .ask import WORKING_INTERVAL, working
@@ -99,21 +100,27 @@ class ExpertActor(Actor):
                 streamed = True
                 await self.ctx.bus.publish(feed, chunks[0](text))
 
+        admitted = await self._admit(request, llm)
+        if isinstance(admitted, ErrorReply):
+            return admitted
         provider = self.ctx.providers.get(request.llm, self.ctx.provider)
         reporter = asyncio.create_task(self._report_working(request))
         try:
             answer = await collect(provider, llm, stream_chunk, timeout=request.timeout)
         except Withdrawn:
             logger.info("expert_withdrawn", expert=request.expert.name)
+            await self.ctx.quotas.settle(admitted, 0)
             return WITHDRAWN
         except ProviderError as exc:
             logger.warning("expert_failed", expert=request.expert.name, error=str(exc))
+            await self.ctx.quotas.settle(admitted, 0)
             if streamed and chunks is not None:
                 # The caller asks again: the client drops this attempt's chunks instead of gluing two together.
                 await self.ctx.bus.publish(feed, chunks[1])
             return ErrorReply(code="provider_failed", message=str(exc))
         finally:
             reporter.cancel()
+        await self.ctx.quotas.settle(admitted, answer.usage.prompt_tokens + answer.usage.completion_tokens)
         if answer.truncated:
             logger.info("expert_answer_truncated", expert=request.expert.name, tokens=answer.usage.completion_tokens)
         return ExpertAnswer(
@@ -121,7 +128,20 @@ class ExpertActor(Actor):
             prompt_tokens=answer.usage.prompt_tokens,
             completion_tokens=answer.usage.completion_tokens,
             truncated=answer.truncated,
+            charged_to=admitted.charged_to,
         )
+
+    async def _admit(self, request: ExpertRequest, llm: LLMRequest) -> Admitted | ErrorReply:
+        """Reserve the call's share of the asker's quotas, or the refusal to answer with (the call is not made)."""
+        try:
+            admitted = await self.ctx.quotas.admit(request.principal, llm)
+        except QuotaUnavailable as exc:
+            logger.warning("quota_unavailable", error=str(exc))
+            message = f"the quota store did not answer ({exc.reason}); the model was not called"
+            return ErrorReply(code="quota_unavailable", message=message)
+        if isinstance(admitted, Admitted):
+            return admitted
+        return ErrorReply(code="quota_exceeded", message=QUOTA_EXCEEDED, quota_info=admitted)
 
     async def _report_working(self, request: ExpertRequest) -> None:
         """Tell the caller every `WORKING_INTERVAL` that this worker still answers (its silence means we died)."""

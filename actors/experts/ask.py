@@ -31,6 +31,17 @@ WORKING_INTERVAL = 1.0
 PRESUMED_DEAD = 4.0
 """Seconds without a report after which the caller asks again."""
 
+REFUSED_CALLS = frozenset({"quota_exceeded", "quota_unavailable"})
+"""The codes of an expert that did not call its model at all: asking again would be refused again."""
+
+
+class CallRefused(RequestFailed):
+    """The expert refused to call its model: over quota, or the quota store did not answer (`refusal` says)."""
+
+    def __init__(self, subject: str, refusal: ErrorReply) -> None:
+        super().__init__(subject, refusal.message)
+        self.refusal = refusal
+
 
 async def ask_expert(
     bus: Bus,
@@ -50,7 +61,8 @@ async def ask_expert(
     that answers with an error resets its own). With `fresh_segments` each
     attempt streams under a segment of its own (a board's speech); otherwise
     under the request's (a team's phase, which a reset restarts). Raises
-    `RequestFailed` when no attempt got an answer.
+    `RequestFailed` when no attempt got an answer, `CallRefused` at once when
+    the expert refused the call for want of quota.
     """
     subject = bus.subjects.actor("expert", request.expert_id)
     wait = (request.timeout or 0.0) + margin
@@ -76,6 +88,8 @@ async def ask_expert(
         match reply:
             case ExpertAnswer():
                 return reply
+            case ErrorReply(code=code) if code in REFUSED_CALLS:
+                raise CallRefused(subject, reply)
             case ErrorReply(message=message) if attempt == attempts:
                 raise RequestFailed(subject, message)
     raise RequestFailed(subject, "no attempts configured")

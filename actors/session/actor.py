@@ -229,7 +229,13 @@ class SessionActor(EventSourcedActor[SessionState]):
             return
         spec = team_spec(pending.message.content, self.ctx.config, message_id)
         if spec is not None:
-            start_team = StartTeam(session_id=self.id, user_message_id=message_id, spec=spec, locale=self._locale())
+            start_team = StartTeam(
+                session_id=self.id,
+                user_message_id=message_id,
+                spec=spec,
+                locale=self._locale(),
+                principal=pending.message.principal,
+            )
             self.host.tell("team", message_id, start_team)
             return
         start = StartTurn(
@@ -240,6 +246,7 @@ class SessionActor(EventSourcedActor[SessionState]):
             history=self.state.history[: pending.history_len],
             model=pending.message.model,
             execution_mode=pending.message.execution_mode,
+            principal=pending.message.principal,
         )
         self.host.tell("turn", message_id, start)
 

@@ -164,6 +164,7 @@ def decide_send(
                 idempotency_key=key or new_id(),
                 model=command.model,
                 execution_mode=command.execution_mode,
+                principal=command.principal,
             )
         ]
     )

@@ -19,7 +19,7 @@ from typing import Any
 import structlog
 
 from bus import RequestFailed
-from schemas import ExpertResultChunkReset, TeamInterventionAck, TeamSynthesisChunkReset, team_stream
+from schemas import ExpertResultChunkReset, Principal, TeamInterventionAck, TeamSynthesisChunkReset, team_stream
 from schemas.events import AnyEvent, PlanPhase, TeamDissolved, TeamExpert
 from schemas.experts import (
     ExecutePhase,
@@ -34,7 +34,7 @@ from schemas.texts import ENGLISH, texts_for
 from ..config import Role
 from ..context import WorkerContext
 from ..errors import ActorError, is_outage
-from ..experts.ask import ask_expert
+from ..experts.ask import CallRefused, ask_expert
 from ..experts.withdrawals import withdraw
 from ..runtime import ActorHost, DrivenActor
 from ..runtime.groups import CancelWork, Intervene
@@ -72,6 +72,8 @@ class TeamActor(DrivenActor[logic.TeamState]):
         )
         self._spec: TeamSpec | None = None
         """The team asked for, until its first plan records it."""
+        self._principal: Principal | None = None
+        """Who asked for the team (from the start request): whose quotas its experts' calls count against."""
         self._woken = asyncio.Event()
         """Set when the mailbox recorded something the driver must see (an intervention)."""
         self._texts = ENGLISH
@@ -88,8 +90,8 @@ class TeamActor(DrivenActor[logic.TeamState]):
                 return await self._end(logic.decide_cancel(self.state, reason))
             case StepDone():
                 return await self._step_done(message)
-            case DriverGaveUp(reason=reason):
-                return await self._end(logic.decide_give_up(self.state, reason))
+            case DriverGaveUp(reason=reason, quota_info=quota_info):
+                return await self._end(logic.decide_give_up(self.state, reason, quota_info))
         raise TypeError(f"team actor cannot handle {type(message).__name__}")
 
     def finished(self) -> TeamFinished | None:
@@ -101,6 +103,8 @@ class TeamActor(DrivenActor[logic.TeamState]):
             content = logic.final_answer(self.state, texts)
             return TeamFinished(team_id=self.id, user_message_id=self.id, content=content)
         code = "cancelled" if outcome.status == "cancelled" else "team_failed"
+        if outcome.quota_info is not None:
+            code = "quota_exceeded"
         ended = texts.team_cancelled if outcome.status == "cancelled" else texts.team_failed
         reason = ended.format(reason=outcome.reason)
         return TeamFinished(team_id=self.id, user_message_id=self.id, content=reason, failed=True, code=code)
@@ -117,6 +121,7 @@ class TeamActor(DrivenActor[logic.TeamState]):
             await self._end(failed(request.spec.message))
             return
         self._spec = request.spec
+        self._principal = request.principal
         self._start_driver(self._drive(), f"team-{self.id}")
 
     async def _intervene(self, content: str, key: str | None) -> bool:
@@ -235,6 +240,11 @@ class TeamActor(DrivenActor[logic.TeamState]):
                     before_retry=(lambda _attempt: reset()) if reset is not None else None,
                 )
                 outcome = Answered(answer=answer)
+            except CallRefused as exc:
+                # Over quota (or no quota store): no expert could call its model for this team, so it ends.
+                quota_info = exc.refusal.quota_info
+                await self.host.ask(self.kind, self.id, DriverGaveUp(reason=exc.reason, quota_info=quota_info))
+                return
             except RequestFailed as exc:
                 if not self.ctx.bus.connected:
                     raise  # NATS is gone, not the expert
@@ -335,6 +345,7 @@ class TeamActor(DrivenActor[logic.TeamState]):
             "segment": segment,
             "max_tokens": limit.max_tokens,
             "timeout": limit.timeout,
+            "principal": self._principal,
         }
         return fields
 

@@ -35,6 +35,7 @@ from schemas.events import (
     UserIntervention,
 )
 from schemas.experts import ExpertAnswer
+from schemas.quotas import QuotaInfo
 from schemas.texts import ENGLISH, Texts
 
 from .plans import Review, contracts
@@ -382,11 +383,11 @@ def decide_cancel(state: TeamState, reason: str = "cancelled by the user") -> li
     return [TeamDissolved(team_id=state.team_id, status="cancelled", reason=reason)]
 
 
-def decide_give_up(state: TeamState, reason: str) -> list[AnyEvent]:
-    """End a running team as failed (its driver could not go on)."""
+def decide_give_up(state: TeamState, reason: str, quota_info: QuotaInfo | None = None) -> list[AnyEvent]:
+    """End a running team as failed (its driver could not go on; `quota_info`: a call was over that quota)."""
     if not state.running:
         return []
-    return [TeamDissolved(team_id=state.team_id, status="failed", reason=reason)]
+    return [TeamDissolved(team_id=state.team_id, status="failed", reason=reason, quota_info=quota_info)]
 
 
 NO_RESULT = ENGLISH.team_no_result

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import msgspec
 
+from schemas import Principal
 from schemas.experts import ExpertAnswer
+from schemas.quotas import QuotaInfo
 
 from .logic import Step
 from .routing import TeamRefused, TeamSpec
@@ -22,6 +24,8 @@ class StartTeam(msgspec.Struct, frozen=True, kw_only=True):
     spec: TeamSpec | TeamRefused
     locale: str = "en"
     """The session's language: the final answer's fallbacks and failures are written in it."""
+    principal: Principal | None = None
+    """Who asked for the team: its experts' model calls count against their departments' quotas."""
 
 
 class TeamFinished(msgspec.Struct, frozen=True, kw_only=True):
@@ -54,6 +58,7 @@ class StepDone(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class DriverGaveUp(msgspec.Struct, frozen=True, kw_only=True):
-    """The team's driver could not go on (a bug); the team ends as failed."""
+    """The team's driver could not go on (a bug, or a model call over quota); the team ends as failed."""
 
     reason: str
+    quota_info: QuotaInfo | None = None

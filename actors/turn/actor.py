@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from schemas import turn_stream
+from schemas import Principal, turn_stream
 from schemas.events import AnyEvent, TurnCancelled, TurnCompleted, TurnFailed
 
 from ..context import WorkerContext
@@ -100,9 +100,10 @@ class TurnActor(DrivenActor[TurnState]):
         if self.state.started is None:
             phases = PhasePolicy(self.ctx.config.plan_exec)
             await self.record(decide_start(setup, self.id, request.user_message_id, phases), cause=self.id)
-        self._start_driver(self._driver_for(setup, request.history).run(), f"turn-{self.id}")
+        driver = self._driver_for(setup, request.history, request.principal)
+        self._start_driver(driver.run(), f"turn-{self.id}")
 
-    def _driver_for(self, setup: TurnSetup, history: list[LLMMessage]) -> ReactDriver:
+    def _driver_for(self, setup: TurnSetup, history: list[LLMMessage], principal: Principal | None) -> ReactDriver:
         async def propose(events: list[AnyEvent], based_on: int) -> bool:
             return bool(await self.host.ask(self.kind, self.id, Propose(events=events, based_on=based_on)))
 
@@ -120,4 +121,5 @@ class TurnActor(DrivenActor[TurnState]):
             propose=propose,
             changed=self._changed,
             relayed=relayed,
+            principal=principal,
         )

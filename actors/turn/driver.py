@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 import structlog
 
-from schemas import Token, TokenReset
+from schemas import Principal, Token, TokenReset
 from schemas.events import AnyEvent, TurnFailed
 
 from ..context import WorkerContext
@@ -24,6 +24,7 @@ from ..errors import is_outage
 from ..llm import LLMMessage, LLMRequest, ToolCall
 from ..llm.fallback import generate
 from ..llm.registry import tiers
+from ..quota import QUOTA_EXCEEDED, Admitted, QuotaUnavailable
 from ..tools import BUILTIN_TOOLS, ToolContext, ToolError, ToolRegistry
 from .logic import CallModel, Done, Record, RunTool, Wait, decide_output, next_action, tool_result
 from .phases import PhasePolicy
@@ -61,6 +62,7 @@ class ReactDriver:
         propose: Proposer,
         changed: asyncio.Event,
         relayed: Callable[[], Awaitable[object]],
+        principal: Principal | None = None,
     ) -> None:
         self.turn_id = turn_id
         self.session_id = session_id
@@ -73,6 +75,8 @@ class ReactDriver:
         self._propose = propose
         self._changed = changed
         self._relayed = relayed
+        self.principal = principal
+        """Whose quotas the turn's model calls count against (None: nobody's)."""
 
     async def run(self) -> None:
         """Loop until the turn has its outcome; an unexpected error ends the turn as failed.
@@ -134,6 +138,9 @@ class ReactDriver:
             tool_choice=self.setup.tool_choice if step == 1 else None,
             max_tokens=limit.max_tokens,
         )
+        admitted = await self._admit(request)
+        if admitted is None:
+            return
         chain = tiers(self.ctx.config, self.ctx.providers, self.setup.llm, self.setup.fallback, self.setup.model)
         # Tokens must not overtake the events recorded before them on the client's socket.
         await self._relayed()
@@ -153,10 +160,34 @@ class ReactDriver:
             segment, streamed = _new_segment(), False
 
         output = await generate(chain, request, publish, on_reset=reset, timeout=limit.timeout)
+        await self.ctx.quotas.settle(admitted, output.prompt_tokens + output.completion_tokens)
         if output.calls and streamed:
             await reset()  # the text streamed before a tool call is recorded as thinking instead
         state = self._state_of()
-        await self._propose(decide_output(state, self.setup, step, output, self.turn_id), state.version)
+        events = decide_output(state, self.setup, step, output, self.turn_id, admitted.charged_to)
+        await self._propose(events, state.version)
+
+    async def _admit(self, request: LLMRequest) -> Admitted | None:
+        """Reserve the call's share of the caller's quotas; None when it must not be made (the turn then fails).
+
+        Over quota, the turn ends as the seed's `quota exceeded`; a quota store
+        that does not answer refuses the call too (fail closed).
+        """
+        try:
+            admitted = await self.ctx.quotas.admit(self.principal, request)
+        except QuotaUnavailable as exc:
+            logger.warning("quota_unavailable", error=str(exc))
+            message = f"the quota store did not answer ({exc.reason}); the model was not called"
+            failed = TurnFailed(turn_id=self.turn_id, message=message, code="quota_unavailable")
+        else:
+            if isinstance(admitted, Admitted):
+                return admitted
+            failed = TurnFailed(
+                turn_id=self.turn_id, message=QUOTA_EXCEEDED, code="quota_exceeded", quota_info=admitted
+            )
+        state = self._state_of()
+        await self._propose([failed], state.version)
+        return None
 
     async def _run_tool(self, call: ToolCall) -> tuple[str, bool]:
         tool = self.tools.get(call.name)

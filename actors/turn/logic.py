@@ -191,8 +191,18 @@ def _wait_or(expires_at: datetime | None, now: datetime, on_timeout: list[AnyEve
     return Wait(until=expires_at or now + HUMAN_TIMEOUT)
 
 
-def decide_output(state: TurnState, setup: TurnSetup, step: int, output: ModelOutput, turn_id: str) -> list[AnyEvent]:
-    """Record a model call: the final answer, or its reasoning and tool calls (carried out next)."""
+def decide_output(
+    state: TurnState,
+    setup: TurnSetup,
+    step: int,
+    output: ModelOutput,
+    turn_id: str,
+    charged_to: list[str] | None = None,
+) -> list[AnyEvent]:
+    """Record a model call: the final answer, or its reasoning and tool calls (carried out next).
+
+    `charged_to`: the departments whose quotas counted the call.
+    """
     if state.outcome is not None:
         return []
     if output.error is not None:
@@ -213,6 +223,7 @@ def decide_output(state: TurnState, setup: TurnSetup, step: int, output: ModelOu
         prompt_tokens=output.prompt_tokens,
         completion_tokens=output.completion_tokens,
         truncated=output.truncated,
+        charged_to=charged_to or [],
     )
     if not output.calls or setup.execution_mode == "direct":
         return [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from schemas import ExecutionMode
+from schemas import ExecutionMode, Principal
 from schemas.events import AnyEvent
 
 from ..llm import LLMMessage
@@ -56,6 +56,8 @@ class StartTurn(msgspec.Struct, frozen=True, kw_only=True):
     """The message's model override."""
     execution_mode: ExecutionMode | None = None
     """The message's execution mode override."""
+    principal: Principal | None = None
+    """Who sent the message: its model calls count against their departments' quotas."""
 
 
 class TurnFinished(msgspec.Struct, frozen=True, kw_only=True):

@@ -8,6 +8,7 @@ import msgspec
 
 from .._base import Event
 from ..commands import ExecutionMode, Metadata
+from ..principal import Principal
 
 
 class SessionCreated(Event, frozen=True, kw_only=True):
@@ -45,6 +46,8 @@ class UserMessage(Event, frozen=True, kw_only=True):
     execution_mode: ExecutionMode | None = None
     shown: str | None = None
     routing: Routing | None = None
+    principal: Principal | None = None
+    """Who sent it, as the worker believed (whose quotas its model calls count against); None without users."""
 
 
 class AssistantMessage(Event, frozen=True, kw_only=True):

@@ -16,6 +16,7 @@ from typing import Literal
 import msgspec
 
 from .._base import Event
+from ..quotas import QuotaInfo
 
 TeamStatus = Literal["executing", "completed", "failed", "cancelled"]
 Verdict = Literal["accept", "revise"]
@@ -209,6 +210,8 @@ class TeamDissolved(Event, frozen=True, kw_only=True):
     team_id: str
     status: TeamStatus = "completed"
     reason: str = ""
+    quota_info: QuotaInfo | None = None
+    """A team that failed because a model call was over quota: which quota (the seed's `quota exceeded` frame)."""
 
 
 TeamEvent = (

@@ -8,6 +8,7 @@ import msgspec
 
 from .._base import Event
 from ..commands import ExecutionMode
+from ..quotas import QuotaInfo
 
 
 class TurnStarted(Event, frozen=True, kw_only=True):
@@ -164,6 +165,8 @@ class TurnFailed(Event, frozen=True, kw_only=True):
     turn_id: str
     message: str
     code: str = "turn_failed"
+    quota_info: QuotaInfo | None = None
+    """`quota_exceeded` only: the quota the turn's next model call would have gone past (the seed's frame)."""
 
 
 class TurnCancelled(Event, frozen=True, kw_only=True):
