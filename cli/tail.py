@@ -18,6 +18,7 @@ import sys
 from bus import Bus, BusError, TypedSubscription
 from bus.credentials import Credential
 from gateway.feed import resolve
+from gateway.head import LogHead
 from projections import EventLog, EventLogError, create_engine
 from schemas import EventOmitted, FeedItem, InvalidId, RecordedEvent, Subjects, codec, validate_id
 from schemas.events import SessionCreated
@@ -105,14 +106,16 @@ async def _follow(
     async for recorded in event_log.iter_session(session_id, after=after):
         printer.show(recorded)
         last = recorded.position
+    head = LogHead(event_log)
     # Items that arrived during the catch-up wait in the subscription's buffer.
     async for item in live:
         if isinstance(item, RecordedEvent | EventOmitted):
-            if item.position <= last:
+            # A position the log does not reach is a bogus item: moving `last` to it would hide every real one.
+            if item.position <= last or not await head.covers(item.position):
                 continue
-            last = item.position
             found = await resolve(event_log, session_id, item)
             if found is None:
                 continue
+            last = item.position
             item = found
         printer.show(item)
