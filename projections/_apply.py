@@ -79,6 +79,7 @@ async def apply(conn: AsyncConnection, recorded: RecordedEvent) -> None:
             await apply_department(conn, recorded)
         case team_call if is_model_call(team_call):
             await _add_usage(conn, recorded, team_call)
+            await apply_department(conn, recorded)
             await _show_in_history(conn, recorded)
         case _:
             await _show_in_history(conn, recorded)

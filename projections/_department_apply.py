@@ -12,6 +12,7 @@ from schemas.envelope import RecordedEvent
 from schemas.events import DepartmentCreated, DepartmentMemberAdded, DepartmentMemberRemoved, ModelCalled, QuotaSet
 
 from .tables import rm_department_members, rm_department_usage, rm_departments, rm_quotas
+from .teams import ModelCall, is_model_call
 
 
 async def apply_department(conn: AsyncConnection, recorded: RecordedEvent) -> None:
@@ -40,10 +41,19 @@ async def apply_department(conn: AsyncConnection, recorded: RecordedEvent) -> No
             upsert = insert(rm_quotas).values(row)
             await conn.execute(upsert.on_conflict_do_update(index_elements=list(rm_quotas.primary_key), set_=row))
         case ModelCalled(charged_to=charged_to) if charged_to:
-            day = recorded.recorded_at.astimezone(UTC).date()
-            tokens = recorded.event.prompt_tokens + recorded.event.completion_tokens
-            rows = [
-                {"event_id": recorded.event_id, "department_id": department, "day": day, "tokens": tokens}
-                for department in charged_to
-            ]
-            await conn.execute(insert(rm_department_usage).values(rows).on_conflict_do_nothing())
+            await _count(conn, recorded, recorded.event, charged_to)
+        case team_call if is_model_call(team_call) and team_call.charged_to:
+            await _count(conn, recorded, team_call, team_call.charged_to)
+
+
+async def _count(
+    conn: AsyncConnection, recorded: RecordedEvent, call: ModelCalled | ModelCall, charged_to: list[str]
+) -> None:
+    """One usage row per department a model call was counted against, keyed by its event."""
+    day = recorded.recorded_at.astimezone(UTC).date()
+    tokens = call.prompt_tokens + call.completion_tokens
+    rows = [
+        {"event_id": recorded.event_id, "department_id": department, "day": day, "tokens": tokens}
+        for department in charged_to
+    ]
+    await conn.execute(insert(rm_department_usage).values(rows).on_conflict_do_nothing())

@@ -214,3 +214,19 @@ async def test_a_team_whose_members_run_out_of_quota_ends_with_the_seeds_frame(s
     [ended] = [e["event"] for e in events if e["event"]["type"] == "team_dissolved"]
     assert ended["status"] == "failed" and ended["quota_info"]["limit"] == 2
     assert [e["event"]["code"] for e in events if e["event"]["type"] == "message_failed"] == ["quota_exceeded"]
+
+
+async def test_a_teams_model_calls_are_counted_against_the_callers_department_and_projected(system: System) -> None:
+    await set_quota(system, "research", "requests", "day", 1000)
+    session_id = await new_session(system, ADA)
+    async with socket(system, session_id, ADA) as ws:
+        await ws.recv()
+        assert (await say(ws, "@team Write a short release note"))["type"] == "final_answer"
+    async with as_user(system, *ADA) as client:
+        events = (await client.get(f"/sessions/{session_id}/events?after=0")).json()
+    counted = [e["event"] for e in events if e["event"].get("charged_to") == ["research"]]
+    assert {e["type"] for e in counted} >= {"team_formed", "expert_result", "team_synthesis"}
+    async with admin(system) as client:
+        research = (await client.get("/departments/research")).json()
+    assert research["usage"]["requests_today"] == len(counted)
+    assert research["quotas"][0]["current"] == len(counted)  # each call reserved one request

@@ -427,4 +427,5 @@ def _costing(event: Costed, answer: ExpertAnswer) -> Costed:
         prompt_tokens=answer.prompt_tokens,
         completion_tokens=answer.completion_tokens,
         truncated=answer.truncated,
+        charged_to=answer.charged_to,
     )

@@ -51,6 +51,8 @@ class _ModelOutput(Event, frozen=True, kw_only=True):
     completion_tokens: int = 0
     truncated: bool = False
     """The model's answer was cut at its token or time limit (`[limits]` in the config)."""
+    charged_to: list[str] = []
+    """The departments whose quotas counted the call (none for an admin, a service or without users)."""
 
 
 class TeamFormed(_ModelOutput, frozen=True, kw_only=True):
