@@ -93,3 +93,18 @@ async def test_admins_and_the_api_key_see_every_session_and_nobody_gets_in_witho
         with pytest.raises(websockets.ConnectionClosed) as closed:
             await ws.recv()
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 4001
+
+
+async def test_another_users_team_is_answered_as_one_that_does_not_exist(system: System) -> None:
+    async with as_user(system, "ada") as ada:
+        mine = (await ada.post("/sessions", json={})).json()["session_id"]
+    async with websockets.connect(system.ws_base + f"{mine}?token={token('ada')}") as ws:
+        await ws.recv()
+        await ws.send(json.dumps({"type": "message", "content": "@team Write a short release note"}))
+        frames = await receive_until(ws, "final_answer")
+    team_id = next(f["data"]["team_id"] for f in frames if f["type"] == "team_formed")
+    absent = uuid.uuid4().hex
+    async with as_user(system, "ada") as ada, as_user(system, "bob") as bob:
+        assert (await ada.get(f"/teams/{team_id}")).status_code == 200
+        foreign, nothing = await bob.get(f"/teams/{team_id}"), await bob.get(f"/teams/{absent}")
+    assert (foreign.status_code, foreign.text) == _as_if_absent(nothing, team_id, absent)
