@@ -5,7 +5,7 @@ RS256 public key (PEM), or a JWKS file (its key chosen by the token's `kid`),
 so an organisation's identity provider can issue them. Its claims give the
 user (`sub`), the role (`admin` or `user`) and the departments. The API key
 stays a service credential: a request that presents it acts as the service
-`SERVICE_ID`. With neither configured everything is open, as before users existed.
+(`bus.origin.SERVICE`, as a command no gateway signed does). With neither configured everything is open, as before users existed.
 """
 
 from __future__ import annotations
@@ -19,12 +19,8 @@ import jwt
 import msgspec
 from starlette.requests import HTTPConnection
 
+from bus.origin import SERVICE
 from schemas import Principal
-
-SERVICE_ID = "service"
-"""The principal a request with the API key acts as."""
-
-ALGORITHMS: dict[str, list[str]] = {"secret": ["HS256"], "public_key": ["RS256"], "jwks": ["RS256"]}
 
 
 class Claims(msgspec.Struct, frozen=True, kw_only=True):
@@ -35,16 +31,32 @@ class Claims(msgspec.Struct, frozen=True, kw_only=True):
     departments: tuple[str, ...] = ()
 
 
-class JwtKeys(msgspec.Struct, frozen=True, kw_only=True):
-    """The key tokens are verified with: exactly one of an HS256 `secret`, an RS256 `public_key` (PEM) or a `jwks`."""
+class JwtKeys:
+    """The key tokens are verified with: exactly one of an HS256 `secret`, an RS256 `public_key` (PEM) or a `jwks`.
 
-    secret: str | None = None
-    public_key: str | None = None
-    jwks: dict[str, Any] | None = None
-    issuer: str | None = None
-    """When set, a token must name this issuer (`iss`)."""
-    audience: str | None = None
-    """When set, a token must name this audience (`aud`)."""
+    Keys are parsed once, here, not for every request.
+    """
+
+    def __init__(
+        self,
+        *,
+        secret: str | None = None,
+        public_key: str | None = None,
+        jwks: dict[str, Any] | None = None,
+        issuer: str | None = None,
+        audience: str | None = None,
+    ) -> None:
+        self.issuer = issuer
+        """When set, a token must name this issuer (`iss`)."""
+        self.audience = audience
+        """When set, a token must name this audience (`aud`)."""
+        self._secret = secret
+        self._public_key = (
+            jwt.algorithms.RSAAlgorithm(jwt.algorithms.RSAAlgorithm.SHA256).prepare_key(public_key)
+            if public_key
+            else None
+        )
+        self._jwks = jwt.PyJWKSet.from_dict(jwks).keys if jwks else None
 
     @classmethod
     def load(
@@ -67,19 +79,18 @@ class JwtKeys(msgspec.Struct, frozen=True, kw_only=True):
         try:
             public_key = Path(public_key_file).read_text() if public_key_file else None
             jwks = json.loads(Path(jwks_file).read_text()) if jwks_file else None
-        except (OSError, ValueError) as exc:
+            return cls(secret=secret, public_key=public_key, jwks=jwks, issuer=issuer, audience=audience)
+        except (OSError, ValueError, jwt.PyJWTError) as exc:
             raise ValueError(f"cannot read the JWT key: {exc}") from None
-        return cls(secret=secret, public_key=public_key, jwks=jwks, issuer=issuer, audience=audience)
 
     def verify(self, token: str) -> Principal:
         """The principal of a valid token; `InvalidToken` for anything else (bad signature, expired, wrong claims)."""
-        kind = "secret" if self.secret else "public_key" if self.public_key else "jwks"
         try:
-            key = self._key(token)
+            key, algorithm = self._key(token)
             payload = jwt.decode(
                 token,
                 key,
-                algorithms=ALGORITHMS[kind],
+                algorithms=[algorithm],
                 issuer=self.issuer,
                 audience=self.audience,
                 options={"require": ["exp", "sub"], "verify_aud": self.audience is not None},
@@ -91,17 +102,17 @@ class JwtKeys(msgspec.Struct, frozen=True, kw_only=True):
             raise InvalidToken("the token names no user (sub)")
         return Principal(id=claims.sub, role=claims.role, departments=claims.departments)
 
-    def _key(self, token: str) -> Any:
-        if self.secret:
-            return self.secret
-        if self.public_key:
-            return self.public_key
-        assert self.jwks is not None
+    def _key(self, token: str) -> tuple[Any, str]:
+        """The key to verify `token` with and the one algorithm it must be signed with."""
+        if self._secret:
+            return self._secret, "HS256"
+        if self._public_key is not None:
+            return self._public_key, "RS256"
+        assert self._jwks is not None
         kid = jwt.get_unverified_header(token).get("kid")
-        keys = jwt.PyJWKSet.from_dict(self.jwks).keys
-        for found in keys:
+        for found in self._jwks:
             if kid is None or found.key_id == kid:
-                return found
+                return found, "RS256"
         raise jwt.InvalidKeyError(f"no key {kid!r} in the JWKS")
 
 
@@ -125,7 +136,7 @@ def identify(conn: HTTPConnection, api_key: str | None, keys: JwtKeys | None) ->
         return None
     for given in _presented(conn):
         if api_key and hmac.compare_digest(given.encode(), api_key.encode()):
-            return Principal(id=SERVICE_ID, role="service")
+            return SERVICE
         if keys is not None and given.count(".") == 2:
             try:
                 return keys.verify(given)

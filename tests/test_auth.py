@@ -13,7 +13,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from starlette.requests import Request
 
-from gateway.auth import SERVICE_ID, InvalidToken, JwtKeys, Refused, identify, may_see
+from bus.origin import SERVICE
+from gateway.auth import InvalidToken, JwtKeys, Refused, identify, may_see
 from schemas import Principal
 from tests.system import AGENTBUS
 
@@ -88,7 +89,7 @@ def test_one_key_is_configured_at_most() -> None:
 def test_a_request_is_the_api_keys_service_a_tokens_user_or_refused() -> None:
     keys = JwtKeys(secret=SECRET)
     token = jwt.encode(_claims(), SECRET, algorithm="HS256")
-    assert identify(_request({"X-API-Key": "k"}), "k", keys) == Principal(id=SERVICE_ID, role="service")
+    assert identify(_request({"X-API-Key": "k"}), "k", keys) == SERVICE
     assert identify(_request({"Authorization": f"Bearer {token}"}), "k", keys) == Principal(
         id="ada", departments=("research",)
     )
@@ -102,7 +103,7 @@ def test_a_user_sees_only_their_own_sessions_admins_and_services_all() -> None:
     ada, bob = Principal(id="ada"), Principal(id="bob")
     assert may_see(ada, "ada") and not may_see(bob, "ada") and not may_see(ada, None)
     assert may_see(Principal(id="root", role="admin"), "ada")
-    assert may_see(Principal(id=SERVICE_ID, role="service"), "ada")
+    assert may_see(SERVICE, "ada")
     assert may_see(None, "ada")
 
 
