@@ -11,7 +11,7 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -207,6 +207,14 @@ class ClusterConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     rebalance_interval: float = 1.0
 
 
+class RetentionConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How long closed sessions are kept: a worker erases those closed more than `closed_sessions_days` days ago
+    (`projections.retention`), looking every `sweep_interval` seconds. None keeps them for ever (the default)."""
+
+    closed_sessions_days: Annotated[float, msgspec.Meta(gt=0)] | None = None
+    sweep_interval: Annotated[float, msgspec.Meta(gt=0)] = 3600.0
+
+
 class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The whole configuration."""
 
@@ -220,6 +228,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     session: SessionConfig = SessionConfig()
     limits: Limits = Limits()
     cluster: ClusterConfig = ClusterConfig()
+    retention: RetentionConfig = RetentionConfig()
 
 
 def load_config(path: str | Path | None = None) -> Config:

@@ -12,6 +12,10 @@ A worker relays only the sessions of the command partitions it leases, with
 one checkpoint per partition of the layout (`schemas.layout`) that never moves backwards, so that however many
 workers run, each event is published once in steady state (again only around
 a takeover), and a board waiting for its own events waits on its own worker.
+
+Relaying a session's tombstone (`SessionErased`) also removes what the session
+left on NATS (its commands, its uploads: `bus.erasure`), once that worked; a
+failure stops the follower, which its supervisor restarts from the checkpoint.
 """
 
 from __future__ import annotations
@@ -22,8 +26,10 @@ import contextlib
 import structlog
 
 from bus import Bus, MessageTooLarge
+from bus.erasure import erase_session_traces
 from projections import Checkpoints, EventLog, SkippedEvent
 from schemas import Layout, RecordedEvent, tag_of
+from schemas.events import SessionErased
 from schemas.frames import EventOmitted
 
 logger = structlog.get_logger("agentbus.relay")
@@ -137,6 +143,8 @@ class Relay:
             partition = layout.partition(recorded.session_id)
             if partition in owned and recorded.position > self._published[partition]:
                 await self._publish(recorded)
+                if isinstance(recorded, RecordedEvent) and isinstance(recorded.event, SessionErased):
+                    await erase_session_traces(self._bus, recorded.session_id, recorded.event.uploads)
             for each in owned:
                 self._published[each] = max(self._published[each], recorded.position)
             self.position = recorded.position

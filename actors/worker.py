@@ -6,6 +6,7 @@ import asyncio
 import os
 import uuid
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 import structlog
 
@@ -29,6 +30,7 @@ from .llm import Provider
 from .llm.registry import build_providers, close_providers
 from .placement import share
 from .relay import CHECKPOINT, Relay
+from .retention import run_retention
 from .runtime import ActorHost
 from .session import SessionActor
 from .team.actor import TeamActor
@@ -122,6 +124,10 @@ class Worker:
             asyncio.create_task(_supervised("projector", self.projector.run), name="projector"),
             asyncio.create_task(self._take_withdrawals(withdrawn), name="withdrawals"),
         ]
+        retention = self.ctx.config.retention
+        if retention.closed_sessions_days is not None:
+            sweeps = partial(run_retention, self._engine, retention.closed_sessions_days, retention.sweep_interval)
+            background.append(asyncio.create_task(_supervised("retention", sweeps), name="retention"))
         await self._rebalance()
         logger.info("worker_started", member=self._leases.member, partitions=sorted(self._consumers))
         self.ready.set()

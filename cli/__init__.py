@@ -208,6 +208,17 @@ def build_parser() -> argparse.ArgumentParser:
     quota.add_argument("period", choices=["day", "month"])
     quota.add_argument("limit", help="a whole number, or none")
 
+    erase = command(
+        "erase",
+        "erase:cmd_erase",
+        "erase a session: its events become one tombstone, its history, commands and uploads go",
+        "agentbus erase 3f2c9a0e",
+        "As an admin's DELETE /api/v1/chat/sessions/<id>?erase=true does, on the database of a running\n"
+        "or a stopped `agentbus up`, or AGENTBUS_DATABASE_URL; recorded as cli:<your login>. Exits 2\n"
+        "if the session has nothing to erase.",
+    )
+    erase.add_argument("session", help="the session id")
+
     command("migrate", "tools:cmd_migrate", "create or upgrade the database schema", "agentbus migrate")
 
     projections = command(

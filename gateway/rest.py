@@ -52,6 +52,7 @@ from .answers import (
 )
 from .auth import caller_of, may_see, sees_all
 from .context import GatewayContext
+from .erasure import erase
 from .openapi import ApiRoute
 
 MAX_EVENTS_PAGE = 10_000
@@ -87,9 +88,21 @@ class AtQuery(msgspec.Struct, frozen=True, kw_only=True):
     at: Annotated[limits.Position, msgspec.Meta(description="as it stood at this log position")] | None = None
 
 
-class Closed(msgspec.Struct, frozen=True, kw_only=True):
+class CloseQuery(msgspec.Struct, frozen=True, kw_only=True):
+    erase: Annotated[
+        bool,
+        msgspec.Meta(description="erase it instead (admins and the service): its events become one tombstone"),
+    ] = False
+
+
+class Closed(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     status: str
+    """`closed`, or `erased` (`?erase=true`)"""
     session_id: str
+    events_erased: int | None = None
+    """`?erase=true`: how many events the tombstone replaced"""
+    position: int | None = None
+    """`?erase=true`: the tombstone's position in the log"""
 
 
 _ERROR_STATUS = {
@@ -198,6 +211,18 @@ async def get_session(request: Request) -> Response:
 
 async def close_session(request: Request) -> Response:
     ctx = _ctx(request)
+    try:
+        query = parse_query(request, CloseQuery)
+    except msgspec.ValidationError as exc:
+        return problem(400, f"invalid query: {exc}", "invalid_query")
+    if query.erase:
+        erased = await erase(request)
+        if isinstance(erased, Response):
+            return erased
+        events_erased = erased.tombstone.events_erased
+        return json_response(
+            Closed(status="erased", session_id=erased.session_id, events_erased=events_erased, position=erased.position)
+        )
     view = await existing_session(request)
     if isinstance(view, Response):
         return view
@@ -315,8 +340,12 @@ routes = [
         "/sessions/{session_id}",
         close_session,
         "DELETE",
-        summary="Close a session: later messages are refused",
+        summary="Close a session: later messages are refused (`?erase=true`: erase it)",
+        description="`erase=true` (an admin or the service; anyone else gets 404): every event of the session is "
+        "replaced by one `session_erased` tombstone, its history and views are gone, its commands and uploads "
+        "are removed by a worker.",
         path_params=SESSION_PATH,
+        query=CloseQuery,
         responses=answers(Closed, 400, 404, 504),
     ),
     ApiRoute(

@@ -20,6 +20,7 @@ from schemas.events import (
     RoundSummary,
     SessionClosed,
     SessionCreated,
+    SessionErased,
     SessionRenamed,
     UserMessage,
 )
@@ -27,6 +28,7 @@ from schemas.events import (
 from ._board_messages import board_message
 from ._department_apply import apply_department
 from ._team_messages import needs_phase_name, team_message
+from .erasure import erase_views
 from .tables import events, rm_messages, rm_sessions, rm_usage
 from .teams import ModelCall, is_model_call
 
@@ -71,6 +73,8 @@ async def apply(conn: AsyncConnection, recorded: RecordedEvent) -> None:
             await _touch(conn, recorded, status="closed")
         case SessionRenamed(title=title):
             await _touch(conn, recorded, title=title)
+        case SessionErased():
+            await erase_views(conn, recorded.session_id)
         case ModelCalled() | ExpertSpeech() | RoundSummary() | BoardConcluded() as used:
             await _add_usage(conn, recorded, used)
             await apply_department(conn, recorded)

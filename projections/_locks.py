@@ -16,3 +16,6 @@ The two-int form of the advisory lock functions never collides with the bigint f
 
 PARTITION_CLASS = 0x61676E75
 """First half of a command partition's session lock; the second half is `hashtext('<prefix>/<partition>')`."""
+
+RETENTION = 0x61676E7462757303
+"""Held (transaction scope) while a retention sweep runs, so one worker sweeps at a time."""

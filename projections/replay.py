@@ -6,12 +6,13 @@ gateway's `GET /boards/{id}` and `GET /teams/{id}` call these.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 import msgspec
 
 from schemas import tag_of
-from schemas.events import TurnStarted
+from schemas.events import ErasureReason, SessionErased, TurnStarted
 from schemas.streams import board_stream, team_stream
 
 from ._team_markdown import team_markdown
@@ -23,6 +24,7 @@ from .teams import fold as fold_team
 
 __all__ = [
     "BoardOutline",
+    "ErasureOutline",
     "SessionOutline",
     "TeamOutline",
     "TurnOutline",
@@ -86,13 +88,24 @@ class TurnOutline(msgspec.Struct, frozen=True, kw_only=True):
     first_position: int
 
 
+class ErasureOutline(msgspec.Struct, frozen=True, kw_only=True):
+    """One erasure of the session: its tombstone, all that is left of what came before it."""
+
+    position: int
+    recorded_at: datetime
+    erased_by: str
+    reason: ErasureReason
+    events_erased: int
+
+
 class SessionOutline(msgspec.Struct, frozen=True, kw_only=True):
-    """The boards, turns and teams of one session, each in the order it started."""
+    """The boards, turns and teams of one session, each in the order it started, and its erasures."""
 
     session_id: str
     boards: list[BoardOutline]
     turns: list[TurnOutline]
     teams: list[TeamOutline] = []
+    erasures: list[ErasureOutline] = []
 
 
 class _Turn(msgspec.Struct, kw_only=True):
@@ -107,9 +120,20 @@ async def session_outline(event_log: EventLog, session_id: str) -> SessionOutlin
     boards: dict[str, tuple[int, BoardView]] = {}
     teams: dict[str, tuple[int, TeamView]] = {}
     turns: dict[str, _Turn] = {}
+    erasures: list[ErasureOutline] = []
     async for recorded in event_log.iter_session(session_id):
         kind, _, actor_id = recorded.stream.partition("-")
-        if kind == "board":
+        if isinstance(erased := recorded.event, SessionErased):
+            erasures.append(
+                ErasureOutline(
+                    position=recorded.position,
+                    recorded_at=recorded.recorded_at,
+                    erased_by=erased.erased_by,
+                    reason=erased.reason,
+                    events_erased=erased.events_erased,
+                )
+            )
+        elif kind == "board":
             _, view = boards.setdefault(actor_id, (recorded.position, BoardView(board_id=actor_id)))
             apply(view, recorded)
         elif kind == "team":
@@ -155,6 +179,7 @@ async def session_outline(event_log: EventLog, session_id: str) -> SessionOutlin
             )
             for team_id, (first, team) in teams.items()
         ],
+        erasures=erasures,
     )
 
 

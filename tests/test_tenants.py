@@ -40,7 +40,7 @@ def test_a_worker_a_gateway_and_a_command_of_another_prefix_refuse_the_database_
     env = {"AGENTBUS_NATS_URL": nats_url, "AGENTBUS_DATABASE_URL": fresh_database_url}
     assert run("migrate", tmp_path, {**env, "AGENTBUS_SUBJECT_PREFIX": "acme"}).returncode == 0
     other = {**env, "AGENTBUS_SUBJECT_PREFIX": "globex"}
-    for command, args in [("worker", ()), ("gateway", ("--port", "0")), ("migrate", ())]:
+    for command, args in [("worker", ()), ("gateway", ("--port", "0")), ("migrate", ()), ("erase", ("s1",))]:
         result = run(command, tmp_path, other, *args)
         assert result.returncode == 1, (command, result.stderr[-2000:])
         assert "belongs to the subject prefix 'acme', not 'globex'" in result.stderr, command

@@ -17,6 +17,7 @@ from .department import (
     DepartmentMemberRemoved,
     QuotaSet,
 )
+from .erasure import ErasureReason, SessionErased
 from .session import (
     AssistantMessage,
     CommandRejected,
@@ -69,7 +70,7 @@ from .turn import (
     TurnStarted,
 )
 
-AnyEvent = SessionEvent | TurnEvent | BoardEvent | TeamEvent | DepartmentEvent
+AnyEvent = SessionEvent | TurnEvent | BoardEvent | TeamEvent | DepartmentEvent | SessionErased
 """Every event the log can hold; decoding `data` with it yields the right class."""
 
 __all__ = [
@@ -89,6 +90,7 @@ __all__ = [
     "DepartmentEvent",
     "DepartmentMemberAdded",
     "DepartmentMemberRemoved",
+    "ErasureReason",
     "ExpertProfile",
     "ExpertResult",
     "ExpertSpeech",
@@ -114,6 +116,7 @@ __all__ = [
     "Routing",
     "SessionClosed",
     "SessionCreated",
+    "SessionErased",
     "SessionEvent",
     "SessionRenamed",
     "SkillMatched",
