@@ -230,3 +230,19 @@ async def test_a_teams_model_calls_are_counted_against_the_callers_department_an
         research = (await client.get("/departments/research")).json()
     assert research["usage"]["requests_today"] == len(counted)
     assert research["quotas"][0]["current"] == len(counted)  # each call reserved one request
+
+
+async def test_a_team_ends_with_a_clear_error_when_the_quota_store_does_not_answer(system: System) -> None:
+    await set_quota(system, "research", "requests", "day", 10)
+    session_id = await new_session(system, ADA)
+    engine = create_engine(system.env["AGENTBUS_DATABASE_URL"])
+    try:
+        async with engine.connect() as conn, conn.begin():
+            await conn.execute(text("LOCK TABLE quota_counters IN ACCESS EXCLUSIVE MODE"))
+            async with socket(system, session_id, ADA) as ws:
+                await ws.recv()
+                frame = await say(ws, "@team Write a short release note")
+    finally:
+        await engine.dispose()
+    assert frame["type"] == "error" and frame["data"]["code"] == "team_failed"
+    assert "the model was not called" in frame["data"]["reason"]

@@ -43,13 +43,15 @@ async def test_a_user_reads_and_writes_only_their_own_sessions(system: System) -
             ("GET", "/sessions/{}/messages", None),
             ("GET", "/sessions/{}/events?after=0", None),
             ("POST", "/sessions/{}/messages", {"content": "hello", "idempotency_key": "k"}),
+            ("PATCH", "/sessions/{}", {"title": "mine now"}),
             ("DELETE", "/sessions/{}", None),
         ]:
             foreign = await bob.request(method, path.format(mine), json=body)
             nothing = await bob.request(method, path.format(absent), json=body)
             assert (foreign.status_code, foreign.text) == _as_if_absent(nothing, mine, absent), (method, path)
-        # ada's session is untouched: open, and nothing was said in it.
-        assert (await ada.get(f"/sessions/{mine}")).json()["status"] == "active"
+        # ada's session is untouched: open, not renamed, and nothing was said in it.
+        untouched = (await ada.get(f"/sessions/{mine}")).json()
+        assert untouched["status"] == "active" and untouched.get("title") is None
         assert (await ada.get(f"/sessions/{mine}/messages")).json() == []
 
 
