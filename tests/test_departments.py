@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from actors.session.state import Refused, SessionState, decide_create
@@ -13,7 +16,7 @@ from projections import EventLog, Projector, ReadModels, create_engine
 from projections.departments import DepartmentRefused, Departments, DepartmentState, decide, evolve
 from projections.quotas import QuotaStore, QuotaUnavailable, Reservation
 from schemas import CreateSession
-from schemas.departments import AddMember, CreateDepartment, RemoveMember, SetQuota
+from schemas.departments import AddMember, CreateDepartment, DepartmentCommand, RemoveMember, SetQuota
 from schemas.events import DepartmentCreated, DepartmentMemberAdded, QuotaSet
 from schemas.quotas import QuotaInfo
 from schemas.streams import DEPARTMENTS_SESSION
@@ -149,3 +152,26 @@ def test_no_session_can_be_created_under_the_id_department_events_are_recorded_w
     """Else its owner would find the departments' events in that session's feed and history."""
     decision = decide_create(SessionState(session_id=DEPARTMENTS_SESSION), CreateSession())
     assert isinstance(decision, Refused) and decision.code == "invalid_session_id"
+
+
+_COMMANDS = msgspec.json.Decoder(DepartmentCommand)
+_command = st.one_of(
+    st.builds(CreateDepartment, department_id=st.text(max_size=20), name=st.text(max_size=20)),
+    st.builds(AddMember, department_id=st.text(max_size=20), user_id=st.text(max_size=20)),
+    st.builds(RemoveMember, department_id=st.text(max_size=20), user_id=st.text(max_size=20)),
+    st.builds(
+        SetQuota,
+        department_id=st.text(max_size=20),
+        quota_type=st.sampled_from(["requests", "tokens"]),
+        period=st.sampled_from(["day", "month"]),
+        limit=st.none() | st.integers(0, 2**62),
+    ),
+)
+
+
+@settings(max_examples=50, deadline=None)
+@given(command=_command)
+def test_every_department_command_round_trips_and_a_negative_limit_is_refused(command: DepartmentCommand) -> None:
+    assert _COMMANDS.decode(msgspec.json.encode(command)) == command
+    with pytest.raises(msgspec.ValidationError):
+        _COMMANDS.decode(b'{"type":"set_quota","department_id":"d","quota_type":"tokens","period":"day","limit":-1}')
