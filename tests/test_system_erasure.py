@@ -17,6 +17,7 @@ import pytest
 import websockets
 from nats.aio.client import Client
 
+from actors.config import DEFAULT_CONFIG
 from bus import nats_servers
 from schemas import Subjects
 from tests.system import System, receive_until
@@ -125,3 +126,30 @@ async def test_agentbus_erase_erases_a_session_as_the_operator(system: System, n
     assert again.returncode == 2 and "nothing to erase" in again.stderr
     await traces_erased(system, session_id)
     assert await stored_commands(nc, subject_prefix, session_id) == 0
+    # The worker held the session: its next write fails the version check, and it reloads to no session.
+    late = system.publish("--session", session_id, "hello again")
+    assert late.returncode == 2 and "does not exist" in late.stderr
+
+
+async def test_a_worker_expires_closed_sessions_under_its_retention_and_keeps_open_ones(
+    tmp_path: Path, system_env: dict[str, str]
+) -> None:
+    """With any closed session past its retention (a billionth of a day), the worker's sweep erases it."""
+    config = tmp_path / "agentbus.toml"
+    retention = "closed_sessions_days = 0.000000001\nsweep_interval = 0.1\n"
+    config.write_text(DEFAULT_CONFIG.read_text().replace("sweep_interval = 3600\n", retention))
+    assert retention in config.read_text()
+    system = System(tmp_path / "data", {**system_env, "AGENTBUS_CONFIG": str(config)}).start()
+    try:
+        kept, closed = await system.create_session(), await system.create_session()
+        async with system.http() as client:
+            assert (await client.delete(f"/sessions/{closed}")).json()["status"] == "closed"
+            output = await asyncio.to_thread(system.wait_for_output, "sessions_expired", timeout=20)
+            [line] = [line for line in output.splitlines() if "sessions_expired" in line]
+            assert closed in line and kept not in line
+            assert (await client.get(f"/sessions/{closed}")).status_code == 404
+            assert (await client.get(f"/sessions/{kept}")).json()["status"] == "active"
+            [tombstone] = (await client.get(f"/sessions/{closed}/events?after=0")).json()
+        assert (tombstone["event"]["erased_by"], tombstone["event"]["reason"]) == ("retention", "expired")
+    finally:
+        assert system.stop() == 0
