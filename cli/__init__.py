@@ -124,6 +124,16 @@ def build_parser() -> argparse.ArgumentParser:
     gw.add_argument("--host", default="127.0.0.1")
     gw.add_argument("--port", type=int, default=8000)
 
+    command(
+        "mcp",
+        "mcp:cmd_mcp",
+        "serve agentbus to MCP clients (IDEs, desktop assistants) over stdio",
+        "agentbus mcp --data-dir .agentbus",
+        "Tools: chat with an agent in a session, hold a board on a topic and wait for its conclusion,\n"
+        "read a board's or a team's record. It serves AGENTBUS_NATS_URL and AGENTBUS_DATABASE_URL, or\n"
+        "the running `agentbus up` of --data-dir; a gateway serves the same tools at /mcp (HTTP).",
+    )
+
     pub = command(
         "publish",
         "publish:cmd_publish",

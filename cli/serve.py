@@ -101,8 +101,9 @@ class GatewayServer:
             jwt=jwt_keys(settings),
             answer_timeout=settings.answer_timeout,
         )
+        self._app = create_app(ctx)
         config = uvicorn.Config(
-            create_app(ctx),
+            self._app,
             log_level="warning",
             access_log=False,
             lifespan="off",
@@ -116,6 +117,10 @@ class GatewayServer:
         self, on_ready: Callable[[int], None] | None = None, worker_ready: asyncio.Event | None = None
     ) -> None:
         """Serve until `stop` (or cancellation), calling `on_ready(port)` once it answers."""
+        async with self._app.state.mcp.running():  # uvicorn runs no lifespan: the app's parts run here
+            await self._serve(on_ready, worker_ready)
+
+    async def _serve(self, on_ready: Callable[[int], None] | None, worker_ready: asyncio.Event | None) -> None:
         serving = asyncio.create_task(self._server.serve(sockets=[self._listener]), name="uvicorn")
         try:
             while not self._server.started:

@@ -8,7 +8,7 @@ Bad input is a 4xx, never a 5xx: a body is read no further than
 from __future__ import annotations
 
 import http
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, get_args
 
 import msgspec
 from starlette.exceptions import HTTPException
@@ -108,7 +108,19 @@ def parse_query(request: Request, query_type: type[Q]) -> Q:
 
     A bad value, an empty one included (`?after=`), raises `msgspec.ValidationError`.
     """
-    return msgspec.convert(dict(request.query_params), query_type, strict=False)
+    params = dict(request.query_params)
+    for field in msgspec.structs.fields(query_type):
+        # Lax conversion reads `null` as None, but an optional parameter's None is its absence, not a value.
+        if params.get(field.encode_name) == "null" and not _takes_text(field.type):
+            raise msgspec.ValidationError(f"Expected a value, got `null` - at `$.{field.encode_name}`")
+    return msgspec.convert(params, query_type, strict=False)
+
+
+def _takes_text(annotation: Any) -> bool:
+    """Whether a field of this type (through unions and `Annotated`) takes a string as it is."""
+    if annotation is str:
+        return True
+    return any(_takes_text(arg) for arg in get_args(annotation))
 
 
 async def unavailable(ctx: GatewayContext, *, database: bool = True) -> Response | None:

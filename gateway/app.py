@@ -22,6 +22,7 @@ from .auth import Refused, identify
 from .context import GatewayContext
 from .directory import routes as directory_routes
 from .health import SERVICE_UNAVAILABLE
+from .mcp import JSON_RPC_ANSWER, AgentbusTools, JsonRpcMessage, McpEndpoint
 from .metrics import metrics, relay_lag
 from .openapi import ApiRoute, Content
 from .openapi import routes as openapi_routes
@@ -97,7 +98,12 @@ _UPLOAD_FORM = {"type": "object", "properties": {"file": _BINARY}, "required": [
 
 
 def create_app(ctx: GatewayContext) -> Starlette:
-    """Build the gateway around already-connected handles (owned by the caller)."""
+    """Build the gateway around already-connected handles (owned by the caller).
+
+    Its MCP endpoint serves while the owner holds `app.state.mcp.running()`.
+    """
+    tools = AgentbusTools()
+    mcp = McpEndpoint(tools)
     app = Starlette(
         routes=[
             ApiRoute("/", index, "GET", summary="The chat page", responses={200: Content("text/html")}),
@@ -111,6 +117,20 @@ def create_app(ctx: GatewayContext) -> Starlette:
             ),
             ApiRoute("/metrics", metrics, "GET", summary="Prometheus metrics", responses={200: Content("text/plain")}),
             *openapi_routes,
+            ApiRoute(
+                "/mcp",
+                mcp,
+                "POST",
+                summary="Model Context Protocol (streamable HTTP, stateless): chat with agents, hold boards",
+                body=JsonRpcMessage,
+                responses={
+                    200: Content("application/json", schema=JSON_RPC_ANSWER),
+                    202: None,  # a notification, accepted
+                    400: Content("application/json", schema=JSON_RPC_ANSWER),
+                    401: Problem,
+                    406: Content("application/json", schema=JSON_RPC_ANSWER),
+                },
+            ),
             Mount("/api/v1/admin", routes=admin_routes),
             Mount(
                 "/api/v1/chat",
@@ -145,4 +165,6 @@ def create_app(ctx: GatewayContext) -> Starlette:
         exception_handlers={EventLogError: event_log_failed, HTTPException: http_error},
     )
     app.state.ctx = ctx
+    app.state.mcp = mcp
+    tools.bind(app)
     return app

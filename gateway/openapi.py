@@ -175,10 +175,17 @@ def _operation(item: _Found, schema_of: Mapping[Any, Any], components: dict[str,
     if op.body is not None:
         doc["requestBody"] = {"required": op.body_required, "content": _content(op.body, schema_of)}
     doc["responses"] = {
-        str(status): {"description": http.HTTPStatus(status).phrase, "content": _content(declared, schema_of)}
-        for status, declared in sorted(op.responses.items())
+        str(status): _response(status, declared, schema_of) for status, declared in sorted(op.responses.items())
     }
     return doc
+
+
+def _response(status: int, declared: Any, schema_of: Mapping[Any, Any]) -> dict[str, Any]:
+    """One documented answer; `None` declares one without a body."""
+    answer: dict[str, Any] = {"description": http.HTTPStatus(status).phrase}
+    if declared is not None:
+        answer["content"] = _content(declared, schema_of)
+    return answer
 
 
 def _content(declared: Any, schema_of: Mapping[Any, Any]) -> dict[str, Any]:
