@@ -11,10 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from projections import ConcurrencyError, EventLog, NewEvent, Projector, ReadModels, _locks
 from projections.erasure import erase_session
-from projections.replay import session_outline
+from projections.replay import load_board, load_team, session_outline
 from projections.retention import RETENTION, sweep
 from projections.tables import events, rm_sessions, rm_usage
-from schemas.events import ModelCalled, SessionErased, ToolCalled, UserMessage
+from schemas.events import BoardStarted, ModelCalled, SessionErased, TeamFormed, ToolCalled, UserMessage
 from tests.test_readmodels import conversation, tables
 
 UPLOAD = "0123456789abcdef0123456789abcdef.txt"
@@ -43,6 +43,10 @@ async def test_an_erased_session_is_one_tombstone_in_the_log_and_gone_from_every
     used = ModelCalled(turn_id="t", step=1, tier="main", prompt_tokens=5, completion_tokens=7)
     await log.append("session-gone", [NewEvent(event=named, session_id="gone")], None)
     await log.append("turn-gone", [NewEvent(event=e, session_id="gone") for e in (called, used)], None)
+    board = BoardStarted(board_id="b1", topic="the secret plan", experts=[], max_rounds=1)
+    team = TeamFormed(team_id="t1", task="the secret task", lead_expert="lead", experts=[], plan_phases=[])
+    await log.append("board-b1", [NewEvent(event=board, session_id="gone")], 0)
+    await log.append("team-t1", [NewEvent(event=team, session_id="gone")], 0)
     projector = Projector(engine, log)
     await projector.rebuild()
     kept_before = await ReadModels(engine).list_messages("kept")
@@ -50,11 +54,12 @@ async def test_an_erased_session_is_one_tombstone_in_the_log_and_gone_from_every
     erased = await erase_session(engine, "gone", by="ada")
 
     assert erased is not None
-    assert erased.tombstone == SessionErased(erased_by="ada", reason="erased", events_erased=9, uploads=[UPLOAD])
+    assert erased.tombstone == SessionErased(erased_by="ada", reason="erased", events_erased=11, uploads=[UPLOAD])
     assert await stored_types(engine, "gone") == ["session_erased"]
     [tombstone] = [recorded async for recorded in log.iter_session("gone")]
     assert (tombstone.position, tombstone.stream, tombstone.version) == (erased.position, "session-gone", 7)
     assert tombstone.position == await log.last_position()  # drawn in order, after every earlier event
+    assert await load_board(log, "b1") is None and await load_team(log, "t1") is None  # their streams went too
     views = ReadModels(engine)
     assert await views.get_session("gone") is None and await views.list_messages("gone") == []
     async with engine.connect() as conn:
@@ -68,7 +73,7 @@ async def test_an_erased_session_is_one_tombstone_in_the_log_and_gone_from_every
     outline = await session_outline(log, "gone")
     assert (outline.turns, outline.boards, outline.teams) == ([], [], [])
     [erasure] = outline.erasures
-    assert (erasure.erased_by, erasure.reason, erasure.events_erased) == ("ada", "erased", 9)
+    assert (erasure.erased_by, erasure.reason, erasure.events_erased) == ("ada", "erased", 11)
 
 
 async def test_a_writer_still_holding_an_erased_session_fails_its_version_check(
