@@ -18,6 +18,7 @@ import msgspec
 from schemas import ExecutionMode
 
 from .errors import ActorError
+from .mcp import McpServerConfig, check_servers
 
 DEFAULT_CONFIG = Path(__file__).with_name("default_config.toml")
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -56,6 +57,8 @@ class AgentConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     max_steps: int = 8
     tool_choice: str | None = None
     """A tool the first model call of each turn must call: for small models that would not choose one."""
+    mcp: list[str] = []
+    """MCP servers (`[mcp.<name>]`) whose tools the agent is offered beside `tools`."""
 
 
 class SkillConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -67,6 +70,8 @@ class SkillConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     execution_mode: ExecutionMode | None = None
     tool_choice: str | None = None
     """As the agent's: a tool the skill's first model call must call."""
+    mcp: list[str] = []
+    """As the agent's: the MCP servers whose tools the skill is offered."""
 
 
 class PhaseConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -228,6 +233,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     session: SessionConfig = SessionConfig()
     limits: Limits = Limits()
     cluster: ClusterConfig = ClusterConfig()
+    mcp: dict[str, McpServerConfig] = {}
+    """MCP servers by name; agents and skills name the ones whose tools they use."""
     retention: RetentionConfig = RetentionConfig()
 
 
@@ -275,6 +282,16 @@ def _check_references(config: Config, path: Path) -> None:
         raise ConfigError(f"config {path}: team needs max_phases, expert_attempts >= 1 and no negative bounds")
     if not config.agents:
         raise ConfigError(f"config {path}: declares no agents")
+    if problems := check_servers(config.mcp):
+        raise ConfigError(f"config {path}: " + "; ".join(problems))
+    users = [("agents", name, entry.mcp) for name, entry in config.agents.items()]
+    users += [("skills", name, entry.mcp) for name, entry in config.skills.items()]
+    for kind, name, servers in users:
+        unknown = [server for server in servers if server not in config.mcp]
+        if unknown:
+            raise ConfigError(
+                f"config {path}: {kind}.{name}.mcp names unknown MCP servers {unknown}; known: {sorted(config.mcp)}"
+            )
     cluster = config.cluster
     if not 1 <= cluster.partitions <= 1024 or cluster.replicas not in (1, 3, 5):
         raise ConfigError(f"config {path}: cluster needs 1 <= partitions <= 1024 and replicas 1, 3 or 5")

@@ -13,6 +13,7 @@ from projections.quotas import QuotaStore
 from .config import Config
 from .experts.withdrawals import Withdrawals
 from .llm import Provider
+from .mcp.servers import McpServers
 from .quota import QuotaGuard
 
 Relayed = Callable[[int], Awaitable[object]]
@@ -32,6 +33,8 @@ class WorkerContext(msgspec.Struct, frozen=True, kw_only=True):
     """A provider per configured LLM endpoint name (agent turns choose theirs by name)."""
     withdrawals: Withdrawals = msgspec.field(default_factory=Withdrawals)
     """The boards and teams that ended lately: their experts stop streaming for them."""
+    mcp: McpServers = msgspec.field(default_factory=McpServers)
+    """The worker's MCP servers, started by the first turn that needs each (`config.mcp` says how)."""
 
     @property
     def quotas(self) -> QuotaGuard:

@@ -162,6 +162,7 @@ class Worker:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
             await self.host.stop()
+            await self.ctx.mcp.close()
             await close_providers(self.ctx.providers)
             await self.event_log.close()
 

@@ -43,18 +43,27 @@ class Tool:
 
     `run` receives the decoded `args` Struct and the `ToolContext`, and returns
     the text the model sees; it raises `ToolError` to report a failure the model should read.
+    A tool whose arguments are not a Struct (an MCP server's tool) has `args` None and
+    its JSON Schema in `parameters`; `run` then receives the arguments as a dict, which
+    the tool checks itself.
     `needs_confirmation` makes the turn ask the user before `run` is called.
+    `idempotent`: running it twice has the effect of running it once, so a call cut
+    before its result was recorded may simply be run again.
     """
 
     name: str
     description: str
-    args: type[msgspec.Struct]
+    args: type[msgspec.Struct] | None
     run: Callable[[Any, ToolContext], Awaitable[str]] | None = None
     needs_confirmation: bool = False
     kind: ToolKind = "function"
+    idempotent: bool = False
+    parameters: dict[str, Any] | None = None
 
     def spec(self) -> ToolSpec:
-        """Describe the tool to a model (JSON Schema of its argument Struct, inlined)."""
+        """Describe the tool to a model: the JSON Schema of its argument Struct (inlined), or its `parameters`."""
+        if self.args is None:
+            return ToolSpec(name=self.name, description=self.description, parameters=self.parameters or _NO_PARAMETERS)
         schema = msgspec.json.schema(self.args)
         definitions = schema.get("$defs", {})
         ref = schema.get("$ref", "")
@@ -65,7 +74,7 @@ class Tool:
     def parse(self, arguments: str) -> Any:
         """Decode the model's JSON arguments into the argument Struct, or raise `InvalidArguments`."""
         try:
-            return msgspec.json.decode(arguments or "{}", type=self.args)
+            return msgspec.json.decode(arguments or "{}", type=self.args or dict[str, Any])
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise InvalidArguments(self.name, str(exc)) from None
 
@@ -74,6 +83,9 @@ class Tool:
         if self.run is None:
             raise ToolError(f"{self.name} is answered by the turn, not run")
         return await self.run(self.parse(arguments), context)
+
+
+_NO_PARAMETERS: dict[str, Any] = {"type": "object", "properties": {}}
 
 
 class ToolRegistry:

@@ -54,8 +54,15 @@ BUILTIN_TOOLS = ToolRegistry(
             description="Evaluate an arithmetic expression exactly.",
             args=CalculatorArgs,
             run=calculator,
+            idempotent=True,
         ),
-        Tool(name="clock", description="Tell the current date and time (UTC).", args=ClockArgs, run=clock),
+        Tool(
+            name="clock",
+            description="Tell the current date and time (UTC).",
+            args=ClockArgs,
+            run=clock,
+            idempotent=True,
+        ),
         Tool(
             name="ask_human",
             description="Ask the user a question when you need information only they have; wait for the answer.",
@@ -73,6 +80,7 @@ BUILTIN_TOOLS = ToolRegistry(
             description="Read an uploaded file by its stored name: its text (the first max_bytes), or what it is if binary.",
             args=ReadUploadArgs,
             run=read_upload,
+            idempotent=True,
         ),
         Tool(
             name="delete_upload",

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
+import msgspec
 import structlog
 
 from schemas import Principal, Token, TokenReset
@@ -102,6 +103,7 @@ class ReactDriver:
                 await self._propose([failed], state.version)
 
     async def _loop(self) -> None:
+        await self._offer_mcp_tools()
         while True:
             self._changed.clear()
             state = self._state_of()
@@ -123,6 +125,13 @@ class ReactDriver:
                         await asyncio.wait_for(self._changed.wait(), max(remaining, 0.0))
                     except TimeoutError:
                         pass  # the next decision records the timeout
+
+    async def _offer_mcp_tools(self) -> None:
+        """Add the tools of the turn's MCP servers to the built-in ones: known only now, as servers start lazily."""
+        tools = await self.ctx.mcp.tools(self.ctx.config.mcp, self.setup.mcp)
+        for tool in tools:
+            self.tools.register(tool)
+        self.setup = msgspec.structs.replace(self.setup, tools=[*self.setup.tools, *(tool.name for tool in tools)])
 
     async def _call_model(self, step: int) -> None:
         state = self._state_of()

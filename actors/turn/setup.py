@@ -32,6 +32,8 @@ class TurnSetup(msgspec.Struct, frozen=True, kw_only=True):
     skill: str | None = None
     tool_choice: str | None = None
     """The tool the first model call must call, if one is forced."""
+    mcp: list[str] = []
+    """The MCP servers whose tools the turn is offered too (listed when it runs: they start lazily)."""
 
 
 class SetupRefused(msgspec.Struct, frozen=True, kw_only=True):
@@ -68,8 +70,9 @@ def resolve_setup(
     if mode == "plan_exec" and not config.plan_exec.enabled:
         mode = "react"  # as the seed did: plan_exec switched off runs the ReAct loop
     tools = list(skill.tools if skill else agent.tools)
+    servers = list(skill.mcp if skill else agent.mcp)
     if mode == "direct":
-        tools = []
+        tools, servers = [], []
     elif mode == "plan_exec" and "advance_phase" not in tools:
         tools.append("advance_phase")
     return TurnSetup(
@@ -84,6 +87,7 @@ def resolve_setup(
         content=content,
         skill=requested.name if requested else None,
         tool_choice=((skill.tool_choice if skill else None) or agent.tool_choice) if tools else None,
+        mcp=servers,
     )
 
 

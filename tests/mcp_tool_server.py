@@ -1,0 +1,78 @@
+"""An MCP server for the tests, written with the official SDK: `python tests/mcp_tool_server.py stdio`
+or `python tests/mcp_tool_server.py http <port>` (streamable HTTP on 127.0.0.1:<port>/mcp).
+
+Its tools cover what agentbus must handle: plain text, an idempotent tool,
+a tool whose call the policy has the user confirm, one it denies, an image,
+a result too long to record whole, a request header, a crash and a hang.
+Each start is appended to the file `MCP_TEST_STARTS` names, so a test sees a restart.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import anyio
+from mcp.server.mcpserver import Context, Image, MCPServer
+from mcp.types import ToolAnnotations
+
+server = MCPServer("agentbus-test")
+
+
+@server.tool(annotations=ToolAnnotations(idempotent_hint=True))
+def echo(text: str) -> str:
+    """Say the text back."""
+    return f"echo: {text}"
+
+
+@server.tool(annotations=ToolAnnotations(idempotent_hint=False))
+def write_note(text: str) -> str:
+    """Write a note (the policy makes the user confirm each call)."""
+    return f"noted: {text}"
+
+
+@server.tool()
+def erase_everything() -> str:
+    """Erase everything (the policy denies it: it must never be offered)."""
+    return "erased"
+
+
+@server.tool()
+def picture() -> Image:
+    """Draw a picture."""
+    return Image(data=b"\x89PNG\r\n\x1a\n" + bytes(100), format="png")
+
+
+@server.tool()
+def long_text(size: int) -> str:
+    """Write `size` characters."""
+    return "é" * size
+
+
+@server.tool()
+def header(name: str, ctx: Context) -> str:
+    """Say the value of a request header (over HTTP)."""
+    return f"{name}: {(ctx.headers or {}).get(name.lower(), '(none)')}"
+
+
+@server.tool()
+def crash() -> str:
+    """Kill the server process in the middle of the call."""
+    os._exit(3)
+
+
+@server.tool()
+async def hang() -> str:
+    """Never answer."""
+    await anyio.sleep_forever()
+    return "never"
+
+
+if __name__ == "__main__":
+    if starts := os.environ.get("MCP_TEST_STARTS"):
+        with open(starts, "a") as log:
+            log.write(f"{os.getpid()}\n")
+    if sys.argv[1] == "stdio":
+        server.run()
+    else:
+        server.run("streamable-http", host="127.0.0.1", port=int(sys.argv[2]))
