@@ -224,3 +224,17 @@ def test_the_node_example_chats_as_the_service_with_its_credential_file(secured:
         timeout=90,
     )
     check(summary_of(run), text)
+
+
+async def test_worker_children_of_up_connect_with_the_worker_credential(tmp_path: Path) -> None:
+    """`up --workers 2` hands its `agentbus worker` children the worker's seed: they take the commands."""
+    system = System(tmp_path / "data", EMBEDDED).start(timeout=120, args=("--workers", "2"))
+    try:
+        session_id = await system.create_session()
+        async with websockets.connect(system.ws_base + session_id) as ws:
+            await ws.recv()
+            await ws.send(json.dumps({"type": "message", "content": "hello, children"}))
+            frames = await receive_until(ws, "final_answer", timeout=60)
+    finally:
+        assert system.stop() == 0
+    assert 'You said: "hello, children"' in frames[-1]["content"]
