@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from actors.mcp import McpServerConfig
+from actors.mcp.connection import McpConnection, McpUnavailable
 from actors.mcp.servers import McpServers
 from actors.tools import Tool, ToolContext, ToolError
 from tests.mcp_tool_processes import HttpServer, starts, stdio_config
@@ -135,3 +137,24 @@ async def test_closing_stops_the_server_process_and_no_call_starts_it_again(tmp_
     with pytest.raises(ToolError, match="the worker is stopping"):
         await tools["notes__echo"].call('{"text": "late"}', NO_BUS)
     assert len(starts(tmp_path / "starts")) == 1
+
+
+async def test_a_server_that_never_answers_its_handshake_is_given_up_at_start_timeout(servers: McpServers) -> None:
+    silent = McpServerConfig(command="sleep", args=["600"], start_timeout=0.5)
+    assert await servers.tools({"silent": silent}, ["silent"]) == []  # the turn goes on without its tools
+
+
+async def test_a_server_that_fails_to_start_is_not_spawned_again_before_its_back_off(tmp_path: Path) -> None:
+    spawns = tmp_path / "spawns"
+    failing = McpServerConfig(
+        command=sys.executable, args=["-c", f"open({str(spawns)!r}, 'a').write('x')"], start_timeout=10
+    )
+    connection = McpConnection("failing", failing)
+    try:
+        with pytest.raises(McpUnavailable, match="it did not start"):
+            await connection.list_tools()
+        with pytest.raises(McpUnavailable, match=r"next start in 1 s"):
+            await connection.call("echo", {"text": "now?"})
+        assert spawns.read_text() == "x"  # one spawn: the second use did not try again within the back-off
+    finally:
+        await connection.close()
