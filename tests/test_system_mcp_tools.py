@@ -16,7 +16,7 @@ from starlette.responses import Response, StreamingResponse
 
 from tests.mcp_tool_processes import SERVER, HttpServer, starts
 from tests.openai_server import OpenAIServer, _chunk
-from tests.system import System, receive_until
+from tests.system import System, process_alive, receive_until
 
 
 class CallerModel(OpenAIServer):
@@ -85,7 +85,8 @@ mcp = ["notes", "remote"]
     )
     system = System(tmp_path / "data", {**system_env, "AGENTBUS_CONFIG": str(config)}).start()
     yield system
-    assert system.stop() == 0
+    if system.process is not None:
+        assert system.stop() == 0
 
 
 def steps(frames: list[dict], event_type: str) -> list[dict]:
@@ -151,3 +152,6 @@ async def test_a_turn_calls_mcp_tools_over_stdio_and_http_with_confirmation_cras
         "notes__echo",
         "notes__hang",
     ]
+    # The worker stops its servers when it stops (they run in sessions of their own: no Ctrl-C reaches them).
+    assert system.stop() == 0
+    assert not [pid for pid in starts(tmp_path / "starts") if process_alive(pid)]
