@@ -16,6 +16,7 @@ from schemas.events import (
     TurnCompleted,
     TurnFailed,
 )
+from schemas.quotas import QuotaInfo
 from schemas.texts import ENGLISH, Texts
 
 from .protocol import ErrorData, ResultData, ServerFrame, StepData, TeamEndedData, error_frame, raw
@@ -85,6 +86,10 @@ def _render_event(recorded: RecordedEvent, texts: Texts) -> ServerFrame:
             return ServerFrame(
                 type="result", position=position, data=raw(ResultData(status="cancelled", board_id=board_id))
             )
+        case BoardFailed(reason=reason, quota_info=QuotaInfo() as quota_info):
+            # The seed's frame: `quota exceeded` with the quota.
+            failed = ErrorData(message=reason, code="quota_exceeded", quota_info=quota_info)
+            return ServerFrame(type="error", position=position, data=raw(failed))
         case BoardFailed(reason=reason):
             return ServerFrame(
                 type="error",

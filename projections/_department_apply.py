@@ -9,7 +9,16 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from schemas.envelope import RecordedEvent
-from schemas.events import DepartmentCreated, DepartmentMemberAdded, DepartmentMemberRemoved, ModelCalled, QuotaSet
+from schemas.events import (
+    BoardConcluded,
+    DepartmentCreated,
+    DepartmentMemberAdded,
+    DepartmentMemberRemoved,
+    ExpertSpeech,
+    ModelCalled,
+    QuotaSet,
+    RoundSummary,
+)
 
 from .tables import rm_department_members, rm_department_usage, rm_departments, rm_quotas
 from .teams import ModelCall, is_model_call
@@ -42,12 +51,21 @@ async def apply_department(conn: AsyncConnection, recorded: RecordedEvent) -> No
             await conn.execute(upsert.on_conflict_do_update(index_elements=list(rm_quotas.primary_key), set_=row))
         case ModelCalled(charged_to=charged_to) if charged_to:
             await _count(conn, recorded, recorded.event, charged_to)
+        case (
+            ExpertSpeech(charged_to=charged_to)
+            | RoundSummary(charged_to=charged_to)
+            | BoardConcluded(charged_to=charged_to)
+        ) if charged_to:
+            await _count(conn, recorded, recorded.event, charged_to)
         case team_call if is_model_call(team_call) and team_call.charged_to:
             await _count(conn, recorded, team_call, team_call.charged_to)
 
 
 async def _count(
-    conn: AsyncConnection, recorded: RecordedEvent, call: ModelCalled | ModelCall, charged_to: list[str]
+    conn: AsyncConnection,
+    recorded: RecordedEvent,
+    call: ModelCalled | ModelCall | ExpertSpeech | RoundSummary | BoardConcluded,
+    charged_to: list[str],
 ) -> None:
     """One usage row per department a model call was counted against, keyed by its event."""
     day = recorded.recorded_at.astimezone(UTC).date()

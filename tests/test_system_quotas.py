@@ -246,3 +246,29 @@ async def test_a_team_ends_with_a_clear_error_when_the_quota_store_does_not_answ
         await engine.dispose()
     assert frame["type"] == "error" and frame["data"]["code"] == "team_failed"
     assert "the model was not called" in frame["data"]["reason"]
+
+
+async def test_a_board_whose_experts_run_out_of_quota_ends_with_the_seed_frame_and_counts_what_it_spoke(
+    system: System,
+) -> None:
+    # Room for a few speeches of the offline model, not for a whole board.
+    await set_quota(system, "research", "requests", "day", 3)
+    session_id = await new_session(system, ADA)
+    async with socket(system, session_id, ADA) as ws:
+        await ws.recv()
+        await ws.send(json.dumps({"type": "message", "content": "@board rounds=2 Should we rewrite billing?"}))
+        async with asyncio.timeout(60):
+            while (frame := json.loads(await ws.recv()))["type"] != "error" or "position" not in frame:
+                assert frame["type"] != "final_answer", "the board concluded over its quota"
+    assert frame["data"]["message"] == "quota exceeded" and frame["data"]["code"] == "quota_exceeded"
+    assert frame["data"]["quota_info"] == {
+        "department_id": "research", "quota_type": "requests", "period": "day", "limit": 3, "current": 3,
+    }  # fmt: skip
+    async with as_user(system, *ADA) as client:
+        events = [e["event"] for e in (await client.get(f"/sessions/{session_id}/events")).json()]
+        assert [e["type"] for e in events].count("expert_speech") == 3
+        failed = next(e for e in events if e["type"] == "board_failed")
+        assert failed["quota_info"]["department_id"] == "research"
+    async with admin(system) as client:
+        usage = (await client.get("/departments/research")).json()["usage"]
+    assert usage["requests_today"] == 3  # the three speeches, charged to ada's department

@@ -17,15 +17,16 @@ import msgspec
 import structlog
 
 from bus import RequestFailed
-from schemas import ExpertSpeechChunkReset, TeamInterventionAck, board_stream
+from schemas import ExpertSpeechChunkReset, Principal, TeamInterventionAck, board_stream
 from schemas.events import AnyEvent, BoardConcluded, BoardFailed, BoardStarted, ExpertSpeech, RoundSummary
 from schemas.experts import BoardRequest, Conclude, ExpertAnswer, ExpertRequest, Speak, SummarizeRound, expert_id
+from schemas.quotas import QuotaInfo
 from schemas.texts import ENGLISH, texts_for
 
 from ..config import Role
 from ..context import WorkerContext
 from ..errors import ActorError, is_outage
-from ..experts.ask import ask_expert
+from ..experts.ask import CallRefused, ask_expert
 from ..experts.withdrawals import withdraw
 from ..runtime import ActorHost, DrivenActor
 from ..runtime.groups import CancelWork, Intervene
@@ -54,6 +55,8 @@ class BoardActor(DrivenActor[logic.BoardState]):
         )
         self._texts = ENGLISH
         """The session's language, from the start request (a board re-activated by another message reports in English)."""
+        self._principal: Principal | None = None
+        """Who asked for the board (from the start request): whose quotas its model calls count against."""
 
     async def handle(self, message: Any) -> Any:
         match message:
@@ -66,8 +69,10 @@ class BoardActor(DrivenActor[logic.BoardState]):
                 return await self._end(logic.decide_cancel(self.state, reason))
             case StepDone(event=event):
                 return await self._step_done(event)
-            case DriverGaveUp(reason=reason):
-                return await self._end([BoardFailed(board_id=self.id, reason=reason)]) if self.state.running else False
+            case DriverGaveUp(reason=reason, quota_info=quota_info):
+                if not self.state.running:
+                    return False
+                return await self._end([BoardFailed(board_id=self.id, reason=reason, quota_info=quota_info)])
         raise TypeError(f"board actor cannot handle {type(message).__name__}")
 
     def finished(self) -> BoardFinished | None:
@@ -75,13 +80,14 @@ class BoardActor(DrivenActor[logic.BoardState]):
             case BoardConcluded() as concluded:
                 content = logic.final_answer(concluded, self._texts)
                 return BoardFinished(board_id=self.id, user_message_id=self.id, content=content)
-            case BoardFailed(reason=reason, cancelled=cancelled):
-                code = "cancelled" if cancelled else "board_failed"
+            case BoardFailed(reason=reason, cancelled=cancelled, quota_info=quota_info):
+                code = "cancelled" if cancelled else "quota_exceeded" if quota_info is not None else "board_failed"
                 return BoardFinished(board_id=self.id, user_message_id=self.id, content=reason, failed=True, code=code)
         return None
 
     async def _start(self, request: StartBoard) -> None:
         self._texts = texts_for(request.locale)
+        self._principal = request.principal
         if not await self.take_start(request.session_id, lambda reason: [BoardFailed(board_id=self.id, reason=reason)]):
             return
         resumed = self.state.started is not None  # by another incarnation, perhaps on another worker
@@ -137,6 +143,9 @@ class BoardActor(DrivenActor[logic.BoardState]):
                 if position is None:
                     return
                 await self.ctx.relayed(position)
+        except CallRefused as exc:
+            # Over quota (or no quota store): no expert may call its model for this board, so it ends.
+            self._give_up(exc.reason, exc.refusal.quota_info)
         except RequestFailed as exc:
             if not self.ctx.bus.connected:
                 logger.warning("board_interrupted", error=str(exc))  # NATS is gone, not the experts
@@ -152,9 +161,9 @@ class BoardActor(DrivenActor[logic.BoardState]):
             logger.exception("board_driver_crashed")
             self._give_up(f"internal error: {type(exc).__name__}")
 
-    def _give_up(self, reason: str) -> None:
+    def _give_up(self, reason: str, quota_info: QuotaInfo | None = None) -> None:
         try:
-            self.host.tell(self.kind, self.id, DriverGaveUp(reason=reason))
+            self.host.tell(self.kind, self.id, DriverGaveUp(reason=reason, quota_info=quota_info))
         except ActorError:
             pass  # the worker is stopping: the board resumes from its stream after the restart
 
@@ -187,6 +196,7 @@ class BoardActor(DrivenActor[logic.BoardState]):
             transcript=fit_transcript(self.state.transcript, limit.prompt_tokens),
             max_tokens=limit.max_tokens,
             timeout=limit.timeout,
+            principal=self._principal,
         )
 
     def _outcome(self, step: logic.NextStep, answer: ExpertAnswer) -> AnyEvent:
@@ -223,6 +233,7 @@ class BoardActor(DrivenActor[logic.BoardState]):
             prompt_tokens=answer.prompt_tokens,
             completion_tokens=answer.completion_tokens,
             truncated=answer.truncated,
+            charged_to=answer.charged_to,
         )
 
     async def _discard_speech(self, step: logic.SpeakStep) -> None:

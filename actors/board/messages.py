@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import msgspec
 
+from schemas import Principal
 from schemas.events import AnyEvent
+from schemas.quotas import QuotaInfo
 
 from .plan import BoardPlan, BoardRefused
 
@@ -21,6 +23,8 @@ class StartBoard(msgspec.Struct, frozen=True, kw_only=True):
     plan: BoardPlan | BoardRefused
     locale: str = "en"
     """The session's language: the final answer's sections are written in it."""
+    principal: Principal | None = None
+    """Who asked for the board: its experts' model calls count against that one's quotas."""
 
 
 class BoardFinished(msgspec.Struct, frozen=True, kw_only=True):
@@ -40,6 +44,7 @@ class StepDone(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class DriverGaveUp(msgspec.Struct, frozen=True, kw_only=True):
-    """The board's driver could not get an expert's answer after retries."""
+    """The board's driver could not get an expert's answer after retries, or a model call was over quota."""
 
     reason: str
+    quota_info: QuotaInfo | None = None

@@ -224,7 +224,13 @@ class SessionActor(EventSourcedActor[SessionState]):
         pending = self.state.unanswered[message_id]
         plan = plan_board(pending.message.content, self.ctx.config)
         if plan is not None:
-            start_board = StartBoard(session_id=self.id, user_message_id=message_id, plan=plan, locale=self._locale())
+            start_board = StartBoard(
+                session_id=self.id,
+                user_message_id=message_id,
+                plan=plan,
+                locale=self._locale(),
+                principal=pending.message.principal,
+            )
             self.host.tell("board", message_id, start_board)
             return
         spec = team_spec(pending.message.content, self.ctx.config, message_id)

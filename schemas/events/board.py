@@ -5,6 +5,7 @@ from __future__ import annotations
 import msgspec
 
 from .._base import Event
+from ..quotas import QuotaInfo
 
 
 class ExpertProfile(msgspec.Struct, frozen=True, kw_only=True):
@@ -40,6 +41,8 @@ class ExpertSpeech(Event, frozen=True, kw_only=True):
     completion_tokens: int = 0
     truncated: bool = False
     """The model's answer was cut at its token or time limit (`[limits]` in the config)."""
+    charged_to: list[str] = []
+    """The departments whose quotas counted the call (none for an admin, a service or without users)."""
 
 
 class RoundSummary(Event, frozen=True, kw_only=True):
@@ -56,6 +59,8 @@ class RoundSummary(Event, frozen=True, kw_only=True):
     completion_tokens: int = 0
     truncated: bool = False
     """The model's answer was cut at its token or time limit (`[limits]` in the config)."""
+    charged_to: list[str] = []
+    """The departments whose quotas counted the call (none for an admin, a service or without users)."""
 
 
 class UserIntervention(Event, frozen=True, kw_only=True):
@@ -83,6 +88,8 @@ class BoardConcluded(Event, frozen=True, kw_only=True):
     completion_tokens: int = 0
     truncated: bool = False
     """The model's answer was cut at its token or time limit (`[limits]` in the config)."""
+    charged_to: list[str] = []
+    """The departments whose quotas counted the call (none for an admin, a service or without users)."""
 
 
 class BoardFailed(Event, frozen=True, kw_only=True):
@@ -91,6 +98,8 @@ class BoardFailed(Event, frozen=True, kw_only=True):
     board_id: str
     reason: str
     cancelled: bool = False
+    quota_info: QuotaInfo | None = None
+    """A board that failed because a model call was over quota: which quota (the seed's `quota exceeded` frame)."""
 
 
 BoardEvent = BoardStarted | ExpertSpeech | RoundSummary | UserIntervention | BoardConcluded | BoardFailed
