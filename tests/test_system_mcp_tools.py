@@ -155,3 +155,28 @@ async def test_a_turn_calls_mcp_tools_over_stdio_and_http_with_confirmation_cras
     # The worker stops its servers when it stops (they run in sessions of their own: no Ctrl-C reaches them).
     assert system.stop() == 0
     assert not [pid for pid in starts(tmp_path / "starts") if process_alive(pid)]
+
+
+async def test_the_offline_model_calls_an_mcp_tool_a_message_names(tmp_path: Path, system_env: dict[str, str]) -> None:
+    """What `make run` shows with an MCP server configured and no model: the tool listed, called, its result used."""
+    config = tmp_path / "agents.toml"
+    config.write_text(
+        f"""
+[mcp.notes]
+command = {json.dumps(sys.executable)}
+args = [{json.dumps(str(SERVER))}, "stdio"]
+
+[agents.assistant]
+mcp = ["notes"]
+"""
+    )
+    system = System(tmp_path / "data", {**system_env, "AGENTBUS_CONFIG": str(config)}).start()
+    try:
+        session_id = await system.create_session()
+        async with websockets.connect(system.ws_base + session_id) as ws:
+            await ws.recv()
+            frames = await ask(ws, 'notes__echo {"text": "no model needed"}')
+        assert steps(frames, "tool_result")[0]["content"] == "echo: no model needed"
+        assert frames[-1]["content"] == "echo: no model needed (offline assistant)"
+    finally:
+        assert system.stop() == 0

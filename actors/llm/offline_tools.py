@@ -4,7 +4,9 @@ Given the tools a request offers, the offline "model" calls one when the
 user's message fits it (arithmetic → `calculator`, "what time" → `clock`,
 "delete <name>" → `delete_upload`, which needs confirmation, a message that
 names an upload by its stored name or download URL → `read_upload`, "ask me …"
-→ `ask_human`), then answers from the tool's result. In `plan_exec` it reads
+→ `ask_human`, a message that names an MCP server's tool (`<server>__<tool>`)
+→ that tool, with the JSON object after its name as the arguments), then
+answers from the tool's result. In `plan_exec` it reads
 its phase from the system prompt; in the first phase it acts hastily (it
 calls the tool before planning), which shows the phase policy at work.
 """
@@ -38,7 +40,7 @@ class OfflineMove(msgspec.Struct, frozen=True, kw_only=True):
     calls: list[ToolCall] = []
 
 
-def _intent(content: str, tools: set[str]) -> tuple[str, dict[str, str], str] | None:
+def _intent(content: str, tools: set[str]) -> tuple[str, dict[str, object], str] | None:
     """The tool a message asks for: (tool, arguments, the thought that announces the call)."""
     if "calculator" in tools and (found := _ARITHMETIC.search(content)):
         expression = found.group(0).strip().rstrip("?.")
@@ -55,6 +57,21 @@ def _intent(content: str, tools: set[str]) -> tuple[str, dict[str, str], str] | 
         what = re.sub(r"\bmy\b", "your", (found.group("what") or "").strip())
         question = f"What is {what}?" if what else "What more can you tell me?"
         return "ask_human", {"question": question}, "I need to ask you something first."
+    return _named_tool(content, tools)
+
+
+def _named_tool(content: str, tools: set[str]) -> tuple[str, dict[str, object], str] | None:
+    """An MCP server's tool the message names, called with the JSON object that follows the name (or none)."""
+    for name in sorted((tool for tool in tools if "__" in tool), key=len, reverse=True):
+        at = content.find(name)
+        if at < 0:
+            continue
+        rest = content[at + len(name) :].lstrip()
+        try:
+            arguments, _ = json.JSONDecoder().raw_decode(rest) if rest.startswith("{") else ({}, 0)
+        except json.JSONDecodeError:
+            arguments = {}
+        return name, arguments, f"I will call {name}."
     return None
 
 
@@ -71,7 +88,7 @@ def _results(tail: list[LLMMessage]) -> list[tuple[ToolCall, str]]:
     return [(calls[m.tool_call_id], m.content) for m in tail if m.role == "tool" and m.tool_call_id in calls]
 
 
-def _call(step: int, index: int, name: str, arguments: dict[str, str]) -> ToolCall:
+def _call(step: int, index: int, name: str, arguments: dict[str, object]) -> ToolCall:
     return ToolCall(call_id=f"call_{step}_{index}", name=name, arguments=json.dumps(arguments))
 
 
@@ -123,7 +140,7 @@ def offline_tool_move(request: LLMRequest) -> OfflineMove | None:
 
 def _plan_exec_move(
     user: str,
-    intent: tuple[str, dict[str, str], str] | None,
+    intent: tuple[str, dict[str, object], str] | None,
     results: list[tuple[ToolCall, str]],
     step: int,
     phase: str,
