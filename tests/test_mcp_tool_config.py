@@ -69,6 +69,10 @@ mcp = ["files"]
         ("[mcp.files]\ncommand = 'sh'\nmax_result_bytes = 10\n" + AGENT, "max_result_bytes must be 256"),
         ("[mcp.my__files]\ncommand = 'sh'\n[agents.a]\n", "a server name is 1 to 32 of"),
         ("[mcp.files]\ncommand = 'sh'\nheaders = { A = 'b' }\n" + AGENT, "headers are for a url server"),
+        (
+            "[mcp.files]\nurl = 'https://x/mcp'\nheaders = { A = 'Bearer ${MCP_TEST_NEVER_SET}' }\n" + AGENT,
+            "mcp.files.headers names environment variables that are not set: ['MCP_TEST_NEVER_SET']",
+        ),
     ],
 )
 def test_a_wrong_mcp_server_is_refused_at_load_with_a_clear_message(tmp_path: Path, text: str, message: str) -> None:

@@ -108,11 +108,15 @@ async def test_a_server_that_cannot_start_offers_no_tools_rather_than_holding_th
     assert await servers.tools({"broken": broken}, ["broken"]) == []
 
 
-async def test_an_http_server_gets_the_configured_headers(servers: McpServers, http: HttpServer) -> None:
-    config = McpServerConfig(url=http.url, headers={"X-Team": "blue"})
+async def test_an_http_server_gets_the_configured_headers_with_references_to_the_environment(
+    servers: McpServers, http: HttpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MCP_TEST_TOKEN", "s3cret")
+    config = McpServerConfig(url=http.url, headers={"X-Team": "blue", "Authorization": "Bearer ${MCP_TEST_TOKEN}"})
     tools = await tools_of(servers, config, "remote")
     assert await tools["remote__echo"].call('{"text": "over http"}', NO_BUS) == "echo: over http"
     assert await tools["remote__header"].call('{"name": "X-Team"}', NO_BUS) == "X-Team: blue"
+    assert await tools["remote__header"].call('{"name": "Authorization"}', NO_BUS) == "Authorization: Bearer s3cret"
 
 
 async def test_an_http_server_that_dies_is_a_tool_error_and_is_reached_again_once_it_is_back(

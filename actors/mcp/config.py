@@ -9,6 +9,7 @@ offered a tool, and whether the user must confirm each call.
 from __future__ import annotations
 
 import fnmatch
+import os
 import re
 import shutil
 from pathlib import Path
@@ -31,6 +32,7 @@ MIN_RESULT_BYTES = 256
 
 _SERVER_NAME = re.compile(r"[A-Za-z0-9-]+(_[A-Za-z0-9-]+)*")
 """Letters, digits, `-` and single `_`, so `<server>__<tool>` splits one way only."""
+_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _GLOB = re.compile(r"[A-Za-z0-9_.\-/*?\[\]!]+")
 _POLICIES: tuple[Policy, ...] = ("allow", "confirm", "deny")
 """From the most to the least permissive."""
@@ -50,7 +52,9 @@ class McpServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     command: str | None = None
     args: list[str] = []
     env: dict[str, str] = {}
-    """Set for the server over a minimal inherited environment (HOME, PATH, USER, …), as the SDK does."""
+    """Set for the server over a minimal inherited environment (HOME, PATH, USER, …), as the SDK does.
+
+    Here and in `headers`, `${NAME}` is the worker's environment variable NAME, so secrets stay out of the file."""
     cwd: str | None = None
     url: str | None = None
     headers: dict[str, str] = {}
@@ -66,6 +70,15 @@ class McpServerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
         """The policy of the server's tool `tool`."""
         matching = [(len(glob), _STRICTNESS[policy]) for glob, policy in self.tools.items() if _matches(glob, tool)]
         return _POLICIES[max(matching)[1]] if matching else self.default_policy
+
+
+def expanded(values: dict[str, str]) -> dict[str, str]:
+    """`values` with each `${NAME}` replaced by the environment variable NAME (checked at load: it is set)."""
+    return {key: _REFERENCE.sub(lambda found: os.environ[found.group(1)], value) for key, value in values.items()}
+
+
+def _unset(values: dict[str, str]) -> list[str]:
+    return sorted({name for value in values.values() for name in _REFERENCE.findall(value) if name not in os.environ})
 
 
 def _matches(glob: str, name: str) -> bool:
@@ -89,6 +102,9 @@ def check_servers(servers: dict[str, McpServerConfig]) -> list[str]:
             problems.append(f"{where}: args, env and cwd are for a command; a url server takes headers")
         if server.command is not None and server.headers:
             problems.append(f"{where}: headers are for a url server; a command takes env")
+        for key, values in (("env", server.env), ("headers", server.headers)):
+            if unset := _unset(values):
+                problems.append(f"{where}.{key} names environment variables that are not set: {unset}")
         if not 0 < server.timeout <= MAX_CALL_TIMEOUT or server.start_timeout <= 0:
             problems.append(f"{where} needs 0 < timeout <= {MAX_CALL_TIMEOUT:.0f} and start_timeout > 0 (seconds)")
         if not MIN_RESULT_BYTES <= server.max_result_bytes <= MAX_RESULT_BYTES:
@@ -109,7 +125,8 @@ def _check_command(where: str, server: McpServerConfig) -> list[str]:
     cwd = Path(server.cwd) if server.cwd else None
     if cwd is not None and not cwd.is_dir():
         return [f"{where}.cwd {server.cwd!r} is not a directory"]
-    found = shutil.which(server.command, path=server.env.get("PATH")) or _relative_program(server.command, cwd)
+    env = {} if _unset(server.env) else expanded(server.env)  # an unset reference is reported on its own
+    found = shutil.which(server.command, path=env.get("PATH")) or _relative_program(server.command, cwd)
     if found is None:
         return [f"{where}.command {server.command!r} is not an executable program (not found on PATH)"]
     return []

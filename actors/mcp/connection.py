@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from ..tools import ToolError
-from .config import McpServerConfig
+from .config import McpServerConfig, expanded
 from .results import bounded
 
 if TYPE_CHECKING:
@@ -201,12 +201,12 @@ def _client_for(config: McpServerConfig) -> Client:
     info = Implementation(name="agentbus", version="1")
     if config.command is not None:
         params = StdioServerParameters(
-            command=config.command, args=list(config.args), env=dict(config.env) or None, cwd=config.cwd
+            command=config.command, args=list(config.args), env=expanded(config.env) or None, cwd=config.cwd
         )
         # The SDK's response cache is off: each turn lists the tools afresh, which also finds a dead server.
         return Client(params, cache=None, client_info=info)
     assert config.url is not None
-    return Client(_HttpTransport(config.url, config.headers), cache=None, client_info=info)
+    return Client(_HttpTransport(config.url, expanded(config.headers)), cache=None, client_info=info)
 
 
 class _HttpTransport:
