@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -14,6 +15,7 @@ from actors.mcp.connection import McpConnection, McpUnavailable
 from actors.mcp.servers import McpServers
 from actors.tools import Tool, ToolContext, ToolError
 from tests.mcp_tool_processes import HttpServer, starts, stdio_config
+from tests.system import process_alive
 
 POLICY = {"write_*": "confirm", "erase_*": "deny"}
 NO_BUS = ToolContext(bus=None)  # type: ignore[arg-type]  # MCP tools reach their server, never the bus
@@ -162,3 +164,19 @@ async def test_a_server_that_fails_to_start_is_not_spawned_again_before_its_back
         assert spawns.read_text() == "x"  # one spawn: the second use did not try again within the back-off
     finally:
         await connection.close()
+
+
+async def test_a_turn_cancelled_while_its_server_starts_leaves_no_process_behind(tmp_path: Path) -> None:
+    spawns = tmp_path / "spawns"
+    script = f"import os, time; open({str(spawns)!r}, 'a').write(f'{{os.getpid()}}\\n'); time.sleep(600)"
+    connection = McpConnection("slow", McpServerConfig(command=sys.executable, args=["-c", script]))
+    listing = asyncio.create_task(connection.list_tools())
+    async with asyncio.timeout(30):
+        while not starts(spawns):  # the process is up (it never answers the handshake)
+            await asyncio.sleep(0.02)
+    listing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await listing
+    (pid,) = starts(spawns)
+    assert not process_alive(pid)
+    await connection.close()

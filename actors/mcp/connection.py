@@ -150,6 +150,9 @@ class McpConnection:
             ready.cancel()  # nobody reads how the start ends now
             await self._abandon()
             raise McpUnavailable(self.name, f"it did not start within {self.config.start_timeout:g} s") from None
+        except asyncio.CancelledError:
+            await self._abandon()  # the turn that started it was cancelled: no start is left half done
+            raise
         except Exception as exc:
             await self._abandon()
             raise McpUnavailable(self.name, f"it did not start: {_reason(exc)}") from None
@@ -165,8 +168,7 @@ class McpConnection:
     async def _own(self, client: Client, ready: asyncio.Future[None], stop: asyncio.Event) -> None:
         """Hold the client open until `stop` (or until its transport fails)."""
         try:
-            async with AsyncExitStack() as stack:
-                await stack.enter_async_context(client)
+            async with client:
                 ready.set_result(None)
                 await stop.wait()
         except Exception as exc:  # the server's failure, reported to whoever waits for the start or logged
