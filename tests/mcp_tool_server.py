@@ -3,7 +3,7 @@ or `python tests/mcp_tool_server.py http <port>` (streamable HTTP on 127.0.0.1:<
 
 Its tools cover what agentbus must handle: plain text, an idempotent tool,
 a tool whose call the policy has the user confirm, one it denies, an image,
-a result too long to record whole, a request header, a crash and a hang.
+a result too long to record whole, a request header, a name with a dot, a crash and a hang.
 Each start is appended to the file `MCP_TEST_STARTS` names, so a test sees a restart.
 """
 
@@ -53,6 +53,12 @@ def long_text(size: int) -> str:
 def header(name: str, ctx: Context) -> str:
     """Say the value of a request header (over HTTP)."""
     return f"{name}: {(ctx.headers or {}).get(name.lower(), '(none)')}"
+
+
+@server.tool(name="lookup.v2")
+def lookup(key: str) -> str:
+    """A name with a dot, which MCP allows and function names of OpenAI-compatible servers do not."""
+    return f"found {key}"
 
 
 @server.tool()

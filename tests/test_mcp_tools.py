@@ -52,6 +52,8 @@ async def test_a_stdio_servers_tools_are_offered_beside_the_built_ins_by_policy_
     assert spec.parameters["properties"]["text"]["type"] == "string" and spec.parameters["required"] == ["text"]
     assert "echo" in spec.description and "notes" in spec.description
     assert await echo.call('{"text": "hi"}', NO_BUS) == "echo: hi"
+    # The model's name has no dot; the server is still asked for its own name.
+    assert await tools["notes__lookup_v2"].call('{"key": "k"}', NO_BUS) == "found k"
     assert len(starts(tmp_path / "starts")) == 1  # started by the first listing, once
 
 
