@@ -16,13 +16,15 @@ from bus import BusError
 from bus.commands import command_backlog
 from projections import DatabaseError, EventLogClosedError, EventLogError
 
+from .a2a import A2aAgents
 from .admin import routes as admin_routes
 from .answers import Problem, http_error, problem
 from .auth import Refused, identify
 from .context import GatewayContext
 from .directory import routes as directory_routes
 from .health import SERVICE_UNAVAILABLE
-from .mcp import JSON_RPC_ANSWER, AgentbusTools, JsonRpcMessage, McpEndpoint
+from .jsonrpc import JSON_RPC_ANSWER, JsonRpcMessage
+from .mcp import AgentbusTools, McpEndpoint
 from .metrics import metrics, relay_lag
 from .openapi import ApiRoute, Content
 from .openapi import routes as openapi_routes
@@ -104,6 +106,7 @@ def create_app(ctx: GatewayContext) -> Starlette:
     """
     tools = AgentbusTools()
     mcp = McpEndpoint(tools)
+    a2a = A2aAgents(ctx)
     app = Starlette(
         routes=[
             ApiRoute("/", index, "GET", summary="The chat page", responses={200: Content("text/html")}),
@@ -131,6 +134,7 @@ def create_app(ctx: GatewayContext) -> Starlette:
                     406: Content("application/json", schema=JSON_RPC_ANSWER),
                 },
             ),
+            *a2a.routes,
             Mount("/api/v1/admin", routes=admin_routes),
             Mount(
                 "/api/v1/chat",
@@ -167,4 +171,5 @@ def create_app(ctx: GatewayContext) -> Starlette:
     app.state.ctx = ctx
     app.state.mcp = mcp
     tools.bind(app)
+    a2a.bind(app)
     return app

@@ -1,12 +1,12 @@
 """agentbus as a Model Context Protocol server: chat with an agent, hold a board, read a conclusion.
 
 The tools are thin callers of the gateway's own REST API, made in-process
-(an ASGI transport, no socket), so an MCP client is refused, authorized and
-answered exactly as a REST client with the same credential: the credential
-headers of the MCP request (`Authorization`, `X-API-Key`) travel with each
-call. The same server is served on the gateway at `/mcp` (streamable HTTP,
-stateless, so any gateway behind a proxy can take any request) and over stdio
-by `agentbus mcp`, which runs a gateway in-process for it.
+(`gateway.inprocess`), so an MCP client is refused, authorized and answered
+exactly as a REST client with the same credential: the credential headers of
+the MCP request (`Authorization`, `X-API-Key`) travel with each call. The
+same server is served on the gateway at `/mcp` (streamable HTTP, stateless, so
+any gateway behind a proxy can take any request) and over stdio by
+`agentbus mcp`, which runs a gateway in-process for it.
 """
 
 from __future__ import annotations
@@ -14,19 +14,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Mapping
-from typing import Any, Literal, TypedDict
+from typing import Any, TypedDict
 
-import httpx
-import msgspec
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.types import ToolAnnotations
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-_API = "/api/v1/chat"
-_CREDENTIALS = ("authorization", "x-api-key")
-"""The request headers that say who calls; they are passed on to the REST calls."""
+from .inprocess import RestRefused, call_rest, credentials_of
+
 _INSTRUCTIONS = (
     "agentbus runs multi-agent conversations: chat with one of its agents in a session, or hold a board "
     "meeting of experts on a topic (they debate over rounds; a moderator concludes with consensus, "
@@ -52,19 +49,6 @@ class BoardOutcome(TypedDict):
     board_id: str
     answer: str
     """The moderator's final answer: consensus, dissent and advice."""
-
-
-class JsonRpcMessage(msgspec.Struct, frozen=True, kw_only=True):
-    """A JSON-RPC 2.0 message of the Model Context Protocol, as `POST /mcp` takes it (the SDK validates it)."""
-
-    jsonrpc: Literal["2.0"]
-    method: str
-    id: int | str | None = None
-    params: dict[str, Any] | None = None
-
-
-JSON_RPC_ANSWER = {"type": "object", "description": "A JSON-RPC 2.0 response, or its error"}
-"""What `POST /mcp` answers (200; 400 and 406 carry a JSON-RPC error)."""
 
 
 class AgentbusTools:
@@ -150,25 +134,11 @@ class AgentbusTools:
     async def _call(self, ctx: Context, method: str, path: str, body: object = None) -> Any:
         if self._app is None:
             raise ToolError("agentbus is not serving yet")
-        given = ctx.headers or {}
-        headers = {**self._default_headers, **{k: v for k, v in given.items() if k.lower() in _CREDENTIALS}}
-        transport = httpx.ASGITransport(app=self._app)
-        # No timeout of our own: the REST API bounds its waits (a turn's answer, a close).
-        async with httpx.AsyncClient(transport=transport, base_url="http://agentbus", timeout=None) as client:
-            response = await client.request(method, _API + path, json=body, headers=headers)
-        if response.status_code >= 400:
-            raise ToolError(_failure(response))
-        return response.json()
-
-
-def _failure(response: httpx.Response) -> str:
-    """The REST API's problem as one line for the model: its detail and code."""
-    try:
-        problem = response.json()
-    except ValueError:
-        return f"agentbus answered {response.status_code}"
-    detail = problem.get("detail") or problem.get("title") or response.reason_phrase
-    return f"{detail} ({problem.get('code', response.status_code)})"
+        headers = {**self._default_headers, **credentials_of(ctx.headers)}
+        try:
+            return await call_rest(self._app, method, path, headers=headers, body=body)
+        except RestRefused as exc:
+            raise ToolError(str(exc)) from None
 
 
 class McpEndpoint:

@@ -289,7 +289,7 @@ async def test_every_route_answers_a_database_outage_with_503_and_a_clear_body(
     async with httpx.AsyncClient(base_url=system.http_url, timeout=30) as client:
         doc = (await client.get("/openapi.json")).json()
         ids = {"session_id": session_id, "board_id": "b1", "team_id": "t1", "name": "x.txt"}
-        ids |= {"department_id": "d1", "user_id": "u1", "quota_type": "tokens", "period": "day"}
+        ids |= {"department_id": "d1", "user_id": "u1", "quota_type": "tokens", "period": "day", "agent": "assistant"}
         answers: dict[tuple[str, str], httpx.Response] = {}
         async with outage(postgres_url, system.env["AGENTBUS_DATABASE_URL"]):
             for method, path, op in operations(doc):
