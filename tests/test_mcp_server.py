@@ -91,6 +91,6 @@ async def test_agentbus_mcp_serves_the_running_up_of_its_data_dir_over_stdio(tmp
             assert "assistant" in {agent["name"] for agent in agents}
             answer = structured(await client.call_tool("chat", {"message": "over stdio"}))
         assert answer["answer"].startswith('You said: "over stdio"')
-        assert [m["content"] for m in await system.messages(answer["session_id"])][0] == "over stdio"
+        assert (await system.messages(answer["session_id"]))[0]["content"] == "over stdio"
     finally:
         assert system.stop() == 0
