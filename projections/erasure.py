@@ -5,8 +5,10 @@ and refusals' streams: every event recorded under its id) with the rows the
 read models built from them, in one transaction that holds the append lock,
 so no append interleaves and the tombstone's position is drawn in order like
 any other. The tombstone (`SessionErased`) takes the next version of the
-session's stream: an actor that still holds the session fails its version
-check and reloads to a session that does not exist. The projector applies the
+session's stream, and a `StreamErased` the next version of each of its other
+streams (turns, boards, teams): an actor that still holds one fails its version
+check, and reloads to a session that does not exist, or to work it must not
+start again (`actors.runtime`). The projector applies the
 tombstone like any event (`erase_views`), so a rebuild gives the same tables,
 and what it projected from a page it read before the erasure is removed again.
 What lives on NATS (the session's commands, its uploads) is removed by the
@@ -23,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from schemas import tag_of
 from schemas.envelope import EventMeta
-from schemas.events import ErasureReason, SessionErased
+from schemas.events import ErasureReason, SessionErased, StreamErased
 from schemas.streams import session_stream
 from schemas.upcasters import schema_of
 
@@ -32,7 +34,7 @@ from ._batch import CHANNEL
 from ._db import driver_errors
 from .tables import events, position_seq, rm_department_usage, rm_messages, rm_sessions, rm_usage
 
-ERASED = tag_of(SessionErased)
+TOMBSTONES = (tag_of(SessionErased), tag_of(StreamErased))
 
 _UPLOAD = r"(\m[0-9a-f]{32}(?:\.[A-Za-z0-9]{1,10})?\M)"
 """An upload's stored name as a message or a tool call names it (`bus.objects.UPLOAD_NAME`, as a word)."""
@@ -46,7 +48,12 @@ _NAMED_UPLOADS = text(
     " WHERE session_id = :session_id AND type IN ('user_message', 'tool_called')"
     " ORDER BY 1"
 )
-_SESSION_VERSION = text("SELECT max(version) FROM events WHERE stream = :stream")
+_VERSION = text("SELECT max(version) FROM events WHERE stream = :stream")
+# The session's streams that hold something to erase, each at its last version (earlier tombstones included).
+_STREAMS = text(
+    "SELECT stream, max(version) FROM events WHERE session_id = :session_id"
+    " GROUP BY stream HAVING bool_or(type <> ALL(:tombstones)) ORDER BY stream"
+)
 _POSITION = text(f"SELECT nextval('{position_seq.name}') AS position")
 _NOTIFY = text("SELECT pg_notify(:channel, :position)")
 _INSERT = text(
@@ -67,7 +74,8 @@ class Erased(msgspec.Struct, frozen=True, kw_only=True):
 async def erase_session(
     engine: AsyncEngine, session_id: str, *, by: str, reason: ErasureReason = "erased"
 ) -> Erased | None:
-    """Replace every event of `session_id` by one `SessionErased`; None if it has nothing to erase.
+    """Replace the events of `session_id` by one `SessionErased` (and a `StreamErased` ending each of its other
+    streams); None if it has nothing to erase.
 
     A session erased before and not written to since has nothing to erase:
     erasing twice records one tombstone. Its earlier tombstones stay.
@@ -75,16 +83,15 @@ async def erase_session(
     with driver_errors("erase session"):
         async with engine.begin() as conn:
             await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _locks.APPEND})
-            erased = events.c.session_id == session_id
-            content = erased & (events.c.type != ERASED)
-            count = int(await conn.scalar(select(func.count()).select_from(events).where(content)) or 0)
-            if not count:
+            found = {"session_id": session_id, "tombstones": list(TOMBSTONES)}
+            streams: dict[str, int] = {stream: last for stream, last in await conn.execute(_STREAMS, found)}
+            if not streams:
                 return None
-            uploads = list(
-                (await conn.execute(_NAMED_UPLOADS, {"pattern": _UPLOAD, "session_id": session_id})).scalars()
-            )
-            stream = session_stream(session_id)
-            version = (await conn.scalar(_SESSION_VERSION, {"stream": stream})) or 0
+            content = (events.c.session_id == session_id) & events.c.type.not_in(TOMBSTONES)
+            count = int(await conn.scalar(select(func.count()).select_from(events).where(content)) or 0)
+            uploads = list((await conn.execute(_NAMED_UPLOADS, {"pattern": _UPLOAD, **found})).scalars())
+            session = session_stream(session_id)
+            version = streams.pop(session, None) or await conn.scalar(_VERSION, {"stream": session}) or 0
             await conn.execute(
                 delete(rm_department_usage).where(
                     rm_department_usage.c.event_id.in_(select(events.c.event_id).where(content))
@@ -93,7 +100,9 @@ async def erase_session(
             await conn.execute(delete(events).where(content))
             await erase_views(conn, session_id)
             tombstone = SessionErased(erased_by=by, reason=reason, events_erased=count, uploads=uploads)
-            position = await _record(conn, stream, version + 1, session_id, tombstone)
+            position = await _record(conn, session, version + 1, session_id, tombstone)
+            for stream, last in streams.items():
+                await _record(conn, stream, last + 1, session_id, StreamErased())
     return Erased(session_id=session_id, position=position, tombstone=tombstone)
 
 
@@ -103,8 +112,10 @@ async def erase_views(conn: AsyncConnection, session_id: str) -> None:
         await conn.execute(delete(table).where(table.c.session_id == session_id))
 
 
-async def _record(conn: AsyncConnection, stream: str, version: int, session_id: str, event: SessionErased) -> int:
-    """Insert the tombstone at the next position (the caller holds the append lock) and wake the followers."""
+async def _record(
+    conn: AsyncConnection, stream: str, version: int, session_id: str, event: SessionErased | StreamErased
+) -> int:
+    """Insert a tombstone at the next position (the caller holds the append lock) and wake the followers."""
     position = int(await conn.scalar(_POSITION) or 0)
     await conn.execute(
         _INSERT,
@@ -113,8 +124,8 @@ async def _record(conn: AsyncConnection, stream: str, version: int, session_id: 
             "stream": stream,
             "version": version,
             "session_id": session_id,
-            "type": ERASED,
-            "schema": schema_of(ERASED),
+            "type": tag_of(type(event)),
+            "schema": schema_of(tag_of(type(event))),
             "data": msgspec.json.encode(event).decode(),
             "meta": msgspec.json.encode(EventMeta(actor="erasure")).decode(),
             "event_id": str(uuid.uuid4()),

@@ -11,8 +11,8 @@ from typing import Literal
 
 import msgspec
 
-from schemas import tag_of
-from schemas.events import ErasureReason, SessionErased, TurnStarted
+from schemas import RecordedEvent, tag_of
+from schemas.events import ErasureReason, SessionErased, StreamErased, TurnStarted
 from schemas.streams import board_stream, team_stream
 
 from ._team_markdown import team_markdown
@@ -44,9 +44,14 @@ _TURN_ENDS: dict[str, TurnStatus] = {
 }
 
 
+def _kept(recorded: RecordedEvent) -> bool:
+    """Whether an event is the actor's own, not the tombstone of an erased session's stream (none is left before it)."""
+    return not isinstance(recorded.event, StreamErased)
+
+
 async def load_board(event_log: EventLog, board_id: str, *, at: int | None = None) -> BoardView | None:
     """Rebuild a board from its stream (as it stood at position `at`, if given); None if it has no events."""
-    events = [recorded async for recorded in event_log.iter_stream(board_stream(board_id))]
+    events = [recorded async for recorded in event_log.iter_stream(board_stream(board_id)) if _kept(recorded)]
     if not events:
         return None
     return fold(board_id, events, at=at)
@@ -54,7 +59,7 @@ async def load_board(event_log: EventLog, board_id: str, *, at: int | None = Non
 
 async def load_team(event_log: EventLog, team_id: str, *, at: int | None = None) -> TeamView | None:
     """Rebuild a team from its stream (as it stood at position `at`, if given); None if it has no events."""
-    events = [recorded async for recorded in event_log.iter_stream(team_stream(team_id))]
+    events = [recorded async for recorded in event_log.iter_stream(team_stream(team_id)) if _kept(recorded)]
     if not events:
         return None
     return fold_team(team_id, events, at=at)
@@ -123,6 +128,8 @@ async def session_outline(event_log: EventLog, session_id: str) -> SessionOutlin
     erasures: list[ErasureOutline] = []
     async for recorded in event_log.iter_session(session_id):
         kind, _, actor_id = recorded.stream.partition("-")
+        if not _kept(recorded):
+            continue
         if isinstance(erased := recorded.event, SessionErased):
             erasures.append(
                 ErasureOutline(

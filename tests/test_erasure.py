@@ -14,6 +14,7 @@ from projections.erasure import erase_session
 from projections.replay import load_board, load_team, session_outline
 from projections.retention import RETENTION, sweep
 from projections.tables import events, rm_sessions, rm_usage
+from schemas import tag_of
 from schemas.events import BoardStarted, ModelCalled, SessionErased, TeamFormed, ToolCalled, UserMessage
 from tests.test_readmodels import conversation, tables
 
@@ -55,10 +56,15 @@ async def test_an_erased_session_is_one_tombstone_in_the_log_and_gone_from_every
 
     assert erased is not None
     assert erased.tombstone == SessionErased(erased_by="ada", reason="erased", events_erased=11, uploads=[UPLOAD])
-    assert await stored_types(engine, "gone") == ["session_erased"]
-    [tombstone] = [recorded async for recorded in log.iter_session("gone")]
-    assert (tombstone.position, tombstone.stream, tombstone.version) == (erased.position, "session-gone", 7)
-    assert tombstone.position == await log.last_position()  # drawn in order, after every earlier event
+    # One tombstone for the session, and one at the next version of each of its other streams, drawn in order.
+    left = [(r.stream, r.version, tag_of(type(r.event))) async for r in log.iter_session("gone")]
+    assert left == [
+        ("session-gone", 7, "session_erased"),
+        ("board-b1", 2, "stream_erased"),
+        ("team-t1", 2, "stream_erased"),
+        ("turn-gone", 4, "stream_erased"),
+    ]
+    assert erased.position == await log.last_position() - 3
     assert await load_board(log, "b1") is None and await load_team(log, "t1") is None  # their streams went too
     views = ReadModels(engine)
     assert await views.get_session("gone") is None and await views.list_messages("gone") == []
@@ -76,15 +82,17 @@ async def test_an_erased_session_is_one_tombstone_in_the_log_and_gone_from_every
     assert (erasure.erased_by, erasure.reason, erasure.events_erased) == ("ada", "erased", 11)
 
 
-async def test_a_writer_still_holding_an_erased_session_fails_its_version_check(
+async def test_a_writer_still_holding_a_stream_of_an_erased_session_fails_its_version_check(
     engine: AsyncEngine, log: EventLog
 ) -> None:
+    """The session's writer, and a turn's (a board's, a team's) that was still running."""
     await conversation(log, "s1", turns=1)
-    version = len(await log.read_stream("session-s1"))
+    versions = {stream: len(await log.read_stream(stream)) for stream in ("session-s1", "turn-s1")}
     assert await erase_session(engine, "s1", by="ada") is not None
     late = UserMessage(message_id="late", content="still here?", idempotency_key="late")
-    with pytest.raises(ConcurrencyError):
-        await log.append("session-s1", [NewEvent(event=late, session_id="s1")], version)
+    for stream, version in versions.items():
+        with pytest.raises(ConcurrencyError):
+            await log.append(stream, [NewEvent(event=late, session_id="s1")], version)
 
 
 async def test_erasing_twice_records_one_tombstone_and_an_unknown_session_has_nothing_to_erase(
@@ -94,7 +102,7 @@ async def test_erasing_twice_records_one_tombstone_and_an_unknown_session_has_no
     assert await erase_session(engine, "s1", by="ada") is not None
     assert await erase_session(engine, "s1", by="bob") is None
     assert await erase_session(engine, "never", by="ada") is None
-    assert await stored_types(engine, "s1") == ["session_erased"]
+    assert await stored_types(engine, "s1") == ["session_erased", "stream_erased"]
 
 
 async def test_retention_expires_an_old_closed_session_and_keeps_an_open_one_and_a_recently_closed_one(
@@ -115,7 +123,7 @@ async def test_retention_expires_an_old_closed_session_and_keeps_an_open_one_and
 
     assert expired is not None and [done.session_id for done in expired] == ["old"]
     assert expired[0].tombstone.erased_by == RETENTION and expired[0].tombstone.reason == "expired"
-    assert await stored_types(engine, "old") == ["session_erased"]
+    assert await stored_types(engine, "old") == ["session_erased", "stream_erased"]
     assert [s.session_id for s in await views.list_sessions()] == ["open", "recent"]
     assert await sweep(engine, 30, now=now) == []  # nothing more to expire
 

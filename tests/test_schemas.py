@@ -96,8 +96,8 @@ def test_the_design_vocabulary_is_complete() -> None:
         "collaboration_contract_defined", "plan_step",
         # DESIGN §7: departments, their members and quotas are events in the log.
         "department_created", "department_member_added", "department_member_removed", "quota_set",
-        # Issue 14: what is left of an erased session.
-        "session_erased",
+        # Issue 14: what is left of an erased session (its tombstone, and one ending each of its other streams).
+        "session_erased", "stream_erased",
     }  # fmt: skip
     assert named == {tag_of(t) for t in EVENT_TYPES}
     frames = {

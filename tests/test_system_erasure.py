@@ -90,7 +90,7 @@ async def test_an_admin_erases_a_session_over_rest_and_only_a_tombstone_is_left(
             assert (await admin.get(path.format(session_id))).status_code == 404
         assert session_id not in [s["session_id"] for s in (await admin.get("/sessions")).json()]
         events = (await admin.get(f"/sessions/{session_id}/events?after=0")).json()
-        assert [e["event"]["type"] for e in events] == ["session_erased"]
+        assert [e["event"]["type"] for e in events] == ["session_erased", "stream_erased"]  # + its turn's
         assert events[0]["event"]["erased_by"] == "root" and events[0]["event"]["uploads"] == [name]
         assert "what does" not in json.dumps(events) and "Budget" not in json.dumps(events)
         # Erasing again finds nothing to erase.
@@ -119,7 +119,7 @@ async def test_agentbus_erase_erases_a_session_as_the_operator(system: System, n
         receipt = json.loads(result.stdout)
         assert receipt["session_id"] == session_id and receipt["events_erased"] > 3 and receipt["uploads"] == 0
         assert (await service.get(f"/sessions/{session_id}")).status_code == 404
-        [tombstone] = (await service.get(f"/sessions/{session_id}/events?after=0")).json()
+        tombstone, _ = (await service.get(f"/sessions/{session_id}/events?after=0")).json()
         assert tombstone["position"] == receipt["position"]
         assert tombstone["event"]["erased_by"].startswith("cli")
     again = system.run_cli("erase", session_id)
@@ -151,5 +151,31 @@ async def test_a_worker_expires_closed_sessions_under_its_retention_and_keeps_op
             assert (await client.get(f"/sessions/{kept}")).json()["status"] == "active"
             [tombstone] = (await client.get(f"/sessions/{closed}/events?after=0")).json()
         assert (tombstone["event"]["erased_by"], tombstone["event"]["reason"]) == ("retention", "expired")
+    finally:
+        assert system.stop() == 0
+
+
+async def test_a_board_still_running_when_its_session_is_erased_records_nothing_more(
+    tmp_path: Path, system_env: dict[str, str]
+) -> None:
+    """Its next speech fails the version check against its stream's tombstone, and it is not started again."""
+    system = System(tmp_path / "data", {**system_env, "AGENTBUS_OFFLINE_DELAY": "0.02"}).start()
+    try:
+        session_id = await system.create_session()
+        async with websockets.connect(system.ws_base + session_id) as ws:
+            assert json.loads(await ws.recv())["type"] == "connected"
+            await ws.send(json.dumps({"type": "message", "content": "@board rounds=2 Should we split the monolith?"}))
+            await receive_until(ws, "expert_speech_chunk")  # the first speech is being spoken
+            async with system.http() as client:
+                assert (await client.delete(f"/sessions/{session_id}?erase=true")).json()["status"] == "erased"
+            output = await asyncio.to_thread(system.wait_for_output, "erased_work_not_resumed", timeout=30)
+            assert session_id in next(line for line in output.splitlines() if "erased_work_not_resumed" in line)
+        async with system.http() as client:
+            left = (await client.get(f"/sessions/{session_id}/events?after=0")).json()
+            assert (await client.get(f"/sessions/{session_id}/messages")).status_code == 404
+        assert [(e["stream"].partition("-")[0], e["event"]["type"]) for e in left] == [
+            ("session", "session_erased"),
+            ("board", "stream_erased"),
+        ]
     finally:
         assert system.stop() == 0

@@ -15,16 +15,19 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import msgspec
+import structlog
 
 from projections import NewEvent, SkippedEvent
 from schemas import EventMeta, RecordedEvent
-from schemas.events import AnyEvent
+from schemas.events import AnyEvent, SessionErased, StreamErased
 
 from .actor import Actor, Host
 
 if TYPE_CHECKING:
     from ..context import WorkerContext
 
+
+logger = structlog.get_logger("agentbus.actors")
 
 MAX_ATTEMPTS = 3
 """Incarnations of a driven actor that may fail by themselves before its work is recorded as failed."""
@@ -65,6 +68,8 @@ class EventSourcedActor(Actor, Generic[S]):
         self.session_id = session_id
         self.position = 0
         """The log position of the last event of the stream this actor has seen."""
+        self.erased = False
+        """Whether the stream ends in a tombstone: its session was erased, so its work never starts again."""
         self._evolve = evolve
 
     def log_context(self) -> dict[str, str]:
@@ -76,6 +81,11 @@ class EventSourcedActor(Actor, Generic[S]):
             if isinstance(recorded, SkippedEvent):
                 # A newer worker's event (logged and counted by the log): what it changed is unknown
                 # here, but the next append must still be at the stream's true version.
+                self.state.version = recorded.version
+                self.position = recorded.position
+            elif isinstance(recorded.event, SessionErased | StreamErased):
+                # What came before was erased (`projections.erasure`): no family folds a tombstone.
+                self.erased = True
                 self.state.version = recorded.version
                 self.position = recorded.position
             else:
@@ -129,11 +139,14 @@ class DrivenActor(EventSourcedActor[S]):
     async def take_start(self, session_id: str, failed: Callable[[str], list[AnyEvent]]) -> bool:
         """Take a request to start (or resume) the work; True if the caller should start its driver now.
 
-        An ended work is reported again, one at work ignores the request, and
-        after `MAX_ATTEMPTS` incarnations failed by themselves the work is
+        Work of an erased session is not taken; an ended work is reported again, one at work ignores the request,
+        and after `MAX_ATTEMPTS` incarnations failed by themselves the work is
         recorded as failed (`failed(reason)` gives its events) instead of resumed.
         """
         self.session_id = self.session_id or session_id
+        if self.erased:  # the session was erased while this worked: nothing of it may be recorded again
+            logger.info("erased_work_not_resumed", kind=self.kind, actor_id=self.id)
+            return False
         if self.finished() is not None:
             self.report()
             return False

@@ -17,7 +17,7 @@ from .department import (
     DepartmentMemberRemoved,
     QuotaSet,
 )
-from .erasure import ErasureReason, SessionErased
+from .erasure import ErasureReason, SessionErased, StreamErased
 from .session import (
     AssistantMessage,
     CommandRejected,
@@ -70,7 +70,7 @@ from .turn import (
     TurnStarted,
 )
 
-AnyEvent = SessionEvent | TurnEvent | BoardEvent | TeamEvent | DepartmentEvent | SessionErased
+AnyEvent = SessionEvent | TurnEvent | BoardEvent | TeamEvent | DepartmentEvent | SessionErased | StreamErased
 """Every event the log can hold; decoding `data` with it yields the right class."""
 
 __all__ = [
@@ -120,6 +120,7 @@ __all__ = [
     "SessionEvent",
     "SessionRenamed",
     "SkillMatched",
+    "StreamErased",
     "TeamDissolved",
     "TeamEvent",
     "TeamExpert",

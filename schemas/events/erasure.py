@@ -1,4 +1,4 @@
-"""The tombstone an erased session's events are replaced by."""
+"""The tombstones an erased session's events are replaced by: one for the session, one on each of its other streams."""
 
 from __future__ import annotations
 
@@ -24,3 +24,12 @@ class SessionErased(Event, frozen=True, kw_only=True):
     reason: ErasureReason = "erased"
     events_erased: int = 0
     uploads: list[str] = []
+
+
+class StreamErased(Event, frozen=True, kw_only=True):
+    """A turn's, board's, team's or refusals' stream of an erased session ends here (its events were deleted).
+
+    At the stream's next version, like the session's tombstone: the actor
+    driving that work fails its version check, and once it reloads it finds
+    this and does not start the work again.
+    """
