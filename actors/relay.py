@@ -13,15 +13,18 @@ one checkpoint per partition of the layout (`schemas.layout`) that never moves b
 workers run, each event is published once in steady state (again only around
 a takeover), and a board waiting for its own events waits on its own worker.
 
-Relaying a session's tombstone (`SessionErased`) also removes what the session
-left on NATS (its commands, its uploads: `bus.erasure`), once that worked; a
-failure stops the follower, which its supervisor restarts from the checkpoint.
+Relaying a session's tombstone (`SessionErased`) also stops the session's
+actors on this worker (`on_erased`: the partition's owner hosts them), so work
+in flight is cut at once, and removes what the session left on NATS (its
+commands, its uploads: `bus.erasure`); a failure stops the follower, which its
+supervisor restarts from the checkpoint, and each step is done again harmlessly.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 
 import structlog
 
@@ -44,8 +47,17 @@ class Relay:
     Until `own` is called, it relays every partition of an unpartitioned stream.
     """
 
-    def __init__(self, event_log: EventLog, checkpoints: Checkpoints, bus: Bus, *, save_every: float = 0.25) -> None:
+    def __init__(
+        self,
+        event_log: EventLog,
+        checkpoints: Checkpoints,
+        bus: Bus,
+        *,
+        save_every: float = 0.25,
+        on_erased: Callable[[str], Awaitable[object]] | None = None,
+    ) -> None:
         self._event_log = event_log
+        self._on_erased = on_erased
         self._checkpoints = checkpoints
         self._bus = bus
         self._save_every = save_every
@@ -144,6 +156,8 @@ class Relay:
             if partition in owned and recorded.position > self._published[partition]:
                 await self._publish(recorded)
                 if isinstance(recorded, RecordedEvent) and isinstance(recorded.event, SessionErased):
+                    if self._on_erased is not None:
+                        await self._on_erased(recorded.session_id)
                     await erase_session_traces(self._bus, recorded.session_id, recorded.event.uploads)
             for each in owned:
                 self._published[each] = max(self._published[each], recorded.position)

@@ -61,7 +61,7 @@ class Worker:
         self.bus = bus
         self._engine = engine
         self.event_log = EventLog(engine)
-        self.relay = Relay(self.event_log, Checkpoints(engine), bus)
+        self.relay = Relay(self.event_log, Checkpoints(engine), bus, on_erased=self._stop_erased)
         config = config or load_config(DEFAULT_CONFIG)
         self.ctx = WorkerContext(
             bus=bus,
@@ -285,6 +285,12 @@ class Worker:
             # a copy kept here would only go stale (and lose a version check when it next wrote).
             await self.host.stop_sessions(lambda active: active == session_id)
         return ready
+
+    async def _stop_erased(self, session_id: str) -> None:
+        """Stop the actors of an erased session (the relay tells, as it relays the tombstone): work in flight is cut
+        now, and a command still held finds a session that does not exist."""
+        stopped = await self.host.stop_sessions(lambda active: active == session_id)
+        logger.info("erased_session_stopped", session_id=session_id, actors=stopped)
 
 
 async def _supervised(name: str, run: Callable[[], Awaitable[None]], backoff: float = 1.0) -> None:

@@ -158,7 +158,7 @@ async def test_a_worker_expires_closed_sessions_under_its_retention_and_keeps_op
 async def test_a_board_still_running_when_its_session_is_erased_records_nothing_more(
     tmp_path: Path, system_env: dict[str, str]
 ) -> None:
-    """Its next speech fails the version check against its stream's tombstone, and it is not started again."""
+    """The worker relaying the tombstone stops the session's actors, the board's among them: it records nothing more."""
     system = System(tmp_path / "data", {**system_env, "AGENTBUS_OFFLINE_DELAY": "0.02"}).start()
     try:
         session_id = await system.create_session()
@@ -168,8 +168,9 @@ async def test_a_board_still_running_when_its_session_is_erased_records_nothing_
             await receive_until(ws, "expert_speech_chunk")  # the first speech is being spoken
             async with system.http() as client:
                 assert (await client.delete(f"/sessions/{session_id}?erase=true")).json()["status"] == "erased"
-            output = await asyncio.to_thread(system.wait_for_output, "erased_work_not_resumed", timeout=30)
-            assert session_id in next(line for line in output.splitlines() if "erased_work_not_resumed" in line)
+            output = await asyncio.to_thread(system.wait_for_output, "erased_session_stopped", timeout=30)
+            stopped = json.loads(next(line for line in output.splitlines() if "erased_session_stopped" in line))
+            assert stopped["session_id"] == session_id and stopped["actors"] >= 2  # the session and its board
         async with system.http() as client:
             left = (await client.get(f"/sessions/{session_id}/events?after=0")).json()
             assert (await client.get(f"/sessions/{session_id}/messages")).status_code == 404
