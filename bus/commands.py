@@ -88,7 +88,7 @@ async def publish_command(bus: Bus, session_id: str, command: SessionCommand, *,
     if refusal := limits.check(command):
         raise CommandRejected(subject, refusal)
     data = encode(command)
-    # A gateway's bus signs it: only then do workers believe the principal it carries (`bus.origin`).
+    # A bus with a credential signs it: workers believe a gateway's principal, and act as the service that signed.
     headers = {**({MSG_ID: dedup_id(session_id, key)} if key else {}), **bus.origin.headers(subject, data)}
     try:
         ack = await bus.nc.jetstream().publish(subject, data, headers=headers or None, timeout=timeout)
@@ -249,7 +249,7 @@ class CommandConsumer:
         # limit could never be recorded, so it is refused like undecodable bytes.
         if refusal := limits.check(decoded):
             return CommandDelivery(msg, session_id, DecodeError(codec.session_commands.name, refusal.message))
-        # Its principal only if a trusted gateway signed it; else it acts as the service that sent it.
+        # Its principal only if a trusted gateway signed it; else it acts as the service that signed it (or `service`).
         acting = bus.origin.acting_for(decoded, bus.subjects.session_cmd(session_id), msg.data, msg.headers)
         return CommandDelivery(msg, session_id, acting)
 

@@ -77,9 +77,9 @@ class TypedSubscription(Generic[T]):
 class Bus:
     """One NATS connection speaking agentbus messages under `subjects.prefix`.
 
-    Its `origin` signs the commands and requests it publishes when it speaks
-    for users (a gateway's), and tells which principals of those it receives
-    to believe (a worker's); see `bus.origin`.
+    Its `origin` signs the commands and requests it publishes (with its
+    credential's nkey), and tells whom those it receives act for (a worker's);
+    see `bus.origin`.
     """
 
     def __init__(self, nc: Client, subjects: Subjects, origin: Origin | None = None) -> None:
@@ -102,8 +102,9 @@ class Bus:
         The client starts on a random server of the list, fails over to the
         others (and to those the cluster announces) and reconnects forever
         after a drop: commands wait in JetStream meanwhile. With `credential`
-        it authenticates with that nkey and takes its replies on that
-        credential's own inbox.
+        it authenticates with that nkey, takes its replies on that
+        credential's own inbox and, unless `origin` says otherwise, signs what
+        it publishes with it, so workers know who sent it (`bus.origin`).
         """
         servers = nats_servers(url)
         nc = Client()
@@ -146,7 +147,7 @@ class Bus:
         except (TimeoutError, OSError, nats.errors.Error) as exc:
             raise BusError(f"cannot connect to NATS at {url}: {exc or type(exc).__name__}") from exc
         lost[0] = False
-        return cls(nc, subjects or Subjects(), origin)
+        return cls(nc, subjects or Subjects(), origin if origin is not None else Origin(signer=credential))
 
     async def flush(self, timeout: int = 2) -> None:
         """Wait until the server has everything published so far; `PublishFailed` if it cannot be reached."""
@@ -187,7 +188,7 @@ class Bus:
         return TypedSubscription(sub, decoder)
 
     async def request(self, subject: str, message: msgspec.Struct, decoder: Decoder[T], *, timeout: float = 5.0) -> T:
-        """Send a request (signed if this bus speaks for users) and decode its reply; `RequestFailed` when there is none."""
+        """Send a request (signed if this bus has a signer) and decode its reply; `RequestFailed` when there is none."""
         data = encode(message)
         try:
             msg = await self.nc.request(
@@ -216,7 +217,7 @@ class Bus:
         Undecodable requests, and commands that break an entrance limit
         (`schemas.limits`), get an `ErrorReply` and never reach the handler; a
         request's principal reaches it only if a trusted gateway signed it
-        (else it acts as the service that sent it, `bus.origin`); a
+        (else it acts as the service that signed it, or the anonymous one, `bus.origin`); a
         handler that raises is logged and answered with an `internal` error, so the
         requester is not left waiting for a timeout. nats-py runs a subscription's
         callbacks one at a time; with `concurrent`, each request is answered in a

@@ -166,8 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
         "agentbus credentials deploy/credentials --service billing",
         "Writes <dir>/worker.nk, gateway.nk and one <service>.nk per --service (seeds, 0600; kept if there),\n"
         "nats-auth.conf (every nats-server includes it: only these keys get in, each with its role's\n"
-        "permissions under AGENTBUS_SUBJECT_PREFIX) and agentbus.env (the gateways' public keys, for the\n"
-        "workers). Each process gets its seed as AGENTBUS_NATS_CREDENTIALS. `agentbus up` does this itself.",
+        "permissions under AGENTBUS_SUBJECT_PREFIX) and agentbus.env (for the workers: the gateways' public\n"
+        "keys, and each service's by name: what a service signs acts as that service, counted against its\n"
+        "own quota). Each process gets its seed as AGENTBUS_NATS_CREDENTIALS. `agentbus up` does this itself.",
         data_dir=False,
     )
     credentials.add_argument("directory", help="where to write them (made if missing)")

@@ -255,7 +255,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
                 name="agentbus-worker",
                 subjects=Subjects(settings.subject_prefix),
                 credential=load_credential(settings.nats_credentials),
-                origin=Origin(trusted=settings.gateway_keys),
+                origin=Origin(trusted=settings.gateway_keys, services=settings.service_keys),
             )
             try:
                 worker = Worker(bus, engine, offline_provider(settings), ack_wait=settings.ack_wait, config=config)

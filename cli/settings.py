@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Literal, TextIO
@@ -16,6 +17,12 @@ CREDENTIALS_ENV = "AGENTBUS_NATS_CREDENTIALS"
 """Names the nkey seed file a process connects to NATS with (`bus.credentials`)."""
 GATEWAY_KEYS_ENV = "AGENTBUS_GATEWAY_KEYS"
 """Names the gateways' public nkeys (comma-separated) whose signed principals workers believe (`bus.origin`)."""
+SERVICE_KEYS_ENV = "AGENTBUS_SERVICE_KEYS"
+"""Names the services' public nkeys (`billing=U…,crm=U…`): what one of them signed acts as that service (`bus.origin`)."""
+SERVICE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+"""A service's name: its seed's file name (`<name>.nk`) and its principal id."""
+_USER_KEY = re.compile(r"U[A-Z2-7]{55}")
+"""The form of a user nkey's public key (its checksum is the signature check's business, `bus.credentials`)."""
 
 LogFormat = Literal["auto", "console", "json"]
 LOG_FORMATS: tuple[LogFormat, ...] = ("auto", "console", "json")
@@ -40,6 +47,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """The nkey seed file this process connects to NATS with (`AGENTBUS_NATS_CREDENTIALS`)."""
     gateway_keys: frozenset[str]
     """The public nkeys of the gateways whose users' principals a worker believes (`AGENTBUS_GATEWAY_KEYS`)."""
+    service_keys: dict[str, str] = msgspec.field(default_factory=dict)
+    """The public nkey of each named service, by name (`AGENTBUS_SERVICE_KEYS`)."""
     subject_prefix: str
     api_key: str | None
     jwt_secret: str | None = None
@@ -56,13 +65,18 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     @classmethod
     def from_env(cls) -> Settings:
+        """The settings of the environment; exit saying which is wrong when one cannot be read."""
+        gateway_keys = frozenset(key.strip() for key in os.environ.get(GATEWAY_KEYS_ENV, "").split(",") if key.strip())
+        service_keys = parse_service_keys(os.environ.get(SERVICE_KEYS_ENV, ""))
+        if both := gateway_keys & set(service_keys.values()):
+            # Which would it be? Believing its principals or not: a choice no one should leave to us.
+            raise SystemExit(f"agentbus: {min(both)} is in both {GATEWAY_KEYS_ENV} and {SERVICE_KEYS_ENV}")
         return cls(
             nats_url=os.environ.get("AGENTBUS_NATS_URL") or None,
             database_url=os.environ.get("AGENTBUS_DATABASE_URL") or None,
             nats_credentials=os.environ.get(CREDENTIALS_ENV) or None,
-            gateway_keys=frozenset(
-                key.strip() for key in os.environ.get(GATEWAY_KEYS_ENV, "").split(",") if key.strip()
-            ),
+            gateway_keys=gateway_keys,
+            service_keys=service_keys,
             subject_prefix=os.environ.get("AGENTBUS_SUBJECT_PREFIX", "agentbus"),
             api_key=os.environ.get("AGENTBUS_API_KEY") or None,
             jwt_secret=os.environ.get("AGENTBUS_JWT_SECRET") or None,
@@ -74,6 +88,30 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             ack_wait=float(os.environ.get("AGENTBUS_ACK_WAIT", "10")),
             answer_timeout=float(os.environ.get("AGENTBUS_ANSWER_TIMEOUT", "120")),
         )
+
+
+def parse_service_keys(value: str) -> dict[str, str]:
+    """Read `AGENTBUS_SERVICE_KEYS` (`name=key`, comma-separated), or exit saying which entry is wrong.
+
+    A mistake stops the start rather than leaving a service anonymous: its
+    commands would count against another quota than the one meant for it.
+    """
+    keys: dict[str, str] = {}
+    for entry in (part.strip() for part in value.split(",")):
+        if not entry:
+            continue
+        name, _, key = (side.strip() for side in entry.partition("="))
+        if not SERVICE_NAME.fullmatch(name) or not _USER_KEY.fullmatch(key):
+            raise SystemExit(f"agentbus: {SERVICE_KEYS_ENV}: {entry!r} is not name=U… (a service name, a user nkey)")
+        if name in keys or key in keys.values():
+            raise SystemExit(f"agentbus: {SERVICE_KEYS_ENV}: {entry!r} repeats a name or a key")
+        keys[name] = key
+    return keys
+
+
+def format_service_keys(keys: dict[str, str]) -> str:
+    """`keys` as `AGENTBUS_SERVICE_KEYS` holds them (what `parse_service_keys` reads)."""
+    return ",".join(f"{name}={key}" for name, key in keys.items())
 
 
 def configure_logging(level: str = "info", log_format: LogFormat = "auto", stream: TextIO | None = None) -> None:

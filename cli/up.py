@@ -48,7 +48,15 @@ from .serve import (
     raise_failure,
     stop_task,
 )
-from .settings import CREDENTIALS_ENV, ENDPOINTS_FILE, GATEWAY_KEYS_ENV, Endpoints, Settings
+from .settings import (
+    CREDENTIALS_ENV,
+    ENDPOINTS_FILE,
+    GATEWAY_KEYS_ENV,
+    SERVICE_KEYS_ENV,
+    Endpoints,
+    Settings,
+    format_service_keys,
+)
 from .worker_processes import WorkerProcesses
 
 WORKERS_STOP = WORKER_STOP + 2 * CLIENT_CLOSE + 1.0
@@ -70,9 +78,11 @@ async def _run_up(
     database_url = settings.database_url or (servers.postgres.url if servers.postgres else "")
     subjects = Subjects(settings.subject_prefix)
     endpoints_path = Path(args.data_dir) / ENDPOINTS_FILE
-    # The gateway signs its users' principals with its nkey, on any NATS; the workers believe that key.
+    # The gateway signs its users' principals with its nkey, on any NATS; the workers believe that key,
+    # and take what the service credential of up signed for the service `service` (the others' by their names).
     signer = credentials.of("gateway")
     trusted = settings.gateway_keys | {signer.public_key}
+    services = {"service": credentials.of("service").public_key, **settings.service_keys}
     external = load_credential(settings.nats_credentials)
 
     def credential(role: NatsRole) -> Credential | None:
@@ -115,6 +125,7 @@ async def _run_up(
                     "AGENTBUS_DATABASE_URL": database_url,
                     CREDENTIALS_ENV: "" if worker_credential is None else str(worker_credential.path),
                     GATEWAY_KEYS_ENV: ",".join(sorted(trusted)),
+                    SERVICE_KEYS_ENV: format_service_keys(services),
                 }
                 processes = WorkerProcesses(args.workers, urls, Path(args.data_dir))
                 processes.start()
@@ -127,7 +138,7 @@ async def _run_up(
                     name="agentbus-worker",
                     subjects=subjects,
                     credential=credential("worker"),
-                    origin=Origin(trusted=trusted),
+                    origin=Origin(trusted=trusted, services=services),
                 )
                 clients.push_async_callback(bounded, "the worker's NATS connection", worker_bus.close, CLIENT_CLOSE)
                 worker = Worker(

@@ -5,7 +5,7 @@ RS256 public key (PEM), or a JWKS file (its key chosen by the token's `kid`),
 so an organisation's identity provider can issue them. Its claims give the
 user (`sub`), the role (`admin` or `user`) and the departments. The API key
 stays a service credential: a request that presents it acts as the service
-(`bus.origin.SERVICE`, as a command no gateway signed does). With neither configured everything is open, as before users existed.
+(`bus.origin.SERVICE`, as a command on the bus that no known key signed does). With neither configured everything is open, as before users existed.
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ import msgspec
 import yaml
 
 from actors.config import DEFAULT_CONFIG, load_config
+from bus.credentials import Credential
 from bus.embedded import nats_server_binary
 
 REPO = Path(__file__).resolve().parent.parent
@@ -301,10 +302,10 @@ def test_agentbus_reads_its_config_and_secrets_from_the_config_map_and_the_secre
     secret_keys = {
         "agentbus": set(resource("Secret", "agentbus")["stringData"]),
         # Made from what `agentbus credentials` writes (deploy/README.md), never kept in the repository.
-        "agentbus-nats": {"worker.nk", "gateway.nk", "gateway-keys"},
+        "agentbus-nats": {"worker.nk", "gateway.nk", "gateway-keys", "service-keys"},
     }
     for kind, name, expected in (
-        ("Deployment", "agentbus-worker", {"AGENTBUS_DATABASE_URL", "AGENTBUS_GATEWAY_KEYS"}),
+        ("Deployment", "agentbus-worker", {"AGENTBUS_DATABASE_URL", "AGENTBUS_GATEWAY_KEYS", "AGENTBUS_SERVICE_KEYS"}),
         ("Deployment", "agentbus-gateway", {"AGENTBUS_DATABASE_URL", "AGENTBUS_API_KEY"}),
         ("Job", "agentbus-migrate", {"AGENTBUS_DATABASE_URL"}),
     ):
@@ -395,7 +396,8 @@ def test_each_agentbus_pod_and_container_gets_only_its_own_nats_seed() -> None:
     for name, secret in (("worker", "nats-worker"), ("gateway-1", "nats-gateway"), ("gateway-2", "nats-gateway")):
         assert services[name]["secrets"] == [{"source": secret, "target": "nats.nk"}], name
         assert services[name]["environment"]["AGENTBUS_NATS_CREDENTIALS"] == "/run/secrets/nats.nk", name
-    assert services["worker"]["environment"]["AGENTBUS_GATEWAY_KEYS"].startswith("${AGENTBUS_GATEWAY_KEYS:?")
+    for keys in ("AGENTBUS_GATEWAY_KEYS", "AGENTBUS_SERVICE_KEYS"):
+        assert services["worker"]["environment"][keys].startswith("${" + keys + ":?"), keys
     assert "secrets" not in services["migrate"]
     for n in (1, 2, 3):
         assert {"source": "nats-auth", "target": "/etc/nats/credentials/nats-auth.conf"} in services[f"nats-{n}"][
@@ -419,7 +421,10 @@ def test_agentbus_credentials_writes_seeds_of_their_owner_and_an_include_nats_se
     seeds = sorted(path.name for path in out.glob("*.nk"))
     assert seeds == ["billing.nk", "crm.nk", "gateway.nk", "worker.nk"]
     assert all((out / name).stat().st_mode & 0o777 == 0o600 for name in seeds)
-    assert (out / "agentbus.env").read_text().startswith("AGENTBUS_GATEWAY_KEYS=U")
+    env = dict(line.split("=", 1) for line in (out / "agentbus.env").read_text().splitlines())
+    assert env["AGENTBUS_GATEWAY_KEYS"] == Credential(out / "gateway.nk").public_key
+    named = {name: Credential(out / f"{name}.nk").public_key for name in ("billing", "crm")}
+    assert env["AGENTBUS_SERVICE_KEYS"] == ",".join(f"{name}={key}" for name, key in named.items())
     include = (out / "nats-auth.conf").read_text()
     assert include.count('"nkey"') == 4
     assert not any((out / name).read_text().strip() in include for name in seeds)  # public keys only

@@ -14,7 +14,10 @@
 // service's nkey seed file (the embedded NATS of `make run` lets in no one
 // without one: endpoints.json names the file it wrote for services); replies then
 // come under the credential's own inbox, `_INBOX.<its public key>`, the only one
-// the server lets it read.
+// the server lets it read. It signs what it publishes with that seed (docs/bus.md,
+// *Who a command acts for*; the `nkeys` that `nats` exports, no other package),
+// so its commands act as the service the workers know that key by
+// (AGENTBUS_SERVICE_KEYS), whatever principal they claim.
 
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -31,22 +34,43 @@ function natsUrl() {
   return "nats://127.0.0.1:4222";
 }
 
-// The connect options for the service's nkey seed file, if one is named: the seed, and the inbox it owns.
-function credentialOptions() {
+// A reader of the service's nkey seed (its bytes), if a seed file is named (or `make run`'s endpoints.json names one).
+function seedFile() {
   let path = process.env.AGENTBUS_NATS_CREDENTIALS;
   const endpoints = join(process.env.AGENTBUS_DATA_DIR || ".agentbus", "endpoints.json");
   if (!path && !process.env.AGENTBUS_NATS_URL && existsSync(endpoints)) {
     path = JSON.parse(readFileSync(endpoints, "utf8")).nats_credentials;
   }
-  if (!path) return {};
-  const seed = () => new TextEncoder().encode(readFileSync(path, "utf8").trim());
+  return path ? () => new TextEncoder().encode(readFileSync(path, "utf8").trim()) : null;
+}
+
+const seed = seedFile();
+
+// The connect options for the seed, if there is one: the seed, and the inbox it owns.
+function credentialOptions() {
+  if (!seed) return {};
   const publicKey = nkeys.fromSeed(seed()).getPublicKey();
   return { authenticator: nkeyAuthenticator(seed()), inboxPrefix: `_INBOX.${publicKey}` };
 }
 
-// Send a request and return its reply; an `error` reply ends the program.
+// The headers that prove this service published `data` on `subject`: ed25519 over the subject, a newline, the
+// bytes. Without a seed, none: the command then acts as the anonymous service `service`.
+function signed(subject, data, h = headers()) {
+  if (!seed) return h;
+  const keys = nkeys.fromSeed(seed());
+  const text = new TextEncoder().encode(`${subject}\n`);
+  const message = new Uint8Array(text.length + data.length);
+  message.set(text);
+  message.set(data, text.length);
+  h.set("Agentbus-Signer-Key", keys.getPublicKey());
+  h.set("Agentbus-Signature", Buffer.from(keys.sign(message)).toString("base64"));
+  return h;
+}
+
+// Send a request (signed) and return its reply; an `error` reply ends the program.
 async function request(nc, subject, body) {
-  const msg = await nc.request(subject, jc.encode(body), { timeout: 5000 });
+  const data = jc.encode(body);
+  const msg = await nc.request(subject, data, { timeout: 5000, headers: signed(subject, data) });
   const reply = jc.decode(msg.data);
   if (reply.type === "error") throw new Error(`${subject}: ${reply.code}: ${reply.message}`);
   return reply;
@@ -67,7 +91,7 @@ async function main(text, key) {
   const prefix = process.env.AGENTBUS_SUBJECT_PREFIX || "agentbus";
   const nc = await connect({ servers: natsUrl().split(","), name: "agentbus-example-node", ...credentialOptions() });
   try {
-    // 1. Create a session (request/reply; any worker answers).
+    // 1. Create a session (request/reply; any worker answers), signed: it is created as this service's.
     const ready = await request(nc, `${prefix}.sessions.create`, { type: "create_session", agent_name: "assistant" });
     const sessionId = ready.session_id;
     console.log(`session ${sessionId} created at position ${ready.position}`);
@@ -78,12 +102,13 @@ async function main(text, key) {
 
     // 3. Publish one message twice with one key: JetStream keeps the first, acks the second as a duplicate.
     const js = nc.jetstream();
-    const command = { type: "send_message", content: text, idempotency_key: key };
+    const subject = `${prefix}.session.${sessionId}.cmd`;
+    const command = jc.encode({ type: "send_message", content: text, idempotency_key: key });
     const acks = [];
     for (let i = 0; i < 2; i++) {
       const h = headers();
       h.set("Nats-Msg-Id", `${sessionId}:${key}`);
-      const ack = await js.publish(`${prefix}.session.${sessionId}.cmd`, jc.encode(command), { headers: h });
+      const ack = await js.publish(subject, command, { headers: signed(subject, command, h) });
       acks.push({ sequence: ack.seq, duplicate: Boolean(ack.duplicate) });
     }
     console.log(`published twice: ${JSON.stringify(acks)}`);
@@ -133,6 +158,7 @@ async function main(text, key) {
       acks,
       answer,
       user_messages: recorded.length,
+      acted_as: recorded.length ? (recorded[0].event.principal ?? null) : null,
       events: events.length,
       live_events: seen.size,
     };

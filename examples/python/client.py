@@ -14,13 +14,16 @@ is the subject prefix (default `agentbus`). `AGENTBUS_NATS_CREDENTIALS` names
 the service's nkey seed file (the embedded NATS of `make run` lets in no one
 without one: endpoints.json names the file it wrote for services); replies then
 come under the credential's own inbox, `_INBOX.<its public key>`, the only one
-the server lets it read.
+the server lets it read. It signs what it publishes with that seed (docs/bus.md,
+*Who a command acts for*), so its commands act as the service the workers
+know that key by (`AGENTBUS_SERVICE_KEYS`), whatever principal they claim.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import os
 import sys
@@ -45,25 +48,43 @@ def nats_url() -> str:
     return "nats://127.0.0.1:4222"
 
 
-def credential_options() -> dict[str, Any]:
-    """nats-py's arguments for the service's nkey seed file, if one is named: the seed, and the inbox it owns."""
+def seed_file() -> str | None:
+    """The service's nkey seed file, if one is named (or `make run`'s endpoints.json names one)."""
     path = os.environ.get("AGENTBUS_NATS_CREDENTIALS")
     endpoints = Path(os.environ.get("AGENTBUS_DATA_DIR", ".agentbus")) / "endpoints.json"
     if not path and not os.environ.get("AGENTBUS_NATS_URL") and endpoints.is_file():
         path = json.loads(endpoints.read_text()).get("nats_credentials")
+    return path or None
+
+
+def credential_options(path: str | None) -> dict[str, Any]:
+    """nats-py's arguments for the seed file `path`, if there is one: the seed, and the inbox it owns."""
     if not path:
         return {}
     public_key = nkeys.from_seed(bytearray(Path(path).read_bytes().strip())).public_key.decode()
     return {"nkeys_seed": path, "inbox_prefix": f"_INBOX.{public_key}"}
 
 
+def signature(path: str | None, subject: str, data: bytes) -> dict[str, str]:
+    """The headers that prove this service published `data` on `subject`: ed25519 over `subject`, a newline, `data`.
+
+    Without a seed, none: the command then acts as the anonymous service `service`.
+    """
+    if not path:
+        return {}
+    keys = nkeys.from_seed(bytearray(Path(path).read_bytes().strip()))
+    signed = keys.sign(subject.encode() + b"\n" + data)
+    return {"Agentbus-Signer-Key": keys.public_key.decode(), "Agentbus-Signature": base64.b64encode(signed).decode()}
+
+
 def say(text: str) -> None:
     print(text, flush=True)
 
 
-async def request(nc: nats.NATS, subject: str, body: dict[str, Any]) -> dict[str, Any]:
-    """Send a request and return its reply; an `error` reply ends the program."""
-    msg = await nc.request(subject, json.dumps(body).encode(), timeout=5)
+async def request(nc: nats.NATS, subject: str, body: dict[str, Any], seed: str | None = None) -> dict[str, Any]:
+    """Send a request (signed with `seed`, if given) and return its reply; an `error` reply ends the program."""
+    data = json.dumps(body).encode()
+    msg = await nc.request(subject, data, timeout=5, headers=signature(seed, subject, data) or None)
     reply: dict[str, Any] = json.loads(msg.data)
     if reply["type"] == "error":
         raise SystemExit(f"{subject}: {reply['code']}: {reply['message']}")
@@ -83,10 +104,12 @@ async def read_events(nc: nats.NATS, prefix: str, session_id: str, after: int = 
 
 async def main(text: str, key: str) -> int:
     prefix = os.environ.get("AGENTBUS_SUBJECT_PREFIX", "agentbus")
-    nc = await nats.connect(nats_url().split(","), name="agentbus-example-python", **credential_options())
+    seed = seed_file()
+    nc = await nats.connect(nats_url().split(","), name="agentbus-example-python", **credential_options(seed))
     try:
-        # 1. Create a session (request/reply; any worker answers).
-        ready = await request(nc, f"{prefix}.sessions.create", {"type": "create_session", "agent_name": "assistant"})
+        # 1. Create a session (request/reply; any worker answers), signed: it is created as this service's.
+        create = {"type": "create_session", "agent_name": "assistant"}
+        ready = await request(nc, f"{prefix}.sessions.create", create, seed)
         session_id = ready["session_id"]
         say(f"session {session_id} created at position {ready['position']}")
 
@@ -101,11 +124,12 @@ async def main(text: str, key: str) -> int:
 
         # 3. Publish one message twice with one key: JetStream keeps the first, acks the second as a duplicate.
         js = nc.jetstream()
-        command = {"type": "send_message", "content": text, "idempotency_key": key}
-        headers = {"Nats-Msg-Id": f"{session_id}:{key}"}
+        subject = f"{prefix}.session.{session_id}.cmd"
+        command = json.dumps({"type": "send_message", "content": text, "idempotency_key": key}).encode()
+        headers = {"Nats-Msg-Id": f"{session_id}:{key}", **signature(seed, subject, command)}
         acks = []
         for _ in range(2):
-            ack = await js.publish(f"{prefix}.session.{session_id}.cmd", json.dumps(command).encode(), headers=headers)
+            ack = await js.publish(subject, command, headers=headers)
             acks.append({"sequence": ack.seq, "duplicate": bool(ack.duplicate)})
         say(f"published twice: {acks}")
 
@@ -151,6 +175,7 @@ async def main(text: str, key: str) -> int:
             "acks": acks,
             "answer": answer,
             "user_messages": len(recorded),
+            "acted_as": recorded[0]["event"].get("principal") if recorded else None,
             "events": len(events),
             "live_events": len(seen),
         }
