@@ -3,7 +3,8 @@ or `python tests/mcp_tool_server.py http <port>` (streamable HTTP on 127.0.0.1:<
 
 Its tools cover what agentbus must handle: plain text, an idempotent tool,
 a tool whose call the policy has the user confirm, one it denies, an image,
-a result too long to record whole, a request header, a name with a dot, a crash and a hang.
+a result too long to record whole, a request header, a name with a dot, a crash and a hang, and
+two that mark a label in a file (one idempotent, one not), so a test counts a tool's effects.
 Each start is appended to the file `MCP_TEST_STARTS` names, so a test sees a restart.
 """
 
@@ -59,6 +60,32 @@ def header(name: str, ctx: Context) -> str:
 def lookup(key: str) -> str:
     """A name with a dot, which MCP allows and function names of OpenAI-compatible servers do not."""
     return f"found {key}"
+
+
+def _mark(label: str, ctx: Context) -> int:
+    """Append `<label> <effect key> <attempt>` to the file `MCP_TEST_EFFECTS` names (the effect the tests
+    count, outside the worker); return how many runs of `label` it holds now."""
+    meta = ctx.request_context.meta or {}
+    path = os.environ["MCP_TEST_EFFECTS"]
+    with open(path, "a") as effects:
+        effects.write(f"{label} {meta.get('agentbus/effect_key', '-')} {meta.get('agentbus/attempt', '-')}\n")
+    with open(path) as effects:
+        return sum(1 for line in effects if line.split()[0] == label)
+
+
+@server.tool(annotations=ToolAnnotations(idempotent_hint=False))
+async def mark(label: str, ctx: Context, block_first: bool = False) -> str:
+    """Mark `label` once per call; with `block_first`, the first run of a label never answers (the test kills)."""
+    runs = _mark(label, ctx)
+    if block_first and runs == 1:
+        await anyio.sleep_forever()
+    return f"marked {label} (run {runs})"
+
+
+@server.tool(annotations=ToolAnnotations(idempotent_hint=True))
+async def mark_idempotent(label: str, ctx: Context, block_first: bool = False) -> str:
+    """The same as `mark`, declared idempotent."""
+    return await mark(label, ctx, block_first)
 
 
 @server.tool()

@@ -8,6 +8,7 @@ import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from actors.mcp import McpServerConfig
@@ -182,3 +183,17 @@ async def test_a_turn_cancelled_while_its_server_starts_leaves_no_process_behind
     (pid,) = starts(spawns)
     assert not process_alive(pid)
     await connection.close()
+
+
+async def test_a_call_hands_its_effect_key_and_attempt_to_the_server_in_the_requests_meta(
+    servers: McpServers, tmp_path: Path
+) -> None:
+    """What lets an outside service carry a repeated call out once: `_meta` names the call of the turn."""
+    config = stdio_config(tmp_path / "starts")
+    config = msgspec.structs.replace(config, env={**config.env, "MCP_TEST_EFFECTS": str(tmp_path / "effects")})
+    tools = await tools_of(servers, config)
+    assert (tools["notes__mark"].idempotent, tools["notes__mark_idempotent"].idempotent) == (False, True)
+    context = ToolContext(bus=None, effect_key="turn1:call_1", attempt=2)  # type: ignore[arg-type]
+    assert await tools["notes__mark"].call('{"label": "a"}', context) == "marked a (run 1)"
+    assert await tools["notes__mark"].call('{"label": "b"}', NO_BUS) == "marked b (run 1)"  # no turn, no key
+    assert (tmp_path / "effects").read_text().splitlines() == ["a turn1:call_1 2", "b - -"]

@@ -98,6 +98,8 @@ def test_the_design_vocabulary_is_complete() -> None:
         "department_created", "department_member_added", "department_member_removed", "quota_set",
         # Issue 14: what is left of an erased session (its tombstone, and one ending each of its other streams).
         "session_erased", "stream_erased",
+        # Issue 15, DESIGN §4 Effects: a tool run recorded as started, and a start found without a result.
+        "tool_started", "tool_outcome_unknown",
     }  # fmt: skip
     assert named == {tag_of(t) for t in EVENT_TYPES}
     frames = {

@@ -81,8 +81,9 @@ class McpConnection:
                 raise McpUnavailable(self.name, f"it did not list its tools within {self.config.timeout:g} s") from None
         raise AssertionError("unreachable")
 
-    async def call(self, tool: str, arguments: dict[str, Any]) -> CallToolResult:
-        """Call `tool`; raise `ToolError` (the model reads it) on a timeout, a refusal or a dead server.
+    async def call(self, tool: str, arguments: dict[str, Any], meta: dict[str, Any] | None = None) -> CallToolResult:
+        """Call `tool` with `meta` as the request's `_meta`; raise `ToolError` (the model reads it) on a
+        timeout, a refusal or a dead server.
 
         A call is never sent again by itself: the tool may have had its effect
         before the server died. The server is restarted for the next call.
@@ -92,7 +93,12 @@ class McpConnection:
 
         client, generation = await self._connected()
         try:
-            return await client.call_tool(tool, arguments, read_timeout_seconds=self.config.timeout)
+            return await client.call_tool(
+                tool,
+                arguments,
+                read_timeout_seconds=self.config.timeout,
+                meta=meta,  # type: ignore[arg-type]  # a TypedDict of the spec's keys; others pass through
+            )
         except MCPError as exc:
             if exc.code == CONNECTION_CLOSED:
                 await self._lost(generation, f"it stopped during a call of {tool}")

@@ -25,6 +25,19 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 """MCP allows `.` (and more) in tool names; function names of OpenAI-compatible servers do not."""
 
 
+EFFECT_KEY = "agentbus/effect_key"
+"""The `_meta` key of a call's effect key: MCP has no idempotency convention of its own, and `_meta` keys
+outside the spec's reserved prefixes are the implementation's to define."""
+ATTEMPT = "agentbus/attempt"
+
+
+def effect_meta(context: ToolContext) -> dict[str, Any] | None:
+    """The `_meta` that tells the server which call this is, so it can carry a repeated one out once."""
+    if not context.effect_key:
+        return None
+    return {EFFECT_KEY: context.effect_key, ATTEMPT: context.attempt}
+
+
 def server_tools(connection: McpConnection, listed: list[McpTool]) -> list[Tool]:
     """The tools of `listed` that the server's policy offers, in the server's order.
 
@@ -49,8 +62,8 @@ def _tool(connection: McpConnection, listed: McpTool, name: str, *, needs_confir
     original = listed.name
     limit = connection.config.max_result_bytes
 
-    async def run(arguments: dict[str, Any], _: ToolContext) -> str:
-        result = await connection.call(original, arguments)
+    async def run(arguments: dict[str, Any], context: ToolContext) -> str:
+        result = await connection.call(original, arguments, effect_meta(context))
         text = result_text(list(result.content), result.structured_content, limit)
         if result.is_error:
             raise ToolError(text or f"{original} failed (the MCP server {connection.name!r} gave no reason)")

@@ -32,9 +32,17 @@ class InvalidArguments(ToolError):
 
 @dataclass(frozen=True)
 class ToolContext:
-    """What a running tool may use besides its arguments: the worker's bus (uploads live in its object store)."""
+    """What a running tool may use besides its arguments: the worker's bus (uploads live in its object store),
+    and the call's place in the effect ledger.
+
+    `effect_key` (`<turn_id>:<call_id>`) is the same for every attempt of one call, so a tool that
+    reaches an outside service can hand it on for the service to carry the effect out once; `attempt`
+    counts the runs of the call (more than 1 after a restart cut an earlier one).
+    """
 
     bus: Bus
+    effect_key: str = ""
+    attempt: int = 1
 
 
 @dataclass(frozen=True)

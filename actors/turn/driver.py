@@ -18,7 +18,7 @@ import msgspec
 import structlog
 
 from schemas import Principal, Token, TokenReset
-from schemas.events import AnyEvent, TurnFailed
+from schemas.events import AnyEvent, ToolStarted, TurnFailed
 
 from ..context import WorkerContext
 from ..errors import is_outage
@@ -115,10 +115,12 @@ class ReactDriver:
                     await self._propose(events, state.version)
                 case CallModel(step=step):
                     await self._call_model(step)
-                case RunTool(step=step, call=call):
-                    content, is_error = await self._run_tool(call)
-                    state = self._state_of()
-                    await self._propose(tool_result(state, step, call, content, is_error, self.turn_id), state.version)
+                case RunTool(step=step, call=call, started=started):
+                    # The effect ledger: the run is recorded before it starts, so a stop during it is seen.
+                    if not await self._propose([started], state.version):
+                        continue  # the state moved on (a cancel): decide again
+                    content, is_error = await self._run_tool(call, started)
+                    await self._record_result(step, call, content, is_error)
                 case Wait(until=until):
                     remaining = (until - utcnow()).total_seconds()
                     try:
@@ -198,13 +200,23 @@ class ReactDriver:
         await self._propose([failed], state.version)
         return None
 
-    async def _run_tool(self, call: ToolCall) -> tuple[str, bool]:
+    async def _record_result(self, step: int, call: ToolCall, content: str, is_error: bool) -> None:
+        """Record a run's outcome, deciding again if the state moved on meanwhile: a lost result would be
+        an unknown outcome, and for a tool that is not idempotent a question to the user."""
+        while True:
+            state = self._state_of()
+            events = tool_result(state, step, call, content, is_error, self.turn_id)
+            if not events or await self._propose(events, state.version):
+                return
+
+    async def _run_tool(self, call: ToolCall, started: ToolStarted) -> tuple[str, bool]:
         tool = self.tools.get(call.name)
         if tool is None:
             return f"unknown tool {call.name!r}", True
+        context = ToolContext(bus=self.ctx.bus, effect_key=started.effect_key, attempt=started.attempt)
         try:
             async with asyncio.timeout(TOOL_TIMEOUT):
-                return await tool.call(call.arguments, ToolContext(bus=self.ctx.bus)), False
+                return await tool.call(call.arguments, context), False
         except ToolError as exc:
             return str(exc), True
         except TimeoutError:

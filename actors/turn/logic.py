@@ -24,6 +24,7 @@ from schemas.events import (
     Thinking,
     ToolCalled,
     ToolResult,
+    ToolStarted,
     TurnCancelled,
     TurnCompleted,
     TurnStarted,
@@ -32,6 +33,7 @@ from schemas.events import (
 from ..llm import ToolCall
 from ..llm.fallback import ModelOutput
 from ..tools import InvalidArguments, ToolRegistry
+from .effects import outcome_unknown, settled, skipped, start
 from .phases import PhasePolicy
 from .setup import TurnSetup
 from .state import CallState, Step, TurnState
@@ -49,10 +51,11 @@ class CallModel(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class RunTool(msgspec.Struct, frozen=True, kw_only=True):
-    """Run a function tool; its outcome goes to `tool_result`."""
+    """Record `started`, then run a function tool; its outcome goes to `tool_result`."""
 
     step: int
     call: ToolCall
+    started: ToolStarted
 
 
 class Wait(msgspec.Struct, frozen=True, kw_only=True):
@@ -126,9 +129,17 @@ def _next_for_call(
 
     def result(content: str, is_error: bool = False) -> ToolResult:
         return ToolResult(
-            turn_id=turn_id, step=step.number, call_id=call.call_id, tool=call.name, content=content, is_error=is_error
+            turn_id=turn_id,
+            step=step.number,
+            call_id=call.call_id,
+            tool=call.name,
+            content=settled(pending, content),
+            is_error=is_error,
         )
 
+    if pending.started is not None and not pending.started.idempotent:
+        # A run was cut: it is never repeated silently, whether or not the tool is still offered.
+        return Record(events=outcome_unknown(turn_id, step.number, index, pending, now, HUMAN_TIMEOUT))
     tool = tools.get(call.name) if call.name in setup.tools else None
     if tool is None:
         return Record(
@@ -182,7 +193,18 @@ def _next_for_call(
         if not pending.resolved.approved:
             why = "no answer came in time" if pending.resolved.timed_out else "the user denied it"
             return Record(events=[result(f"Not carried out: {why}. Nothing was changed.")])
-    return RunTool(step=step.number, call=call)
+    if pending.unknown is not None and pending.started is None:
+        rerun = pending.rerun
+        assert rerun is not None  # recorded with the unknown outcome
+        if pending.rerun_resolved is None:
+            timed_out = ConfirmationResolved(
+                turn_id=turn_id, confirmation_id=rerun.confirmation_id, approved=False, timed_out=True
+            )
+            return _wait_or(rerun.expires_at, now, [timed_out])
+        if not pending.rerun_resolved.approved:
+            return Record(events=[result(skipped(pending))])
+    # Not started yet, an idempotent run cut (run again under the same key), or a run again the user approved.
+    return RunTool(step=step.number, call=call, started=start(turn_id, step.number, pending, tool))
 
 
 def _wait_or(expires_at: datetime | None, now: datetime, on_timeout: list[AnyEvent]) -> Action:
@@ -254,6 +276,7 @@ def tool_result(
     pending = last.pending() if last is not None else None
     if state.outcome is not None or pending is None or pending.call.call_id != call.call_id:
         return []
+    content = settled(pending, content)
     return [
         ToolResult(turn_id=turn_id, step=step, call_id=call.call_id, tool=call.name, content=content, is_error=is_error)
     ]
@@ -272,15 +295,16 @@ def decide_confirmation(state: TurnState, confirmation_id: str, approved: bool, 
     Return None if the turn asked for no such confirmation, [] if it is resolved already.
     """
     call = state.find_call(confirmation_id=confirmation_id)
-    if call is None or call.confirmation is None:
+    requested = call.confirmation_of(confirmation_id) if call is not None else None
+    if call is None or requested is None:
         return None
-    if call.resolved is not None or state.outcome is not None:
+    if call.resolution_of(confirmation_id) is not None or state.outcome is not None:
         return []
-    expires_at = call.confirmation.expires_at
+    expires_at = requested.expires_at
     timed_out = expires_at is not None and now >= expires_at
     return [
         ConfirmationResolved(
-            turn_id=call.confirmation.turn_id,
+            turn_id=requested.turn_id,
             confirmation_id=confirmation_id,
             approved=approved and not timed_out,
             timed_out=timed_out,

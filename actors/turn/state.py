@@ -15,7 +15,9 @@ from schemas.events import (
     SkillMatched,
     Thinking,
     ToolCalled,
+    ToolOutcomeUnknown,
     ToolResult,
+    ToolStarted,
     TurnCancelled,
     TurnCompleted,
     TurnFailed,
@@ -34,6 +36,28 @@ class CallState(msgspec.Struct, kw_only=True):
     resolved: ConfirmationResolved | None = None
     asked: HumanAsked | None = None
     replied: HumanReplied | None = None
+    attempts: int = 0
+    """Runs recorded as started."""
+    started: ToolStarted | None = None
+    """The latest run, while neither its result nor an unknown outcome is recorded."""
+    unknown: ToolOutcomeUnknown | None = None
+    """The latest run whose outcome is unknown (a non-idempotent tool cut by a stop)."""
+    rerun: ConfirmationRequested | None = None
+    """The question whether to run the call again after `unknown`."""
+    rerun_resolved: ConfirmationResolved | None = None
+
+    def confirmation_of(self, confirmation_id: str) -> ConfirmationRequested | None:
+        """This call's confirmation of that id: before its first run, or to run it again."""
+        for requested in (self.confirmation, self.rerun):
+            if requested is not None and requested.confirmation_id == confirmation_id:
+                return requested
+        return None
+
+    def resolution_of(self, confirmation_id: str) -> ConfirmationResolved | None:
+        """The recorded answer to this call's confirmation of that id, if any."""
+        if self.rerun is not None and self.rerun.confirmation_id == confirmation_id:
+            return self.rerun_resolved
+        return self.resolved
 
 
 class Step(msgspec.Struct, kw_only=True):
@@ -69,11 +93,7 @@ class TurnState(msgspec.Struct, kw_only=True):
         """The call waiting on a confirmation or a question with this id."""
         for step in self.steps:
             for call in step.calls:
-                if (
-                    confirmation_id is not None
-                    and call.confirmation
-                    and call.confirmation.confirmation_id == confirmation_id
-                ):
+                if confirmation_id is not None and call.confirmation_of(confirmation_id) is not None:
                     return call
                 if request_id is not None and call.asked and call.asked.request_id == request_id:
                     return call
@@ -108,15 +128,29 @@ def evolve(state: TurnState, event: AnyEvent) -> TurnState:
             _step(state, number).thought = content
         case ToolCalled(step=number, call_id=call_id, tool=tool, arguments=arguments):
             _step(state, number).calls.append(CallState(call=ToolCall(call_id=call_id, name=tool, arguments=arguments)))
+        case ToolStarted(call_id=call_id):
+            if (call := _call(state, call_id)) is not None:
+                call.attempts += 1
+                call.started = event
         case ToolResult(call_id=call_id):
             if (call := _call(state, call_id)) is not None:
-                call.result = event
+                call.result, call.started = event, None
+        case ToolOutcomeUnknown(call_id=call_id):
+            if (call := _call(state, call_id)) is not None:
+                call.unknown, call.started, call.rerun, call.rerun_resolved = event, None, None, None
         case ConfirmationRequested(call_id=call_id):
             if (call := _call(state, call_id)) is not None:
-                call.confirmation = event
+                # Recorded right after an unknown outcome, it asks whether to run the call again.
+                if call.unknown is not None:
+                    call.rerun = event
+                else:
+                    call.confirmation = event
         case ConfirmationResolved(confirmation_id=confirmation_id):
             if (call := state.find_call(confirmation_id=confirmation_id)) is not None:
-                call.resolved = event
+                if call.rerun is not None and call.rerun.confirmation_id == confirmation_id:
+                    call.rerun_resolved = event
+                else:
+                    call.resolved = event
         case HumanAsked(call_id=call_id):
             if (call := _call(state, call_id)) is not None:
                 call.asked = event

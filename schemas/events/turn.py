@@ -48,6 +48,38 @@ class ToolCalled(Event, frozen=True, kw_only=True):
     arguments: str
 
 
+class ToolStarted(Event, frozen=True, kw_only=True):
+    """A function tool is about to run (recorded before it runs): the effect ledger's entry for the call.
+
+    A start with no `tool_result` after it means the process stopped while the
+    tool ran, so whether it had its effect is unknown.
+    """
+
+    turn_id: str
+    step: int
+    call_id: str
+    tool: str
+    effect_key: str
+    """`<turn_id>:<call_id>`, the same for every attempt of the call: the tool (and an MCP server, in the
+    request's `_meta`) receives it, so an outside service can carry the effect out once."""
+    attempt: int = 1
+    idempotent: bool = False
+    """What the tool declared when it started: running it again has the effect of running it once."""
+
+
+class ToolOutcomeUnknown(Event, frozen=True, kw_only=True):
+    """A non-idempotent tool's start has no result (the process stopped while it ran): it is not run again
+    unless the user says so (the confirmation recorded next)."""
+
+    turn_id: str
+    step: int
+    call_id: str
+    tool: str
+    effect_key: str
+    attempt: int = 1
+    """The attempt whose outcome is unknown."""
+
+
 class ToolResult(Event, frozen=True, kw_only=True):
     """A tool call finished (or failed, with `is_error`)."""
 
@@ -181,7 +213,9 @@ TurnEvent = (
     | Thinking
     | ModelCalled
     | ToolCalled
+    | ToolStarted
     | ToolResult
+    | ToolOutcomeUnknown
     | ConfirmationRequested
     | ConfirmationResolved
     | HumanAsked
