@@ -52,14 +52,15 @@ async def _send(args: MailArgs, _: ToolContext) -> str:
 
 
 SEND_MAIL = Tool(name="send_mail", description="Send a mail.", args=MailArgs, run=_send)
-TOOLS = ToolRegistry([*BUILTIN_TOOLS.select(["calculator"]), SEND_MAIL])
-ARGUMENTS = {"calculator": '{"expression": "1+1"}', "send_mail": '{"to": "ada"}'}
+PAY = Tool(name="pay", description="Pay.", args=MailArgs, run=_send, needs_confirmation=True)
+TOOLS = ToolRegistry([*BUILTIN_TOOLS.select(["calculator"]), SEND_MAIL, PAY])
+ARGUMENTS = {"calculator": '{"expression": "1+1"}', "send_mail": '{"to": "ada"}', "pay": '{"to": "ada"}'}
 
 
 def setup() -> TurnSetup:
     resolved = resolve_setup(CONFIG, "assistant", "go")
     assert isinstance(resolved, TurnSetup)
-    return msgspec.structs.replace(resolved, tools=["calculator", "send_mail"])
+    return msgspec.structs.replace(resolved, tools=list(ARGUMENTS))
 
 
 def opening(tool: str) -> list[AnyEvent]:
@@ -79,6 +80,10 @@ def replay(events: list[AnyEvent]) -> TurnState:
 
 def act(events: list[AnyEvent], now: datetime = NOW):
     return next_action(replay(events), setup(), TOOLS, PHASES, T, now)
+
+
+def answered(events: list[AnyEvent], confirmation_id: str, approved: bool = True) -> list[AnyEvent]:
+    return [*events, *(decide_confirmation(replay(events), confirmation_id, approved, NOW) or [])]
 
 
 def test_a_run_is_recorded_as_started_with_the_calls_stable_key_before_it_runs() -> None:
@@ -146,6 +151,20 @@ def test_go_on_without_it_does_not_run_the_call_and_tells_the_model_the_outcome_
     assert act([*events, result]) == CallModel(step=2)
 
 
+def test_a_tool_needing_confirmation_that_was_cut_asks_again_with_a_question_of_its_own() -> None:
+    events = opening("pay")
+    [asked] = act(events).events  # type: ignore[union-attr]
+    assert isinstance(asked, ConfirmationRequested)
+    events = answered([*events, asked], asked.confirmation_id)
+    events.append(act(events).started)  # type: ignore[union-attr]  # … and the worker died while it paid
+    unknown, again = act(events).events  # type: ignore[union-attr]
+    assert isinstance(again, ConfirmationRequested) and again.confirmation_id != asked.confirmation_id
+    events += [unknown, again]
+    assert decide_confirmation(replay(events), asked.confirmation_id, True, NOW) == []  # answered before the run
+    rerun = act(answered(events, again.confirmation_id))
+    assert isinstance(rerun, RunTool) and rerun.started.attempt == 2
+
+
 def test_no_answer_in_time_goes_on_without_the_call() -> None:
     events = opening("send_mail")
     events.append(act(events).started)  # type: ignore[union-attr]
@@ -162,8 +181,8 @@ def test_however_often_runs_are_cut_the_tool_runs_once_per_go_ahead_and_gets_one
     cuts: list[bool], answers: list[bool]
 ) -> None:
     """Replaying the log before every decision (as a restart does): an idempotent tool runs until one run ends;
-    the other runs once, then once more per "run it again", never without one."""
-    for tool in ("calculator", "send_mail"):
+    the others run once more per go-ahead (the first run of one that needs no confirmation needs none)."""
+    for tool in ARGUMENTS:
         events, runs, approvals, cut_runs = opening(tool), 0, 0, 0
         pending_cuts, pending_answers = list(cuts), list(answers)
         while not isinstance(action := act(events), CallModel):
@@ -187,4 +206,4 @@ def test_however_often_runs_are_cut_the_tool_runs_once_per_go_ahead_and_gets_one
         if tool == "calculator":
             assert (runs, unknown) == (cut_runs + 1, 0)
         else:
-            assert runs == 1 + approvals and unknown == cut_runs
+            assert runs == (tool == "send_mail") + approvals and unknown == cut_runs
