@@ -27,7 +27,8 @@ async def model() -> AsyncIterator[CallerModel]:
 
 
 @pytest.fixture
-def system(tmp_path: Path, system_env: dict[str, str], model: CallerModel) -> Iterator[System]:
+def env(tmp_path: Path, system_env: dict[str, str], model: CallerModel) -> dict[str, str]:
+    """An `agentbus up` whose agent has the test MCP server `fx`, and whose model calls the tool a message names."""
     config = tmp_path / "agents.toml"
     config.write_text(
         f"""
@@ -48,8 +49,12 @@ mcp = ["fx"]
 """
     )
     # A short ack wait: the command of the cut turn comes back soon after the restart.
-    env = {**system_env, "AGENTBUS_CONFIG": str(config), "AGENTBUS_ACK_WAIT": "2"}
-    system = System(tmp_path / "data", env).start()
+    return {**system_env, "AGENTBUS_CONFIG": str(config), "AGENTBUS_ACK_WAIT": "2"}
+
+
+@pytest.fixture
+def system(tmp_path: Path, env: dict[str, str]) -> Iterator[System]:
+    system = System(tmp_path / "data", env)
     yield system
     if system.process is not None:
         assert system.stop() == 0
@@ -106,6 +111,7 @@ async def test_an_idempotent_tool_cut_by_kill_9_runs_again_after_restart_and_its
     system: System, tmp_path: Path
 ) -> None:
     """Executions: 2 (the cut one, the one after the restart); one `tool_result`, no question to the user."""
+    system.start()
     session_id, position = await start_blocking_call(system, "fx__mark_idempotent", "idem")
     await until_marked(tmp_path, {"idem"})
     kill_and_restart(system, tmp_path)
@@ -128,6 +134,7 @@ async def test_a_tool_that_is_not_idempotent_cut_by_kill_9_runs_again_only_if_th
 ) -> None:
     """Executions: 1 until the user answers the confirmation frame; 2 after "run it again", 1 after "go on
     without it"; both turns finish, and the model reads that the outcome was unknown."""
+    system.start()
     cut = {label: await start_blocking_call(system, "fx__mark", label) for label in ("again", "skip")}
     await until_marked(tmp_path, {"again", "skip"})
     kill_and_restart(system, tmp_path)
@@ -158,3 +165,40 @@ async def test_a_tool_that_is_not_idempotent_cut_by_kill_9_runs_again_only_if_th
         types = await event_types(system, session_id)
         assert types["tool_started"] == (2 if label == "again" else 1)
         assert (types["tool_outcome_unknown"], types["tool_result"], types["turn_completed"]) == (1, 1, 1)
+
+
+def parent_of(pid: int) -> int:
+    return int((Path("/proc") / str(pid) / "stat").read_text().rpartition(")")[2].split()[1])
+
+
+async def test_a_worker_killed_while_a_tool_runs_is_covered_by_another_that_asks_on_the_open_socket(
+    system: System, tmp_path: Path
+) -> None:
+    """`--workers 2`, and only the worker running the tool (the parent of its MCP server) is killed: the
+    worker that takes the session over asks the user on the socket that stayed open. Executions: 1, then 2
+    once the user says run it again."""
+    system.start(args=("--workers", "2"))
+    session_id = await system.create_session()
+    async with websockets.connect(system.ws_base + session_id) as ws:
+        await ws.recv()
+        arguments = json.dumps({"label": "w", "block_first": True})
+        await ws.send(json.dumps({"type": "message", "content": f"call fx__mark {arguments}"}))
+        await receive_until(ws, "tool_started")
+        await until_marked(tmp_path, {"w"})
+        [server] = starts(tmp_path / "starts")
+        worker = parent_of(server)
+        assert system.process is not None and worker != system.process.pid  # a worker, not the gateway's process
+        os.kill(worker, signal.SIGKILL)
+
+        frames = await receive_until(ws, "confirmation_request", timeout=60)
+        assert [f["data"]["attempt"] for f in frames if f["type"] == "tool_outcome_unknown"] == [1]
+        assert runs(tmp_path)["w"] == 1
+        reply = {
+            "type": "confirmation_reply",
+            "confirmation_id": frames[-1]["data"]["confirmation_id"],
+            "approved": True,
+        }
+        await ws.send(json.dumps(reply))
+        answer = (await receive_until(ws, "final_answer", timeout=30))[-1]["content"]
+    assert answer.endswith("the user chose to run it again.) marked w (run 2)")
+    assert runs(tmp_path)["w"] == 2
