@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 from schemas.events import AnyEvent, ConfirmationRequested, ToolOutcomeUnknown, ToolStarted
 
+from ..llm import ToolCall
 from ..tools import Tool
 from .state import CallState
 
@@ -39,12 +40,11 @@ def start(turn_id: str, step: int, pending: CallState, tool: Tool) -> ToolStarte
 
 
 def outcome_unknown(
-    turn_id: str, step: int, index: int, pending: CallState, now: datetime, timeout: timedelta
+    turn_id: str, index: int, call: ToolCall, started: ToolStarted, now: datetime, timeout: timedelta
 ) -> list[AnyEvent]:
-    """Record that the cut run's outcome is unknown, and ask the user whether to run the call again."""
-    started = pending.started
-    assert started is not None
-    call = pending.call
+    """Record that the run `started` (the `index`-th call of its step) has an unknown outcome, and ask the
+    user whether to run the call again."""
+    step = started.step
     unknown = ToolOutcomeUnknown(
         turn_id=turn_id,
         step=step,

@@ -139,7 +139,7 @@ def _next_for_call(
 
     if pending.started is not None and not pending.started.idempotent:
         # A run was cut: it is never repeated silently, whether or not the tool is still offered.
-        return Record(events=outcome_unknown(turn_id, step.number, index, pending, now, HUMAN_TIMEOUT))
+        return Record(events=outcome_unknown(turn_id, index, call, pending.started, now, HUMAN_TIMEOUT))
     tool = tools.get(call.name) if call.name in setup.tools else None
     if tool is None:
         return Record(
