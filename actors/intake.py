@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 import structlog
 
 from bus import Bus, BusError, CommandConsumer, CommandDelivery
+from bus.tracing import SpanKind, following
 from projections import EventLog, EventLogError, NewEvent
 from schemas import CommandRefused, DecodeError, EventMeta, SendMessage, UnknownTypeError, refusals_stream
 from schemas.events import CommandRejected
@@ -102,7 +103,17 @@ class CommandIntake:
     async def _run_lane(self, session_id: str, lane: list[CommandDelivery]) -> None:
         try:
             while lane:
-                await self._accept(lane[0])
+                delivery = lane[0]
+                # The gateway's trace goes on here: the session's handling of the command is its child.
+                with following("take command", delivery.trace, kind=SpanKind.CONSUMER) as span:
+                    if span.is_recording():
+                        span.set_attributes(
+                            {
+                                "agentbus.session_id": session_id,
+                                "messaging.message.delivery_count": delivery.num_delivered,
+                            }
+                        )
+                    await self._accept(delivery)
                 lane.pop(0)
         finally:
             if self._lanes.get(session_id) is lane:

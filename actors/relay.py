@@ -30,6 +30,7 @@ import structlog
 
 from bus import Bus, MessageTooLarge
 from bus.erasure import erase_session_traces
+from bus.tracing import SpanKind, following, from_traceparent
 from projections import Checkpoints, EventLog, SkippedEvent
 from schemas import Layout, RecordedEvent, tag_of
 from schemas.events import SessionErased
@@ -177,7 +178,15 @@ class Relay:
             await self._bus.publish(subject, notice)
             return
         try:
-            await self._bus.publish(subject, recorded)
+            # The append's trace goes on (its context is in the event's meta): the gateway continues it from here.
+            with following(
+                "relay publish", from_traceparent(recorded.meta.traceparent), kind=SpanKind.PRODUCER
+            ) as span:
+                if span.is_recording():
+                    span.set_attributes(
+                        {"agentbus.position": recorded.position, "agentbus.event": tag_of(type(recorded.event))}
+                    )
+                await self._bus.publish(subject, recorded)
         except MessageTooLarge as exc:
             # It cannot ever be carried: a small notice takes its place, so live delivery goes on.
             logger.warning("event_too_large", position=recorded.position, size=exc.size)

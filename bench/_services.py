@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -150,10 +150,12 @@ def agentbus_up(
     args: Sequence[str] = (),
     data_dir_name: str = "up",
     timeout: float = 60.0,
+    env: Mapping[str, str] | None = None,
 ) -> Iterator[RunningSystem]:
     """Run `agentbus up --port 0 [args]` as a subprocess on the given services until the block ends.
 
-    A service given as None is `agentbus up`'s own embedded one, under its data dir `workdir / data_dir_name`.
+    A service given as None is `agentbus up`'s own embedded one, under its data dir `workdir / data_dir_name`;
+    `env` adds variables (the OTEL_* ones that make it export its spans, `bench.hops`).
     """
     data_dir = workdir / data_dir_name
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -163,6 +165,7 @@ def agentbus_up(
         **{name: url for name, url in urls.items() if url is not None},
         "AGENTBUS_OFFLINE_DELAY": "0",
         "AGENTBUS_SUBJECT_PREFIX": SUBJECT_PREFIX,
+        **(env or {}),
     }
     env = {name: value for name, value in os.environ.items() if name not in urls} | overrides
     env.pop("AGENTBUS_API_KEY", None)  # the benchmark client sends no key

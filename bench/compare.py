@@ -47,6 +47,8 @@ class Collected:
     floors: Floors | None = None
     peers: list[PeerResult] = field(default_factory=list)
     workers: list[WorkersRun] | None = None
+    hops: dict[str, Any] | None = None
+    """The per-hop breakdown of a turn and a board step (`bench.hops.hops_results`)."""
 
     def peer(self, key: str) -> PeerResult | None:
         return next((p for p in self.peers if p.peer.key == key), None)
@@ -214,6 +216,7 @@ def results(c: Collected, table_rows: list[Row], run: dict[str, Any]) -> dict[st
             for p in c.peers
         },
         "workers": None if not c.workers else workers_results(c.workers),
+        "hops": c.hops,
         "table": [
             {
                 "figure": r.figure,

@@ -16,6 +16,9 @@
    pub→sub, first-token latency under that load, then turns through a kill -9 and restart of
    the embedded nats-server, clients reconnecting with `?after=` (bench/sockets.py; skipped on
    an external NATS). `--only sockets` runs it alone.
+3e. Hops: the same `agentbus up` with tracing on, exporting its spans over OTLP/HTTP to a receiver in this
+   process; 200 turns and 3 boards give p50/p99 per hop of a turn and of a board step (bench/hops.py).
+   `--only hops` runs it alone and writes its "hops" entry into bench/results.json, leaving the rest as it was.
 3d. Workers: chat turns/s of `agentbus up` with 1, 2 and 3 workers (`--workers N`), each on its own embedded
    services, 1200 turns over 40 sessions at once, with the CPU per turn of agentbus, nats-server, PostgreSQL and
    the client (bench/workers.py). `--only workers` runs it alone and writes its figures into bench/results.json
@@ -60,6 +63,7 @@ from .append import Case, Counts, measure_appends
 from .board import EXPERTS, ROUNDS, SPEECHES, STEPS, measure_boards, measure_raw
 from .compare import BoardFigures, Collected, TeamFigures, render, results, rows
 from .floors import Floors, floors_table, measure_floors
+from .hops import hops_results, hops_tables, measure_hops
 from .latency import measure_turns, split_summary
 from .peer_runs import PeerResult, peer_table, peers_python, run_peers
 from .sockets import SocketFigures, measure_sockets, socket_tables
@@ -68,7 +72,9 @@ from .team import measure_teams
 from .workers import WorkersRun, measure_workers, workers_results, workers_table
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
-ONLY = ("board", "team", "sockets", "workers", "peers")
+ONLY = ("board", "team", "sockets", "workers", "hops", "peers")
+HOP_TURNS = 200
+HOP_BOARDS = 3
 
 
 def main(
@@ -111,6 +117,8 @@ def main(
         run = {"command": command, "started_at": started_at, "wall_seconds": round(wall, 1), "machine": machine}
         if only == "workers":
             _merge_workers(collected.workers, {**run, "services": origin}, write)
+        elif only == "hops":
+            _merge("hops", collected.hops, {**run, "services": origin}, write)
         elif only not in ("board", "team", "sockets"):
             _report(collected, {**run, "services": origin}, write)
         print(f"\ntotal wall time {wall:.1f} s | load average at the end {_machine.load(machine['load_average_end'])}")
@@ -159,6 +167,8 @@ def _on_shared_services(
             collected.team = _teams(svc, workdir, teams)
         if only in (None, "sockets"):
             _sockets(svc, workdir)
+        if only in (None, "hops"):
+            collected.hops = _hops(svc, workdir)
         if only in (None, "peers"):
             collected.peers = _peers(svc, peer_runs)
         return svc.origin
@@ -173,6 +183,25 @@ def _merge_workers(runs: list[WorkersRun] | None, run: dict[str, Any], write: Pa
     data["workers"] = {**workers_results(runs), "run": run}
     write.write_text(json.dumps(data, indent=2) + "\n")
     print(f"the workers figures written to {write} (its other entries are from {data.get('started_at', 'no run')})")
+
+
+def _merge(key: str, entry: dict[str, Any] | None, run: dict[str, Any], write: Path | None) -> None:
+    """Put one part's figures, with the facts of its run, into the results file at `write`; keep the rest."""
+    if write is None or entry is None:
+        print("results not written")
+        return
+    data = json.loads(write.read_text()) if write.exists() else {}
+    data[key] = {**entry, "run": run}
+    write.write_text(json.dumps(data, indent=2) + "\n")
+    print(f"the {key} figures written to {write} (its other entries are from {data.get('started_at', 'no run')})")
+
+
+def _hops(svc: Services, workdir: Path) -> dict[str, Any]:
+    figures = measure_hops(svc, workdir, HOP_TURNS, HOP_BOARDS)
+    print(f"\n[3e] system under test, traced: {figures.command}")
+    print()
+    print(hops_tables(figures))
+    return hops_results(figures)
 
 
 def _workers(workdir: Path) -> list[WorkersRun]:
@@ -398,7 +427,7 @@ def _parse(argv: list[str] | None = None) -> argparse.Namespace:
         help=f"write the results as JSON here (default: {RESULTS.name} beside this file, for full runs and --only workers)",
     )
     args = parser.parse_args(argv)
-    if args.write is None and args.only in (None, "workers"):
+    if args.write is None and args.only in (None, "workers", "hops"):
         args.write = RESULTS
     return args
 

@@ -39,6 +39,7 @@ from schemas import DecodeError, InvalidId, Layout, SessionCommand, Subjects, co
 
 from .connection import Bus
 from .errors import BusError, PublishFailed
+from .tracing import Context, SpanKind, child, extract, inject
 
 logger = structlog.get_logger("agentbus.bus")
 
@@ -90,12 +91,15 @@ async def publish_command(bus: Bus, session_id: str, command: SessionCommand, *,
     data = encode(command)
     # A bus with a credential signs it: workers believe a gateway's principal, and act as the service that signed.
     headers = {**({MSG_ID: dedup_id(session_id, key)} if key else {}), **bus.origin.headers(subject, data)}
-    try:
-        ack = await bus.nc.jetstream().publish(subject, data, headers=headers or None, timeout=timeout)
-    except nats.js.errors.NoStreamResponseError:
-        raise PublishFailed(subject, "no command stream (is a worker running?)") from None
-    except (nats.errors.TimeoutError, nats.js.errors.APIError) as exc:
-        raise PublishFailed(subject, str(exc) or type(exc).__name__) from None
+    with child("publish command", kind=SpanKind.PRODUCER) as span:
+        if span.is_recording():
+            span.set_attributes({"messaging.destination.name": subject, "agentbus.session_id": session_id})
+        try:
+            ack = await bus.nc.jetstream().publish(subject, data, headers=inject(headers) or None, timeout=timeout)
+        except nats.js.errors.NoStreamResponseError:
+            raise PublishFailed(subject, "no command stream (is a worker running?)") from None
+        except (nats.errors.TimeoutError, nats.js.errors.APIError) as exc:
+            raise PublishFailed(subject, str(exc) or type(exc).__name__) from None
     return CommandAck(sequence=ack.seq, duplicate=bool(ack.duplicate), idempotency_key=key)
 
 
@@ -126,6 +130,8 @@ class CommandDelivery:
         self._msg = msg
         self.session_id = session_id
         self.command = command
+        self.trace: Context | None = extract(msg.headers)
+        """The trace the publisher's span began (`bus.tracing`): the worker's handling continues it."""
 
     @property
     def sequence(self) -> int:

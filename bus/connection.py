@@ -19,6 +19,7 @@ from schemas import Command, DecodeError, Decoder, ErrorReply, Subjects, encode,
 from .credentials import Credential
 from .errors import BusError, MessageTooLarge, PublishFailed, RequestFailed
 from .origin import Origin
+from .tracing import Context, SpanKind, child, extract, following, inject
 
 logger = structlog.get_logger("agentbus.bus")
 
@@ -55,6 +56,8 @@ class TypedSubscription(Generic[T]):
     def __init__(self, sub: Subscription, decoder: Decoder[T]) -> None:
         self._sub = sub
         self._decoder = decoder
+        self.trace: Context | None = None
+        """The trace context the message just yielded carried (`bus.tracing`), for the span that handles it."""
 
     def __aiter__(self) -> AsyncIterator[T]:
         return self._iterate()
@@ -62,7 +65,9 @@ class TypedSubscription(Generic[T]):
     async def _iterate(self) -> AsyncIterator[T]:
         async for msg in self._sub.messages:
             try:
-                yield self._decoder.decode(msg.data)
+                decoded = self._decoder.decode(msg.data)
+                self.trace = extract(msg.headers)
+                yield decoded
             except DecodeError as exc:
                 logger.warning("undecodable_message", subject=msg.subject, error=str(exc))
 
@@ -169,7 +174,8 @@ class Bus:
         """
         data = encode(message)
         try:
-            await self.nc.publish(subject, data)
+            # The current trace's context goes along (a token, or the relay's event): the gateway continues it.
+            await self.nc.publish(subject, data, headers=inject())
         except nats.errors.MaxPayloadError:
             raise MessageTooLarge(subject, len(data), self.nc.max_payload) from None
         except nats.errors.Error as exc:
@@ -191,9 +197,11 @@ class Bus:
         """Send a request (signed if this bus has a signer) and decode its reply; `RequestFailed` when there is none."""
         data = encode(message)
         try:
-            msg = await self.nc.request(
-                subject, data, timeout=timeout, headers=self.origin.headers(subject, data) or None
-            )
+            with child("bus request", kind=SpanKind.CLIENT) as span:
+                if span.is_recording():
+                    span.set_attribute("messaging.destination.name", subject)
+                headers = inject(self.origin.headers(subject, data)) or None
+                msg = await self.nc.request(subject, data, timeout=timeout, headers=headers)
         except nats.errors.NoRespondersError:
             raise RequestFailed(subject, "no responders (is a worker running?)") from None
         except nats.errors.TimeoutError:
@@ -237,7 +245,10 @@ class Bus:
             if isinstance(request, msgspec.Struct):
                 request = self.origin.acting_for(request, msg.subject, msg.data, msg.headers)
             try:
-                reply = await handler(request)
+                with following("bus serve", extract(msg.headers), kind=SpanKind.SERVER) as span:
+                    if span.is_recording():
+                        span.set_attribute("messaging.destination.name", msg.subject)
+                    reply = await handler(request)
             except Exception as exc:  # a bug in one request must not kill the service
                 logger.exception("request_handler_failed", subject=msg.subject)
                 reply = ErrorReply(code="internal", message=f"{type(exc).__name__}: {exc}")

@@ -271,6 +271,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+SERVING = {"up": "agentbus", "worker": "agentbus-worker", "gateway": "agentbus-gateway"}
+"""The commands that serve, and the service name their spans carry unless OTEL_SERVICE_NAME gives one (`cli.tracing`)."""
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
@@ -279,4 +283,14 @@ def main(argv: list[str] | None = None) -> int:
     elif rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     configure_logging(args.log_level, args.log_format)
-    return int(args.func(args, Settings.from_env()) or 0)
+    service = SERVING.get(args.command)
+    if service is None:
+        return int(args.func(args, Settings.from_env()) or 0)
+    from .tracing import start_tracing  # only here: the other commands never load OpenTelemetry
+
+    stop_tracing = start_tracing(service)
+    try:
+        return int(args.func(args, Settings.from_env()) or 0)
+    finally:
+        if stop_tracing is not None:
+            stop_tracing()  # the spans still batched are exported before the process ends

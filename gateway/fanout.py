@@ -30,6 +30,7 @@ from enum import Enum
 import structlog
 
 from bus import Bus, TypedSubscription
+from bus.tracing import Context, SpanKind, captured, following
 from projections import EventLog, EventLogError
 from schemas import CommandRefused, EventOmitted, FeedItem, RecordedEvent, codec
 from schemas.texts import ENGLISH, Texts
@@ -50,6 +51,8 @@ class Live:
 
     item: FeedItem
     text: str | None
+    trace: Context | None = None
+    """The span that received it (`bus.tracing`), which each socket's send continues."""
 
 
 class Marker(Enum):
@@ -137,10 +140,10 @@ class _SessionFeed:
         self.listeners = [listener for listener in self.listeners if not listener.overflowed]
         if isinstance(item, CommandRefused):
             for listener in self._owners(item):
-                listener.offer(Live(item, None))
+                listener.offer(Live(item, None, captured()))
             return
         text = None if isinstance(item, EventOmitted) else encode_frame(render(item, self.texts))
-        entry = Live(item, text)
+        entry = Live(item, text, captured())
         for listener in self.listeners:
             listener.offer(entry)
 
@@ -231,14 +234,16 @@ class Fanout:
         async for item in feed.subscription:
             self._check_reconnects(bus)
             self.items_total += 1
-            if isinstance(item, RecordedEvent) and not await self._proven(feed, item):
-                continue
-            try:
-                feed.dispatch(item)
-            except Exception:  # a bug rendering one item must not silence the session: its sockets read the log
-                logger.exception("fanout_dispatch_failed", session_id=feed.session_id)
-                for listener in feed.listeners:
-                    listener.offer(RESYNC)
+            # The publisher's trace (a token's turn, an event's relay) goes on: this gateway's receipt of it.
+            with following("gateway receive", feed.subscription.trace, kind=SpanKind.CONSUMER):
+                if isinstance(item, RecordedEvent) and not await self._proven(feed, item):
+                    continue
+                try:
+                    feed.dispatch(item)
+                except Exception:  # a bug rendering one item must not silence the session: its sockets read the log
+                    logger.exception("fanout_dispatch_failed", session_id=feed.session_id)
+                    for listener in feed.listeners:
+                        listener.offer(RESYNC)
 
     async def _proven(self, feed: _SessionFeed, item: RecordedEvent) -> bool:
         """Whether the log reaches `item`'s position; if it cannot be read, the sockets read it again once it can."""

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from bus import BusError, TypedSubscription, publish_command
+from bus.tracing import SpanKind, following, root
 from projections import EventLog
 from schemas import CommandRefused, ExecutionMode, FeedItem, RecordedEvent, SendMessage, codec, limits
 from schemas.events import (
@@ -105,6 +106,14 @@ async def send_message(request: Request) -> Response:
         return problem(400, f"Session '{session_id}' is closed", "session_closed")
     if (down := await unavailable(ctx, database=False)) is not None:
         return down
+    with root("POST /sessions/{session_id}/messages") as span:
+        if span.is_recording():
+            span.set_attribute("agentbus.session_id", session_id)
+        return await _send(ctx, session_id, command, key)
+
+
+async def _send(ctx: GatewayContext, session_id: str, command: SendMessage, key: str) -> Response:
+    """Publish the command and wait for its answer on the session's live subject, subscribed first."""
     live = await ctx.bus.subscribe(ctx.bus.subjects.session_evt(session_id), codec.feed)
     try:
         try:
@@ -138,9 +147,11 @@ class _Waiter:
 
     async def wait(self, live: TypedSubscription[FeedItem]) -> Response:
         async for item in live:
-            resolved = await resolve(self.event_log, self.session_id, item)  # an omitted answer still counts
-            if resolved is not None and (response := self.see(resolved)) is not None:
-                return response
+            # The item's trace (the relay's publish) goes on here: this gateway's share of the hop.
+            with following("gateway receive", live.trace, kind=SpanKind.CONSUMER):
+                resolved = await resolve(self.event_log, self.session_id, item)  # an omitted answer still counts
+                if resolved is not None and (response := self.see(resolved)) is not None:
+                    return response
         return problem(503, "the live feed ended", "bus_unavailable")
 
     def see(self, item: FeedItem) -> Response | None:

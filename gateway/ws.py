@@ -32,6 +32,7 @@ import structlog
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from bus import BusError, publish_command
+from bus.tracing import Context, following, root
 from projections import EventLogError
 from schemas import (
     Cancel,
@@ -43,6 +44,7 @@ from schemas import (
     RecordedEvent,
     SendMessage,
     limits,
+    tag_of,
     validate_id,
 )
 from schemas.texts import Texts, texts_for
@@ -114,10 +116,17 @@ class _Connection:
             await self.ws.send_text(text)
         self.ctx.metrics.ws_frames_sent_total += 1
 
-    async def deliver(self, item: FeedItem, text: str | None = None) -> None:
-        """Send one feed item, unless its position was sent already; an omitted event is read from the log."""
+    async def deliver(self, item: FeedItem, text: str | None = None, trace: Context | None = None) -> None:
+        """Send one feed item, unless its position was sent already; an omitted event is read from the log.
+
+        `trace` is the span that received a live item: the send is its child.
+        """
         if isinstance(item, RecordedEvent | EventOmitted) and item.position <= self.last_position:
             return
+        with following("ws send", trace):
+            await self._deliver(item, text)
+
+    async def _deliver(self, item: FeedItem, text: str | None) -> None:
         if isinstance(item, EventOmitted):
             try:
                 found = await resolve(self.ctx.event_log, self.session_id, item)
@@ -152,7 +161,7 @@ class _Connection:
             if entry is RESYNC:
                 await self._resync()
             else:
-                await self.deliver(entry.item, entry.text)
+                await self.deliver(entry.item, entry.text, entry.trace)
 
     async def _resync(self) -> None:
         """After a NATS reconnect: once the resubscription is in force, send what the gap hid, from the log."""
@@ -226,7 +235,11 @@ class _Connection:
         command = msgspec.structs.replace(command, idempotency_key=key)
         self.listener.claims.sent_key(key)
         try:
-            await publish_command(self.ctx.bus, self.session_id, command)
+            # A trace starts with each command a socket sends: its turn, its answer's frames are its spans.
+            with root(f"ws {tag_of(type(command))}") as span:
+                if span.is_recording():
+                    span.set_attribute("agentbus.session_id", self.session_id)
+                await publish_command(self.ctx.bus, self.session_id, command)
             self.ctx.metrics.commands_published_total += 1
         except BusError as exc:
             self.ctx.metrics.commands_failed_total += 1

@@ -20,6 +20,7 @@ from ._append_request import AppendRequest, NewEvent
 from ._appender import GroupAppender
 from ._db import driver_errors
 from ._rows import decode_row, select_events
+from ._tracing import append_span, traced
 from ._wakeup import Wakeup
 from .database import asyncpg_dsn
 from .errors import DatabaseError, DuplicateEventError, EventLogError
@@ -115,7 +116,10 @@ class EventLog:
         if repeated:
             raise DuplicateEventError(stream, repeated)
         future: asyncio.Future[list[RecordedEvent]] = asyncio.get_running_loop().create_future()
-        return await self._appender.submit(AppendRequest(stream, batch, expected_version, future))
+        if not traced():
+            return await self._appender.submit(AppendRequest(stream, batch, expected_version, future))
+        with append_span(stream, batch) as batch_traced:
+            return await self._appender.submit(AppendRequest(stream, batch_traced, expected_version, future))
 
     async def read_stream(self, stream: str, after_version: int = 0, limit: int | None = None) -> list[RecordedEvent]:
         """Return the events of `stream` with a version above `after_version`, oldest first."""

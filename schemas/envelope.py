@@ -17,6 +17,8 @@ class EventMeta(msgspec.Struct, frozen=True, kw_only=True):
     correlation_id: str | None = None
     causation_id: str | None = None
     actor: str | None = None
+    traceparent: str | None = None
+    """The W3C trace context of the append that recorded it, when tracing was on: the relay's span continues it."""
 
 
 class RecordedEvent(Message, frozen=True, kw_only=True, tag="event"):

@@ -104,7 +104,8 @@ def test_the_image_runs_agentbus_as_a_non_root_user_and_a_worker_by_default() ->
     assert "USER 10001:10001" in lines
     assert 'ENTRYPOINT ["agentbus"]' in lines
     assert lines[-1] == 'CMD ["worker"]'
-    assert "pip install --no-cache-dir .\n" in (DEPLOY / "Dockerfile").read_text()
+    # The OTLP exporter is in (OTEL_* variables alone turn tracing on), the test tools are not.
+    assert "pip install --no-cache-dir '.[otlp]'\n" in (DEPLOY / "Dockerfile").read_text()
 
 
 # The configuration

@@ -17,6 +17,7 @@ import msgspec
 import structlog
 
 from bus import RequestFailed
+from bus.tracing import child
 from schemas import ExpertSpeechChunkReset, Principal, TeamInterventionAck, board_stream
 from schemas.events import AnyEvent, BoardConcluded, BoardFailed, BoardStarted, ExpertSpeech, RoundSummary
 from schemas.experts import BoardRequest, Conclude, ExpertAnswer, ExpertRequest, Speak, SummarizeRound, expert_id
@@ -138,11 +139,14 @@ class BoardActor(DrivenActor[logic.BoardState]):
                 if resumed and isinstance(step, logic.SpeakStep):
                     await self._discard_speech(step)
                 resumed = False
-                answer = await self._ask(self._request(step))
-                position = await self.host.ask(self.kind, self.id, StepDone(event=self._outcome(step, answer)))
-                if position is None:
-                    return
-                await self.ctx.relayed(position)
+                with child("board step") as span:  # one speech or summary: asked, recorded, relayed
+                    if span.is_recording():
+                        span.set_attributes({"agentbus.board_id": self.id, "agentbus.step": type(step).__name__})
+                    answer = await self._ask(self._request(step))
+                    position = await self.host.ask(self.kind, self.id, StepDone(event=self._outcome(step, answer)))
+                    if position is None:
+                        return
+                    await self.ctx.relayed(position)
         except CallRefused as exc:
             # Over quota (or no quota store): no expert may call its model for this board, so it ends.
             self._give_up(exc.reason, exc.refusal.quota_info)

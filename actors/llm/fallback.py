@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import msgspec
 import structlog
 
+from bus.tracing import SpanKind, child
 from schemas.events import FallbackError
 
 from ..errors import ProviderError
@@ -66,8 +67,28 @@ async def collect(
     The stream is cut (and its request cancelled, by closing it) once it has
     produced `request.max_tokens` pieces or `timeout` seconds passed:
     what came so far is the answer, `truncated`. A stream cut by time before it
-    produced anything is a `ProviderError`, so the next tier is tried.
+    produced anything is a `ProviderError`, so the next tier is tried. Within a
+    trace, the call is a span with an event at its first piece of text.
     """
+    with child("llm stream", kind=SpanKind.CLIENT) as span:
+        if not span.is_recording():
+            return await _collect(provider, request, on_text, timeout)
+        span.set_attributes(
+            {"gen_ai.system": provider.name, "gen_ai.request.model": request.model, "agentbus.purpose": request.purpose}
+        )
+        first = True
+
+        async def marking_first(piece: str) -> None:
+            nonlocal first
+            if first:
+                first = False
+                span.add_event("first token")  # what a user waits for
+            await on_text(piece)
+
+        return await _collect(provider, request, marking_first, timeout)
+
+
+async def _collect(provider: Provider, request: LLMRequest, on_text: OnText, timeout: float | None) -> Collected:
     text: list[str] = []
     parts: dict[int, list[str | None]] = {}
     usage: Usage | None = None

@@ -21,6 +21,8 @@ from typing import Any
 
 import structlog
 
+from bus.tracing import captured, following
+
 from ..errors import ActorError, MailboxFull, is_outage
 from .actor import Actor
 
@@ -31,13 +33,15 @@ CARRIED = ("session_id", "correlation_id")
 
 
 class _Letter:
-    __slots__ = ("context", "message", "reply")
+    __slots__ = ("context", "message", "reply", "trace")
 
     def __init__(self, message: Any, reply: asyncio.Future[Any] | None) -> None:
         self.message = message
         self.reply = reply
         sender = structlog.contextvars.get_contextvars()
         self.context = {key: sender[key] for key in CARRIED if key in sender}
+        self.trace = captured()
+        """The sender's trace: the actor handles the message in it, and a driver it starts inherits it."""
 
 
 class _Cell:
@@ -121,7 +125,10 @@ class ActorHost:
                     self._failures.pop((actor.kind, actor.id), None)
                     break
                 structlog.contextvars.bind_contextvars(**{"actor": name, **letter.context, **actor.log_context()})
-                result = await actor.handle(letter.message)
+                with following(f"{actor.kind} handle", letter.trace) as span:
+                    if span.is_recording():
+                        span.set_attributes({"agentbus.actor": name, "agentbus.message": type(letter.message).__name__})
+                    result = await actor.handle(letter.message)
                 if letter.reply is not None and not letter.reply.done():
                     letter.reply.set_result(result)
                 letter = None
