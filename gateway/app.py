@@ -10,6 +10,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, PlainTextResponse, Response
 from starlette.routing import Mount, WebSocketRoute
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bus import BusError
@@ -35,6 +36,8 @@ from .ws import chat_socket
 
 _STATIC = Path(__file__).parent / "static"
 _OPEN_PATHS = frozenset({"/", "/healthz", "/readyz", "/metrics"})
+# The page's scripts, styles and vendored libraries: public, as the page itself is.
+_OPEN_PREFIX = "/static/"
 
 
 class AuthMiddleware:
@@ -47,7 +50,8 @@ class AuthMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] not in _OPEN_PATHS:
+        path = scope["path"]
+        if scope["type"] == "http" and path not in _OPEN_PATHS and not path.startswith(_OPEN_PREFIX):
             request = Request(scope)
             ctx: GatewayContext = request.app.state.ctx
             caller = identify(request, ctx.api_key, ctx.jwt)
@@ -119,6 +123,7 @@ def create_app(ctx: GatewayContext) -> Starlette:
                 responses={200: Content("text/plain"), 503: Problem},
             ),
             ApiRoute("/metrics", metrics, "GET", summary="Prometheus metrics", responses={200: Content("text/plain")}),
+            Mount("/static", StaticFiles(directory=_STATIC), name="static"),
             *openapi_routes,
             ApiRoute(
                 "/mcp",

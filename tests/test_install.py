@@ -24,10 +24,17 @@ _NOT_SOURCE = shutil.ignore_patterns(
 )  # fmt: skip
 
 CLIENT = """
-import asyncio, json, sys
+import asyncio, json, re, sys
 import httpx, websockets
 
 async def main(http_url):
+    async with httpx.AsyncClient(base_url=http_url, timeout=30) as client:
+        # The chat page and every file it loads, vendored libraries included, ship as package data.
+        page = (await client.get("/")).raise_for_status().text
+        sources = re.findall(r'(?:src|href)="(/static/[^"]+)"', page)
+        for src in sources:
+            (await client.get(src)).raise_for_status()
+        assets = len(sources)
     async with httpx.AsyncClient(base_url=http_url + "/api/v1/chat", timeout=30) as client:
         created = await client.post("/sessions", json={})
         created.raise_for_status()
@@ -38,7 +45,7 @@ async def main(http_url):
         await ws.send(json.dumps({"type": "message", "content": "hello"}))
         while (frame := json.loads(await ws.recv()))["type"] != "final_answer":
             pass
-    print(json.dumps({"connected": connected, "final": frame}))
+    print(json.dumps({"connected": connected, "final": frame, "assets": assets}))
 
 asyncio.run(main(sys.argv[1]))
 """
@@ -92,6 +99,8 @@ def test_a_venv_with_agentbus_installed_without_extras_chats_over_a_websocket(tm
             process.wait(10)
             raise
     seen = json.loads(chat.stdout)
+    page = (REPO / "gateway" / "static" / "index.html").read_text()
+    assert seen["assets"] == page.count('="/static/')  # its style sheet, scripts and vendored Markdown libraries
     assert seen["connected"]["type"] == "connected"
     assert seen["final"]["is_final"] is True and 'You said: "hello"' in seen["final"]["content"]
     assert code == 0, log.read_text()[-3000:]

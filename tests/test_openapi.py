@@ -288,7 +288,7 @@ async def test_every_route_answers_a_database_outage_with_503_and_a_clear_body(
     """
     async with httpx.AsyncClient(base_url=system.http_url, timeout=30) as client:
         doc = (await client.get("/openapi.json")).json()
-        ids = {"session_id": session_id, "board_id": "b1", "team_id": "t1", "name": "x.txt"}
+        ids = {"session_id": session_id, "board_id": "b1", "team_id": "t1", "name": "x.txt", "path": "app.js"}
         ids |= {"department_id": "d1", "user_id": "u1", "quota_type": "tokens", "period": "day", "agent": "assistant"}
         answers: dict[tuple[str, str], httpx.Response] = {}
         async with outage(postgres_url, system.env["AGENTBUS_DATABASE_URL"]):
@@ -307,5 +307,5 @@ async def test_every_route_answers_a_database_outage_with_503_and_a_clear_body(
             unavailable.add((method, path))
     assert set(NEEDS_THE_DATABASE) <= unavailable
     assert ("GET", "/readyz") in unavailable and answers["GET", "/readyz"].json()["code"] == "database_down"
-    for path in ("/", "/healthz", "/metrics", "/openapi.json", "/docs"):
+    for path in ("/", "/static/{path}", "/healthz", "/metrics", "/openapi.json", "/docs"):
         assert answers["GET", path].status_code == 200, path

@@ -1,9 +1,9 @@
 """The chat page has a handler for every frame a team pipeline sends.
 
-The page (`gateway/static/index.html`, no build step) is checked in a browser by
-hand; this cheap check catches the usual drift: a team event or frame added to
-`schemas` that the page would silently drop, live and on reload (the socket
-replays persisted events under the same names).
+The page (`gateway/static/`, no build step) is driven in a browser by
+tests/test_page.py; this cheap check catches the usual drift: a team event or
+frame added to `schemas` that the page would silently drop, live and on reload
+(the socket replays persisted events under the same names).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import schemas.frames as frames
 from schemas import Message, tag_of
 from schemas.events import UserIntervention
 
-PAGE = Path(__file__).resolve().parent.parent / "gateway" / "static" / "index.html"
+STATIC = Path(__file__).resolve().parent.parent / "gateway" / "static"
 
 
 def _team_frame_names() -> set[str]:
@@ -34,7 +34,7 @@ def _team_frame_names() -> set[str]:
 
 
 def _handled_by_page() -> set[str]:
-    script = PAGE.read_text()
+    script = "\n".join(path.read_text() for path in sorted(STATIC.glob("*.js")))
     table = re.search(r"const teamFrames = \{(.*?)\n\};", script, re.S)
     assert table, "the page's teamFrames table is gone"
     keys = set(re.findall(r"^  ([a-z_]+)(?:\(|:)", table.group(1), re.M))
