@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import msgspec
 import nats
+import websockets
 from nats.aio.msg import Msg
 
 from bench.otlp_receiver import OtlpReceiver, Span
 from schemas import RecordedEvent, codec
-from tests.system import System
+from tests.system import System, receive_until
 
 ROOT = "POST /sessions/{session_id}/messages"
 HOPS = [
@@ -83,6 +85,59 @@ async def test_a_turn_is_one_trace_from_the_gateway_over_nats_to_the_worker_the_
         assert model_line is not None and follows(model_line, [*HOPS[:4], ("agentbus-worker", "turn handle")])
         # The token frames the turn published live are received by the gateway in the same trace.
         assert any(s.name == "gateway receive" and by_id.get(s.parent_id or "") is model[0] for s in trace)
+    finally:
+        assert system.stop() == 0
+        receiver.close()
+
+
+STEP_HOPS = [("agentbus-worker", "board step"), ("agentbus-worker", "bus request")]
+EXPERT_HOPS = [
+    ("agentbus-worker", "bus serve"),
+    ("agentbus-worker", "expert handle"),
+    ("agentbus-worker", "llm stream"),
+]
+"""A board step asks its expert over NATS; the expert may answer on the other worker, in the same trace."""
+SHOWN_HOPS = [
+    ("agentbus", "ws send_message"),
+    ("agentbus-worker", "board step"),
+    ("agentbus-worker", "board handle"),
+    ("agentbus-worker", "eventlog append"),
+    ("agentbus-worker", "relay publish"),
+    ("agentbus", "gateway receive"),
+    ("agentbus", "ws send"),
+]
+"""A step's recorded speech, relayed, reaches the socket that sent the `@board` message."""
+
+
+def board_steps_traced(spans: list[Span], trace_id: str) -> bool:
+    """Whether a step's expert call and a step's speech on the socket are in the trace, every parent received."""
+    trace = [s for s in spans if s.trace_id == trace_id]
+    by_id = {s.span_id: s for s in trace}
+    lines = [line for span in trace if (line := ancestry(span, by_id))]
+    return any(follows(line, [*STEP_HOPS, *EXPERT_HOPS]) for line in lines) and any(
+        follows(line, SHOWN_HOPS) for line in lines
+    )
+
+
+async def test_a_board_over_the_socket_is_one_trace_whose_steps_reach_an_expert_and_come_back_to_the_socket(
+    tmp_path: Path, system_env: dict[str, str]
+) -> None:
+    receiver = OtlpReceiver()
+    system = System(tmp_path / "up", {**system_env, **receiver.env()}).start(args=("--workers", "2"))
+    try:
+        session_id = await system.create_session()
+        async with websockets.connect(system.ws_base + session_id) as ws:
+            await receive_until(ws, "connected")
+            await ws.send(json.dumps({"type": "message", "content": "@board:skeptic,economist rounds=1 trace me"}))
+            frames = await receive_until(ws, "final_answer", timeout=60)
+        assert any(frame["type"] == "expert_speech" for frame in frames)
+
+        def traced(spans: list[Span]) -> bool:
+            roots = [s for s in spans if s.name == "ws send_message" and s.parent_id is None]
+            return len(roots) == 1 and board_steps_traced(spans, roots[0].trace_id)
+
+        found = await asyncio.to_thread(receiver.wait_for, traced, 30)
+        assert found, sorted({(s.service, s.name) for s in receiver.spans})
     finally:
         assert system.stop() == 0
         receiver.close()
