@@ -126,6 +126,24 @@ async def test_a_confirmation_is_a_dialog_and_once_answered_history_shows_it_ans
     await expect(dialog.get_by_role("button")).to_have_count(0)  # never a live control again
 
 
+async def test_a_question_is_answered_inline_with_enter_and_history_shows_the_answer(
+    page: Page, system: System, session_id: str
+) -> None:
+    await open_session(page, system, session_id)
+    await say(page, "ask me for my name")
+    question = page.get_by_role("group", name="What is your name?")
+    reply = question.get_by_role("textbox")
+    await expect(reply).to_be_focused()  # the composer was empty: the reply box takes the keyboard
+    await reply.fill("Ada")
+    await reply.press("Enter")
+    await expect(question.locator(".outcome")).to_have_text("You answered: Ada")
+    await expect(page.locator(".msg.assistant .answer").last).to_contain_text("Ada")
+
+    await page.reload()
+    await expect(question.locator(".outcome")).to_have_text("You answered: Ada")
+    await expect(question.get_by_role("textbox")).to_have_count(0)
+
+
 async def test_a_board_of_two_rounds_is_watched_live_with_an_intervention_in_place(
     page: Page, tmp_path: Path, system_env: dict[str, str]
 ) -> None:
@@ -227,8 +245,11 @@ async def test_a_phone_sees_the_chat_full_width_and_the_sessions_as_a_drawer(
         await open_session(page, system, session_id)
         sidebar = page.locator("#sidebar")
         await expect(sidebar).not_to_be_in_viewport()
-        await say(page, "what is 17*23?")
+        await say(
+            page, "what is 17*23? A long first message, which becomes the title in the header, must not widen the page"
+        )
         await expect(page.locator(".msg.assistant .answer")).to_contain_text("391")
+        await expect(page.locator("#heading")).to_contain_text("what is 17*23?")
         assert await page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]  # nothing overflows
         composer = await page.locator("#composer").bounding_box()
         assert composer is not None and composer["width"] == PHONE["width"]

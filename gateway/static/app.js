@@ -254,6 +254,13 @@ function step(turn, cls, label, detail) {
   return div;
 }
 
+// A question or a confirmation comes before the answer it leads to.
+function beforeAnswer(turn, cls) {
+  const box = document.createElement("div");
+  box.className = cls;
+  return turn.div.insertBefore(box, turn.answer);
+}
+
 function pretty(json) {
   try { return JSON.stringify(JSON.parse(json), null, 2); } catch { return json; }
 }
@@ -393,7 +400,7 @@ function stepFrame(turn, d) {
 // ---- ask_human: an inline reply box; once answered (live or in replayed history) only the answer shows.
 let asks = {};
 function askHuman(turn, d) {
-  const box = el(turn.div, "div", "ask");
+  const box = beforeAnswer(turn, "ask");
   box.setAttribute("role", "group");
   const title = el(box, "h3", "", "❓ " + d.question);
   title.id = "ask-" + d.request_id;
@@ -432,7 +439,7 @@ function confirmation(turn, d) {
   const call = calls[d.call_id] || {};
   const tool = call.tool || d.command;
   const destructive = DESTRUCTIVE.test(tool || "") || DESTRUCTIVE.test(d.command || "");
-  const box = el(turn.div, "div", "confirm" + (destructive ? " destructive" : ""));
+  const box = beforeAnswer(turn, "confirm" + (destructive ? " destructive" : ""));
   box.setAttribute("role", "alertdialog");
   const title = el(box, "h3", "", `${destructive ? "⚠ " : ""}Allow ${tool}?`);
   title.id = "confirm-" + d.confirmation_id;

@@ -110,7 +110,7 @@ function drawBoard(board, view) {
     card.style.setProperty("--c", x.color || "");
     el(card, "span", "avatar", x.avatar || x.name[0]).setAttribute("aria-hidden", "true");
     const text = el(card, "div");
-    el(text, "div", "name", x.name + (x.is_moderator ? " · moderator" : ""));
+    el(text, "div", "name", x.name + (x.is_moderator && x.name !== "moderator" ? " · moderator" : ""));
     el(text, "div", "persona", x.persona || "");
     const streaming = live && Object.entries(board.chunks).find(([key]) => key.split("\n")[1] === x.name);
     if (streaming) el(text, "div", "live typing", Object.values(streaming[1]).join(""));
