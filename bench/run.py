@@ -1,6 +1,6 @@
 """Run every benchmark once and print figures with their raw baselines and peers.
 
-    python -m bench.run [--turns N] [--only board|team|sockets|workers|peers]   (also: make bench, agentbus bench)
+    python -m bench.run [--turns N] [--only board|team|sockets|workers|hops|peers]   (also: make bench, agentbus bench)
 
 0. The raw floors of a turn: nats-py request/reply between two processes, and the
    durable floor (a JetStream publish with its stored ack, plus one PostgreSQL commit).
@@ -16,13 +16,13 @@
    pub→sub, first-token latency under that load, then turns through a kill -9 and restart of
    the embedded nats-server, clients reconnecting with `?after=` (bench/sockets.py; skipped on
    an external NATS). `--only sockets` runs it alone.
-3e. Hops: the same `agentbus up` with tracing on, exporting its spans over OTLP/HTTP to a receiver in this
-   process; 200 turns and 3 boards give p50/p99 per hop of a turn and of a board step (bench/hops.py).
-   `--only hops` runs it alone and writes its "hops" entry into bench/results.json, leaving the rest as it was.
 3d. Workers: chat turns/s of `agentbus up` with 1, 2 and 3 workers (`--workers N`), each on its own embedded
    services, 1200 turns over 40 sessions at once, with the CPU per turn of agentbus, nats-server, PostgreSQL and
    the client (bench/workers.py). `--only workers` runs it alone and writes its figures into bench/results.json
    (its "workers" entry, with the run's facts), leaving the rest of the file as it was.
+3e. Hops: the same `agentbus up` with tracing on, exporting its spans over OTLP/HTTP to a receiver in this
+   process; 200 turns and 3 boards give p50/p99 per hop of a turn and of a board step (bench/hops.py).
+   `--only hops` runs it alone and writes its "hops" entry into bench/results.json, leaving the rest as it was.
 4. The peers, in `.venv-bench` (`make bench` builds it): eventsourcing's PostgreSQL
    recorder, AutoGen's RoundRobinGroupChat, LangGraph with its Postgres checkpointer,
    a DBOS workflow. `--only peers` runs the floors and the peers alone.
