@@ -9,6 +9,7 @@ script error on the page fails the test.
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -25,6 +26,7 @@ from tests.users import token
 TOPIC = "Should we move our monolith to microservices?"
 DESKTOP: ViewportSize = {"width": 1280, "height": 900}
 PHONE: ViewportSize = {"width": 390, "height": 844}
+PAST = re.compile(r"\bpast\b")  # the class of a card drawn as it stood at a past position
 # Two shared cores run the whole stack and the browser: give every DOM state ample time to come.
 expect.set_options(timeout=20_000)
 
@@ -189,7 +191,7 @@ async def test_the_time_travel_slider_redraws_the_board_as_it_stood(
 
     await slider.focus()
     await slider.press("Home")  # the meeting as it opened: experts, nothing said yet
-    await expect(board).to_have_class("msg board past")
+    await expect(board).to_have_class(PAST)
     await expect(board.locator("output")).to_contain_text("event 1 of 10")
     await expect(board.locator(".speech")).to_have_count(0)
     await expect(board.get_by_role("region", name="Conclusion")).to_have_count(0)
@@ -200,9 +202,37 @@ async def test_the_time_travel_slider_redraws_the_board_as_it_stood(
     await expect(board.locator(".summary")).to_have_count(0)
 
     await board.get_by_role("button", name="Live").click()
-    await expect(board).to_have_class("msg board")
+    await expect(board).not_to_have_class(PAST)
     await expect(board.locator(".speech")).to_have_count(6)
     await expect(board.get_by_role("region", name="Conclusion")).to_be_visible()
+
+
+async def test_a_team_is_a_phase_board_and_its_slider_goes_back_to_the_plan(
+    page: Page, system: System, session_id: str
+) -> None:
+    await open_session(page, system, session_id)
+    await say(page, "@team Build a user login feature with email and password")
+    team = page.get_by_role("region", name="Team: Build a user login feature with email and password")
+    await expect(team.get_by_role("region", name="Synthesis")).to_be_visible()
+    await expect(team.locator(".status")).to_contain_text("completed")
+    phases = team.locator(".phase")
+    count = await phases.count()
+    await expect(team.locator(".phase[data-state=done]")).to_have_count(count)
+    await expect(team.locator(".phase .line.good")).to_have_count(count)  # each accepted by the lead
+    # Design and the test plan depend on nothing: side by side in the first row; the rest below them.
+    rows = team.locator(".phase-row")
+    await expect(rows.first.locator(".phase .name")).to_have_text(["Design", "Test plan"])
+    assert await rows.count() >= 2
+
+    slider = team.get_by_role("slider", name="Time travel")
+    await slider.focus()
+    await slider.press("Home")  # the team as it formed: the whole plan still to do
+    await expect(team).to_have_class(PAST)
+    await expect(team.locator(".phase[data-state=pending]")).to_have_count(count)
+    await expect(team.get_by_role("region", name="Synthesis")).to_have_count(0)
+    await slider.press("End")
+    await expect(team).not_to_have_class(PAST)
+    await expect(team.locator(".phase[data-state=done]")).to_have_count(count)
 
 
 async def test_a_gateway_restart_loses_no_typed_message_and_duplicates_nothing(

@@ -42,6 +42,13 @@ function markdown(source) {
   return DOMPurify.sanitize(marked.parse(source || "", {gfm: true, breaks: true}));
 }
 
+function el(parent, tag, cls, text) {
+  const e = parent.appendChild(document.createElement(tag));
+  if (cls) e.className = cls;
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
 function bubble(cls, content) {
   log.querySelector(".empty")?.remove();
   const div = document.createElement("div");
@@ -291,8 +298,8 @@ function onFrame(f) {
   const d = f.data || {};
   if (boardFrame(f)) return;
   if (Object.hasOwn(teamFrames, f.type)) {
-    if (f.type === "team_formed") teamFormed(d);
-    else if (teams[d.team_id]) teamFrames[f.type](teams[d.team_id], d);
+    if (f.type === "team_formed") teamFormed(d, f);
+    else if (teams[d.team_id]) teamFrames[f.type](teams[d.team_id], d, f);
     return;
   }
   const turnId = f.turn_id || d.turn_id || "?";
@@ -343,7 +350,7 @@ function onFrame(f) {
       if (turn) { turn.streaming = false; turn.answer.classList.remove("typing"); }
       const div = bubble("error", d.message || "error");
       div.setAttribute("role", "alert");
-      if (teams[d.team_id]) teamEnded(teams[d.team_id], d.status);
+      if (teams[d.team_id]) teamEvent(teams[d.team_id], null);  // a cancelled or failed team ends with this frame
       if (d.code === "board_failed" && runningBoard()) boardEnded(runningBoard(), "failed", d.message);
       if (d.code === "unknown_session") text.disabled = true;
       break;
@@ -482,12 +489,11 @@ function intervention(d, position) {
     delete pendingUser[d.idempotency_key];
     outbox.delete(d.idempotency_key);
   }
-  if (boardIntervention(d, position)) return;
+  if (boardIntervention(d, position) || teamIntervention(d, position)) return;
   const key = d.target_id + "\n" + d.content;
   if (interventions[key]) return;
-  const team = teams[d.target_id];
-  if (team) interventions[key] = el(team.notes, "div", "line you", `🗣 you: ${d.content} (taken into account)`);
-  else { interventions[key] = bubble("user", d.content); bubble("meta", "intervention taken into account"); }
+  interventions[key] = bubble("user", d.content);
+  bubble("meta", "intervention taken into account");
 }
 
 // ---- Start: agents and sessions (asking to sign in if the gateway wants a credential), then #id.

@@ -15,58 +15,54 @@ function newBoard(d, position) {
   };
   card.setAttribute("aria-label", "Board meeting: " + d.topic);
   board.body = el(card, "div");
-  const travel = el(card, "div", "timetravel");
-  const id = "travel-" + d.board_id;
-  const label = el(travel, "label", "", "Time travel");
-  label.htmlFor = id;
-  board.slider = el(travel, "input");
-  Object.assign(board.slider, {type: "range", id, min: 0, max: 0, value: 0, step: 1});
-  board.slider.setAttribute("aria-describedby", id + "-at");
-  board.output = el(travel, "output");
-  board.output.id = id + "-at";
-  board.live = el(travel, "button", "", "Live");
-  board.live.type = "button";
-  board.slider.addEventListener("input", () => travelTo(board, Number(board.slider.value)));
-  board.live.onclick = () => travelTo(board, board.positions.length - 1);
+  timeTravel(board, `/boards/${encodeURIComponent(board.id)}`, (view) => drawBoard(board, view));
   record(board, position);
   return board;
 }
 
-// Every persisted event of the board is one stop of the slider; at the last stop the card is live.
 function record(board, position) {
   if (position) board.positions.push(position);
-  const last = Math.max(board.positions.length - 1, 0);
-  const wasLive = board.at === null;
-  board.slider.max = last;
-  if (wasLive) board.slider.value = last;
-  drawTravel(board);
-  if (wasLive) drawBoard(board, board.view);
+  board.travel();
+  if (board.at === null) drawBoard(board, board.view);
 }
 
-function drawTravel(board) {
-  const index = board.at === null ? board.positions.length - 1 : board.at;
-  const total = board.positions.length;
-  board.output.value = board.at === null
-    ? `live · ${total} events`
-    : `as it stood at log position ${board.positions[index]} · event ${index + 1} of ${total}`;
-  board.slider.setAttribute("aria-valuetext", board.output.value);
-  board.live.disabled = board.at === null;
-  board.card.classList.toggle("past", board.at !== null);
-}
-
-async function travelTo(board, index) {
-  if (index >= board.positions.length - 1) {
-    board.at = null;
-    board.slider.value = board.positions.length - 1;
-    drawTravel(board);
-    drawBoard(board, board.view);
-    return;
-  }
-  board.at = index;
-  drawTravel(board);
-  const position = board.positions[index];
-  const past = await api(`/boards/${encodeURIComponent(board.id)}?at=${position}`);
-  if (board.at === index) drawBoard(board, past);  // the reader may have moved on meanwhile
+// The time-travel slider of a board's or team's card: a stop per persisted event of it
+// (`holder.positions`); at the last stop the card is live (`holder.at` null: `draw(holder.view)`),
+// before it the card is drawn from `GET <path>?at=<position>`, the view as it stood then.
+// `holder.travel()` follows new positions.
+function timeTravel(holder, path, draw) {
+  const travel = el(holder.card, "div", "timetravel");
+  const id = "travel-" + holder.id;
+  el(travel, "label", "", "Time travel").htmlFor = id;
+  const slider = el(travel, "input");
+  Object.assign(slider, {type: "range", id, min: 0, max: 0, value: 0, step: 1});
+  slider.setAttribute("aria-describedby", id + "-at");
+  const output = el(travel, "output");
+  output.id = id + "-at";
+  const live = el(travel, "button", "", "Live");
+  live.type = "button";
+  const show = () => {
+    const total = holder.positions.length;
+    const index = holder.at === null ? total - 1 : holder.at;
+    slider.max = Math.max(total - 1, 0);
+    slider.value = index;
+    output.value = holder.at === null
+      ? `live · ${total} events`
+      : `as it stood at log position ${holder.positions[index]} · event ${index + 1} of ${total}`;
+    slider.setAttribute("aria-valuetext", output.value);
+    live.disabled = holder.at === null;
+    holder.card.classList.toggle("past", holder.at !== null);
+  };
+  const go = async (index) => {
+    holder.at = index >= holder.positions.length - 1 ? null : index;
+    show();
+    if (holder.at === null) { draw(holder.view); return; }
+    const past = await api(`${path}?at=${holder.positions[index]}`);
+    if (holder.at === index) draw(past);  // unless the reader moved on meanwhile
+  };
+  slider.addEventListener("input", () => go(Number(slider.value)));
+  live.onclick = () => go(holder.positions.length - 1);
+  holder.travel = show;
 }
 
 function roundOf(view, n) {

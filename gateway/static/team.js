@@ -1,181 +1,167 @@
 "use strict";
-// Team pipelines (@team): one card per team, updated in place by its frames. The socket replays the
-// session's log first, so on reload the same persisted frames draw the same card; only the streamed
-// chunks are live-only, and the final result replaces them anyway. `teams` is reset per open session.
+// Team pipelines (@team): one card per team, drawn from GET /teams/{id}, the TeamView the log folds
+// to, so the live card and the card as it stood at a past log position (the time-travel slider,
+// `?at=`) are one drawing. Live, every persisted team frame asks for the view again (one request at
+// a time, the last frame's answer wins); streamed chunks, which the log never holds, are drawn over
+// the last view until the recorded result or synthesis replaces them. `teams` is reset per session.
 let teams = {};
 
-function el(parent, tag, cls, text) {
-  const e = parent.appendChild(document.createElement(tag));
-  if (cls) e.className = cls;
-  if (text !== undefined) e.textContent = text;
-  return e;
-}
+const STATES = {pending: "pending", running: "running", review: "in review", done: "done", failed: "failed"};
 
-function colourOf(team, name) { return (team.members[name] || {}).color || "#888"; }
-
-function setWho(team, chip, name, color) {
-  chip.textContent = `${(team.members[name] || {}).avatar || ""} ${name}`.trim();
-  chip.style.borderColor = chip.style.color = color || colourOf(team, name);
-}
-
-function setBadge(ph, status) { ph.status = status; ph.badge.className = "badge " + status; ph.badge.textContent = status; }
-
-function teamFormed(d) {
+function teamFormed(d, f) {
   const card = bubble("team", "");
-  const team = teams[d.team_id] = {card, members: {}, phases: {}, order: [], synthesis: null};
-  for (const x of d.experts) team.members[x.name] = x;
-  card.style.borderLeftColor = colourOf(team, d.lead_expert);
-  const head = el(card, "div");
-  el(head, "b", "", "👥 Team: " + d.task);
-  team.status = el(head, "span", "meta status", " · working");
-  const members = el(card, "div");
-  for (const x of d.experts) {
-    const chip = el(members, "span", "chip");
-    setWho(team, chip, x.name, x.color);
-    if (x.role === "lead") chip.textContent += " · lead";
+  card.setAttribute("role", "region");
+  card.setAttribute("aria-label", "Team: " + d.task);
+  const team = teams[d.team_id] = {card, id: d.team_id, positions: [], at: null, results: {}, synthesis: {}, view: null, asked: null};
+  team.body = el(card, "div");
+  el(team.body, "h2", "", "👥 " + d.task);
+  timeTravel(team, `/teams/${encodeURIComponent(team.id)}`, (view) => drawTeam(team, view));
+  teamEvent(team, f.position);
+}
+
+// A persisted frame of the team: one more stop of the slider, and the live view asked for again.
+function teamEvent(team, position) {
+  if (position) team.positions.push(position);
+  team.travel();
+  const asked = team.asked = (team.asked || Promise.resolve()).then(async () => {
+    const view = await api(`/teams/${encodeURIComponent(team.id)}`);
+    if (team.asked === asked) { team.view = view; if (team.at === null) drawTeam(team, view); }
+  });
+}
+
+function phaseState(p) {
+  if (p.status === "failed") return "failed";
+  if (p.status === "completed") return "done";
+  if (p.status === "running" && p.results.length > p.reviews.length) return "review";
+  return p.status === "running" ? "running" : "pending";
+}
+
+function drawTeam(team, view) {
+  if (!view) return;
+  const live = team.at === null;
+  const box = team.body;
+  box.replaceChildren();
+  const members = Object.fromEntries(view.experts.map((x) => [x.name, x]));
+  const colour = (name) => (members[name] || {}).color || "";
+  el(box, "h2", "", "👥 " + view.task);
+  const status = {executing: "working", completed: "completed", failed: "failed", cancelled: "cancelled"}[view.status] || "…";
+  el(box, "div", "progress status", `${status}${view.ending && view.ending.reason ? " · " + view.ending.reason : ""}` +
+    (view.revision > 1 ? ` · plan revision ${view.revision}` : ""));
+  team.card.classList.toggle("ended", view.status !== "executing" && view.status !== "unknown");
+  team.card.classList.toggle("stopped", view.status === "failed" || view.status === "cancelled");
+  const chips = el(box, "div");
+  for (const x of view.experts) {
+    const chip = el(chips, "span", "chip", `${x.avatar} ${x.name}${x.role === "lead" ? " · lead" : ""}`.trim());
+    chip.style.borderColor = chip.style.color = x.color;
     chip.title = x.persona;
   }
-  team.notes = el(card, "div");  // interventions, risks of the whole team: above the plan they change
-  team.caption = el(card, "div", "caption", "plan");
-  team.plan = el(card, "div");
-  drawPlan(team, d.plan_phases);
-}
+  for (const i of view.interventions) el(box, "div", "line you", `🗣 you: ${i.content} (taken into account)`);
+  for (const r of view.replans) el(box, "div", "line warn", `↻ replanned (${r.trigger.replace("_", " ")}): ${r.reason}`);
+  for (const r of view.risks.filter((r) => !r.phase_id)) el(box, "div", "line warn", `⚠ ${r.severity} risk: ${r.risk}`);
 
-// The phase a frame is about; one the plan never listed is added rather than dropped.
-function phaseOf(team, id, name) {
-  if (team.phases[id]) return team.phases[id];
-  const ph = team.phases[id] = {status: "pending", current: null};
-  ph.el = el(team.plan, "div", "phase");
-  const head = el(ph.el, "div");
-  ph.badge = el(head, "span", "badge", "pending");
-  ph.title = el(head, "b", "", name || id);
-  el(head, "span", "", " ");
-  ph.who = el(head, "span", "chip");
-  ph.goal = el(ph.el, "div", "line");
-  ph.body = el(ph.el, "div");  // steps, hand-offs, results, reviews, risks: in the order they happened
-  team.order.push(id);
-  return ph;
-}
-
-// Redraw the plan in its new order. Phases keep their element (badge, steps, results); a phase
-// the new plan drops stays, struck through, where it was if it ran (the failed one), else goes.
-function drawPlan(team, phases) {
-  const order = phases.map((p) => p.id), names = {};
-  for (const id of team.order) names[id] = team.phases[id].title.textContent;
-  for (const p of phases) names[p.id] = p.name;
-  team.order.forEach((id, i) => {
-    const ph = team.phases[id];
-    if (order.includes(id)) return;
-    if (ph.status === "pending") { ph.el.remove(); delete team.phases[id]; return; }
-    const before = team.order.slice(0, i).reverse().find((x) => order.includes(x));
-    order.splice(before ? order.indexOf(before) + 1 : 0, 0, id);
-    ph.el.classList.add("dropped");
-  });
-  for (const p of phases) {
-    const ph = phaseOf(team, p.id, p.name);
-    ph.title.textContent = p.name;
-    if (ph.status === "pending") setWho(team, ph.who, p.assignee);
-    ph.goal.textContent = p.goal + (p.depends_on.length ? `  (after ${p.depends_on.map((x) => names[x] || x).join(", ")})` : "");
+  const names = Object.fromEntries([...view.plan, ...view.off_plan].map((p) => [p.id, p.name]));
+  const counts = {};
+  for (const p of view.plan) counts[phaseState(p)] = (counts[phaseState(p)] || 0) + 1;
+  el(box, "div", "progress", Object.keys(STATES).filter((k) => counts[k]).map((k) => `${counts[k]} ${STATES[k]}`).join(" · "));
+  // A row per step of the plan: a phase sits one row below the last phase it depends on, so the
+  // phases that run at the same time are side by side and every dependency points up.
+  const level = {};
+  const depth = (p, seen = new Set()) => {
+    if (level[p.id] !== undefined) return level[p.id];
+    seen.add(p.id);
+    const deps = p.depends_on.map((id) => view.plan.find((q) => q.id === id)).filter((q) => q && !seen.has(q.id));
+    return (level[p.id] = deps.length ? 1 + Math.max(...deps.map((q) => depth(q, seen))) : 0);
+  };
+  const board = el(box, "div", "phases");
+  board.setAttribute("aria-label", "Phases");
+  const rows = [];
+  for (const p of view.plan) {
+    const n = depth(p);
+    while (rows.length <= n) rows.push(el(board, "div", "phase-row"));
   }
-  team.order = order;
-  for (const id of order) team.plan.appendChild(team.phases[id].el);
-}
-
-// Streamed text is kept per segment (one attempt), so a reset removes exactly what that attempt sent.
-function stream(box, segment, content) {
-  const span = [...box.children].find((s) => s.dataset.segment === segment) || el(box, "span");
-  span.dataset.segment = segment;
-  span.textContent += content;
-}
-
-// The box a phase's current attempt streams into; after a final result the next attempt gets a new one.
-function resultBox(team, ph, expert, color) {
-  if (!ph.current) {
-    ph.current = el(ph.body, "div", "result");
-    ph.current.style.borderColor = color || colourOf(team, expert);
+  for (const p of view.plan) {
+    const state = phaseState(p);
+    const card = el(rows[depth(p)], "article", "phase " + state);
+    card.dataset.state = state;
+    card.setAttribute("aria-label", `${p.name}: ${STATES[state]}`);
+    el(card, "span", "badge " + state, STATES[state]);
+    card.style.setProperty("--c", colour(p.expert_name || p.assignee));
+    el(card, "div", "name", p.name);
+    el(card, "div", "line", `${(members[p.expert_name || p.assignee] || {}).avatar || ""} ${p.expert_name || p.assignee}`.trim());
+    if (p.depends_on.length) el(card, "div", "line", "after " + p.depends_on.map((id) => names[id] || id).join(", "));
+    if (p.goal) el(card, "div", "line", p.goal);
+    for (const s of p.steps.slice(-3)) el(card, "div", "line", "· " + s.content);
+    for (const h of p.handoffs) el(card, "div", "line", `⇢ from ${h.from_expert} (${names[h.from_phase_id] || h.from_phase_id})`);
+    const streaming = live && team.results[p.id];
+    const result = p.results[p.results.length - 1];
+    if (streaming) el(card, "div", "result answer typing").innerHTML = markdown(Object.values(streaming).join(""));
+    else if (result) {
+      const details = el(card, "details");
+      el(details, "summary", "", `result${p.results.length > 1 ? ` (attempt ${result.attempt})` : ""}`);
+      el(details, "div", "result answer").innerHTML = markdown(result.content);
+    }
+    for (const r of p.reviews) {
+      el(card, "div", r.verdict === "accept" ? "line good" : "line warn",
+        r.verdict === "accept" ? `✔ accepted by ${r.reviewer}` : `↻ revise (${r.reviewer}): ${r.reasons.join("; ")}`);
+    }
+    for (const r of view.risks.filter((r) => r.phase_id === p.id)) el(card, "div", "line warn", `⚠ ${r.severity} risk: ${r.risk}`);
+    if (p.failure) el(card, "div", "line bad", "✖ " + p.failure);
   }
-  return ph.current;
-}
-
-function synthesisBox(team) {
-  if (!team.synthesis) {
-    const details = el(team.card, "details");
-    details.open = true;
-    team.synthesisTitle = el(details, "summary", "", "✎ synthesis");
-    team.synthesis = el(details, "div", "result");
-    team.synthesis.style.borderColor = colourOf(team, Object.values(team.members).find((x) => x.role === "lead")?.name);
+  for (const p of view.off_plan) {
+    const card = el(board, "article", "phase dropped");
+    el(card, "div", "name", p.name);
+    el(card, "div", "line", "dropped by a new plan" + (p.failure ? ": " + p.failure : ""));
   }
-  return team.synthesis;
+  const streamed = live && Object.values(team.synthesis).join("");
+  if (view.synthesis || streamed) {
+    const section = el(box, "section", "conclusion");
+    section.setAttribute("aria-label", "Synthesis");
+    el(section, "h3", "", "✎ Synthesis");
+    el(section, "div", "answer" + (view.synthesis ? "" : " typing")).innerHTML = markdown(view.synthesis ? view.synthesis.content : streamed);
+  }
 }
 
-// The reason a team stopped is in the error frame drawn below the card; the card only says how it ended.
-function teamEnded(team, status) {
-  team.card.classList.add("ended");
-  if (status !== "completed") team.card.classList.add("stopped");
-  team.status.textContent = " · " + status;
-  for (const id of team.order) if (team.phases[id].status === "running" && status !== "completed") setBadge(team.phases[id], "stopped");
+// Chunks are kept per segment (one attempt), so a reset removes exactly what that attempt sent.
+function streamInto(team, store, segment, content) {
+  store[segment] = (store[segment] || "") + content;
+  if (team.at === null) drawTeam(team, team.view);
+}
+
+function dropSegment(team, store, segment) {
+  delete store[segment];
+  if (team.at === null) drawTeam(team, team.view);
 }
 
 const teamFrames = {
   team_formed: null,  // teamFormed: it creates the card the others need
-  plan_update(team, d) {
-    drawPlan(team, d.plan_phases);
-    team.caption.textContent = d.revision > 1 ? `plan · revision ${d.revision} · replanned: ${d.reason}` : "plan";
-    team.caption.className = d.revision > 1 ? "caption warn" : "caption";
-  },
-  replanning(team, d) { team.caption.textContent = "plan · replanning: " + d.reason; team.caption.className = "caption warn"; },
-  phase_started(team, d) {
-    const ph = phaseOf(team, d.phase_id, d.phase_name);
-    setBadge(ph, "running");
-    setWho(team, ph.who, d.expert_name, d.expert_color);
-  },
-  expert_step(team, d) { el(phaseOf(team, d.phase_id).body, "div", "line", "· " + d.content); },
-  expert_result_chunk(team, d) {
-    stream(resultBox(team, phaseOf(team, d.phase_id), d.expert_name), d.segment, d.content);
-  },
-  expert_result_chunk_reset(team, d) {
-    const ph = phaseOf(team, d.phase_id), box = ph.current;
-    if (!box) return;
-    [...box.children].filter((s) => s.dataset.segment === d.segment).forEach((s) => s.remove());
-    if (!box.children.length) { box.remove(); ph.current = null; }
-  },
-  expert_result(team, d) {
-    const ph = phaseOf(team, d.phase_id);
-    resultBox(team, ph, d.expert_name, d.expert_color).textContent = d.content;
-    ph.current = null;
-  },
-  review_result(team, d) {
-    const ok = d.verdict === "accept";
-    el(phaseOf(team, d.phase_id).body, "div", ok ? "line good" : "line warn",
-      ok ? `✔ accepted by ${d.reviewer}` : `↻ revise (${d.reviewer}): ${d.reasons.join("; ")}`);
-  },
-  risk_flagged(team, d) {
-    const where = d.phase_id && team.phases[d.phase_id] ? team.phases[d.phase_id].body : team.notes;
-    el(where, "div", "line warn", `⚠ ${d.severity} risk: ${d.risk}`);
-  },
-  collaboration_notice(team, d) {
-    const from = team.phases[d.from_phase_id];
-    el(phaseOf(team, d.to_phase_id).body, "div", "line",
-      `⇢ hand-off: ${d.from_expert} → ${d.to_expert}${from ? " (" + from.title.textContent + ")" : ""}`);
-  },
-  phase_completed(team, d) { setBadge(phaseOf(team, d.phase_id), "done"); },
-  phase_failed(team, d) {
-    const ph = phaseOf(team, d.phase_id, d.phase_name);
-    setBadge(ph, "failed");
-    el(ph.body, "div", "line bad", "✖ " + d.reason);
-  },
-  team_synthesis_chunk(team, d) { stream(synthesisBox(team), d.segment, d.content); },
-  team_synthesis_chunk_reset(team, d) {
-    if (team.synthesis) [...team.synthesis.children].filter((s) => s.dataset.segment === d.segment).forEach((s) => s.remove());
-  },
-  team_synthesis(team, d) {
-    // The synthesis is also the final answer drawn right below the card: fold it so it is not read twice.
-    synthesisBox(team).textContent = d.content;
-    team.synthesisTitle.textContent = "✎ synthesis (the answer below)";
-    team.synthesisTitle.parentElement.open = false;
-  },
-  team_dissolved(team, d) { teamEnded(team, d.status); },
-  // Drawn by the plan and its phases already.
-  plan_step() {},
-  collaboration_contract_defined() {},
+  expert_result_chunk(team, d) { streamInto(team, team.results[d.phase_id] = team.results[d.phase_id] || {}, d.segment, d.content); },
+  expert_result_chunk_reset(team, d) { dropSegment(team, team.results[d.phase_id] || {}, d.segment); },
+  team_synthesis_chunk(team, d) { streamInto(team, team.synthesis, d.segment, d.content); },
+  team_synthesis_chunk_reset(team, d) { dropSegment(team, team.synthesis, d.segment); },
+  // The recorded result replaces what its attempt streamed.
+  expert_result(team, d, f) { delete team.results[d.phase_id]; teamEvent(team, f.position); },
+  team_synthesis(team, d, f) { team.synthesis = {}; teamEvent(team, f.position); },
+  // Every other persisted team event changes the view: ask for it again.
+  plan_update: persisted,
+  replanning: persisted,
+  phase_started: persisted,
+  expert_step: persisted,
+  review_result: persisted,
+  risk_flagged: persisted,
+  collaboration_notice: persisted,
+  phase_completed: persisted,
+  phase_failed: persisted,
+  team_dissolved: persisted,
+  plan_step: persisted,
+  collaboration_contract_defined: persisted,
 };
+
+function persisted(team, d, f) { teamEvent(team, f.position); }
+
+// Text the user sent while the team ran: the view holds it once it is recorded.
+function teamIntervention(d, position) {
+  const team = teams[d.target_id];
+  if (!team) return false;
+  if (position) teamEvent(team, position);
+  return true;
+}
