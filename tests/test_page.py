@@ -108,6 +108,49 @@ async def test_a_chat_turn_streams_a_sanitized_markdown_answer_with_its_tool_ste
     assert await page.evaluate("window.pwned") is None
 
 
+async def test_stop_cancels_the_answer_being_streamed(page: Page, tmp_path: Path, system_env: dict[str, str]) -> None:
+    system = System(tmp_path / "data", {**system_env, "AGENTBUS_OFFLINE_DELAY": "0.2"}).start()
+    try:
+        await open_session(page, system, await system.create_session())
+        await say(page, "tell me a long story")
+        stop = page.get_by_role("button", name="Stop")
+        await expect(page.locator(".msg.assistant .answer.typing")).not_to_be_empty()  # streaming
+        await stop.click()
+        await expect(page.locator(".msg.meta")).to_have_text("⏹ stopped")
+        await expect(stop).to_be_hidden()
+        await expect(page.locator("#text")).to_be_focused()
+    finally:
+        assert system.stop() == 0
+
+
+async def test_the_sidebar_creates_searches_renames_and_closes_sessions(page: Page, system: System) -> None:
+    await page.goto(system.http_url + "/")
+    for message in ("what is 17*23?", "hello there"):
+        await page.get_by_role("button", name="New chat").click()
+        await expect(page.locator("#status-dot")).to_have_class("online")
+        await say(page, message)
+        await expect(page.locator("#sessions li[aria-current=true] .title")).to_have_text(message)
+    sessions = page.locator("#sessions li .title")
+    await expect(sessions).to_have_text(["hello there", "what is 17*23?"])  # the latest first
+
+    await page.get_by_label("Search sessions").fill("17*23")
+    await expect(sessions).to_have_text(["what is 17*23?"])
+    await page.get_by_label("Search sessions").fill("")
+    await expect(sessions).to_have_count(2)
+
+    # Opening another session by its link keeps the page: the other's history comes over its socket.
+    await sessions.nth(1).click()
+    await expect(page.locator(".msg.user")).to_have_text(["what is 17*23?"])
+    await page.get_by_role("button", name="Rename what is 17*23?").click()
+    title = page.get_by_label("New title")
+    await title.fill("Arithmetic")
+    await title.press("Enter")
+    await expect(page.locator("#heading")).to_have_text("Arithmetic")
+    await expect(page.locator("#sessions li[aria-current=true] .title")).to_have_text("Arithmetic")
+    await page.get_by_role("button", name="Close Arithmetic").click()
+    await expect(page.locator("#sessions li.closed .title")).to_have_text("Arithmetic")
+
+
 async def test_a_confirmation_is_a_dialog_and_once_answered_history_shows_it_answered(
     page: Page, system: System, session_id: str
 ) -> None:
@@ -173,6 +216,30 @@ async def test_a_board_of_two_rounds_is_watched_live_with_an_intervention_in_pla
         await expect(board.locator(".progress")).to_have_text("Concluded after 2 rounds")
         await expect(board.locator(".expert.speaking")).to_have_count(0)
         await expect(page.locator("#stop")).to_be_hidden()
+    finally:
+        assert system.stop() == 0
+
+
+async def test_the_view_follows_the_stream_unless_the_reader_scrolled_up(
+    page: Page, tmp_path: Path, system_env: dict[str, str]
+) -> None:
+    system = System(tmp_path / "data", {**system_env, "AGENTBUS_OFFLINE_DELAY": "0.03"}).start()
+    try:
+        await open_session(page, system, await system.create_session())
+        await say(page, f"@board rounds=2 {TOPIC}")
+        log = page.locator("#log")
+        speeches = page.locator(".board .speech")
+        # `nth(k)` attached: at least k+1 speeches (recorded or streaming) are drawn.
+        await expect(speeches.nth(3)).to_be_attached()
+        assert await log.evaluate("log => log.scrollHeight > log.clientHeight + 200")  # taller than the view by now
+        at_end = "log => log.scrollHeight - log.scrollTop - log.clientHeight < 48"
+        assert await log.evaluate(at_end)
+        await log.evaluate("log => { log.scrollTop = 0; }")
+        await expect(speeches.nth(5)).to_be_attached()
+        assert await log.evaluate("log => log.scrollTop") == 0  # the reader's place is kept
+        await log.evaluate("log => { log.scrollTop = log.scrollHeight; }")
+        await expect(page.get_by_role("region", name="Conclusion")).to_be_attached(timeout=90_000)
+        assert await log.evaluate(at_end)  # back at the end: followed again
     finally:
         assert system.stop() == 0
 
