@@ -61,9 +61,12 @@ function bubble(cls, content) {
 // ---- Sessions in the sidebar.
 let sessionId = null;
 
+let listing = 0;
 async function listSessions() {
   const q = $("search").value.trim();
+  const asked = ++listing;
   const list = await api("/sessions" + (q ? "?q=" + encodeURIComponent(q) : ""));
+  if (asked !== listing) return;  // a later request is on its way: its answer is the newer
   list.sort((a, b) => b.updated_at.localeCompare(a.updated_at));
   const ul = $("sessions");
   ul.replaceChildren();
@@ -73,17 +76,19 @@ async function listSessions() {
     li.setAttribute("aria-current", String(s.session_id === sessionId));
     const open = el(li, "button", "open");
     open.type = "button";
-    el(open, "span", "title", s.title || "New chat");
+    // The read model may not hold the first message yet: the page knows it already.
+    const title = s.title || (s.session_id === sessionId && firstMessage) || "New chat";
+    el(open, "span", "title", title);
     el(open, "span", "sub", `${s.agent_name} · ${s.updated_at.slice(0, 16).replace("T", " ")}${s.status === "closed" ? " · closed" : ""}`);
     open.onclick = () => { location.hash = s.session_id; closeDrawer(); };
     const rename = el(li, "button", "tool", "✎");
     Object.assign(rename, {type: "button", title: "Rename"});
-    rename.setAttribute("aria-label", "Rename " + (s.title || "session"));
+    rename.setAttribute("aria-label", "Rename " + title);
     rename.onclick = () => renameSession(li, s);
     if (s.status !== "closed") {
       const close = el(li, "button", "tool", "✕");
       Object.assign(close, {type: "button", title: "Close"});
-      close.setAttribute("aria-label", "Close " + (s.title || "session"));
+      close.setAttribute("aria-label", "Close " + title);
       close.onclick = async () => { await api(`/sessions/${s.session_id}`, {method: "DELETE"}); listSessions(); };
     }
   }
@@ -115,7 +120,17 @@ async function loadAgents() {
 }
 
 $("new").onclick = async () => {
-  const s = await api("/sessions", {method: "POST", body: JSON.stringify({agent_name: $("agent").value || "assistant"})});
+  // Until the new session is open, nothing typed may go to the one on screen.
+  text.disabled = true;
+  $("status-dot").className = "";
+  let s;
+  try {
+    s = await api("/sessions", {method: "POST", body: JSON.stringify({agent_name: $("agent").value || "assistant"})});
+  } finally {
+    text.disabled = !sessionId;  // back as it was, unless the new session opens below
+  }
+  // Opened at once, not on the hashchange to come: what is typed next belongs to the new session.
+  openSession(s.session_id);
   location.hash = s.session_id;
   closeDrawer();
   listSessions();
@@ -181,14 +196,19 @@ function send(frame) {
 }
 
 // ---- Opening a session (by #id, without a reload).
-let turns = {}, pendingUser = {}, calls = {}, waiting = new Set(), shown = {};
+// What the open session's frames drew, by id; reset when another session opens.
+let turns = {}, pendingUser = {}, calls = {}, asks = {}, confirms = {}, interventions = {};
+let waiting = new Set(), firstMessage = null;
 
 async function openSession(id) {
   if (id === sessionId) return;
   clearTimeout(retryTimer);
   if (socket) { const old = socket; socket = null; old.close(); }
   sessionId = id; lastPosition = 0; retries = 0;
-  turns = {}; pendingUser = {}; calls = {}; waiting = new Set(); shown = {}; teams = {}; boards = {}; outbox = new Map();
+  $("status-dot").className = "";  // connecting: neither online nor lost
+  $("banner").hidden = true;
+  turns = {}; pendingUser = {}; calls = {}; asks = {}; confirms = {}; interventions = {};
+  waiting = new Set(); firstMessage = null; teams = {}; boards = {}; outbox = new Map();
   log.replaceChildren();
   busy();
   text.disabled = false;
@@ -377,8 +397,8 @@ function userMessage(d) {
   else bubble("user", d.shown || d.content);
   waiting.add(d.message_id);
   busy();
-  if (!shown.titled) {
-    shown.titled = true;  // the first message titles the session: refresh the list once
+  if (!firstMessage) {
+    firstMessage = d.shown || d.content;  // the first message titles the session: refresh the list once
     listSessions().then(() => {
       const title = document.querySelector("#sessions li[aria-current=true] .title");
       if (title) $("heading").textContent = title.textContent;
@@ -405,7 +425,6 @@ function stepFrame(turn, d) {
 }
 
 // ---- ask_human: an inline reply box; once answered (live or in replayed history) only the answer shows.
-let asks = {};
 function askHuman(turn, d) {
   const box = beforeAnswer(turn, "ask");
   box.setAttribute("role", "group");
@@ -431,7 +450,9 @@ function askHuman(turn, d) {
 function answered(requestId, content) {
   const box = asks[requestId];
   if (!box) return;
+  const hadFocus = box.contains(document.activeElement);
   box.querySelector("form")?.remove();
+  if (hadFocus) text.focus();  // the reply box goes: the keyboard goes back to the composer
   box.querySelector(".outcome")?.remove();
   el(box, "div", "outcome good", "You answered: " + content);
 }
@@ -439,7 +460,6 @@ function answered(requestId, content) {
 const expired = (d) => d.expires_at && Date.parse(d.expires_at) < Date.now();
 
 // ---- Confirmations: what will happen, the arguments readable, a destructive action styled as such.
-let confirms = {};
 const DESTRUCTIVE = /delete|remove|erase|drop|destroy|kill|write|move|overwrite/i;
 
 function confirmation(turn, d) {
@@ -482,7 +502,6 @@ function resolved(d) {
 
 // Text the user sent while a board or team ran. Live the ack (with the text) comes first and the
 // persisted user_intervention follows; on reload only the latter is replayed: draw it once.
-let interventions = {};
 function intervention(d, position) {
   if (d.idempotency_key && pendingUser[d.idempotency_key]) {
     pendingUser[d.idempotency_key].remove();  // drawn in the board's or team's card instead
