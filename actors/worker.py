@@ -186,6 +186,7 @@ class Worker:
             await self._leases.release(partition)
         self._layout = layouts.active
         self._leases.use(self._layout)
+        self._owned = set()  # the same numbers in the new layout are other partitions: say what is owned anew
         logger.info("command_layout_followed", partitions=self._layout.partitions, generation=self._layout.generation)
 
     async def _carry_checkpoints(self, layouts: CommandLayouts) -> None:
@@ -242,6 +243,7 @@ class Worker:
                 member=self._leases.member,
                 pid=os.getpid(),
                 partitions=sorted(held),
+                generation=self._layout.generation,
                 workers=len(members),
             )
 
