@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -13,11 +11,9 @@ from tests.users import ENV, as_service, as_user
 
 
 @pytest.fixture
-def system(tmp_path: Path, system_env: dict[str, str]) -> Iterator[System]:
-    system = System(tmp_path / "data", {**system_env, **ENV}).start()
-    yield system
-    if system.process is not None:
-        assert system.stop() == 0
+def system_env(system_env: dict[str, str]) -> dict[str, str]:
+    """The `agentbus up` of these tests verifies their tokens and takes their API key."""
+    return {**system_env, **ENV}
 
 
 async def test_an_admin_manages_departments_over_rest_and_a_user_may_not(system: System) -> None:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -16,12 +14,9 @@ from tests.users import ENV, as_service, as_user, token
 
 
 @pytest.fixture
-def system(tmp_path: Path, system_env: dict[str, str]) -> Iterator[System]:
-    """An `agentbus up` that verifies the tests' tokens and takes their API key."""
-    system = System(tmp_path / "data", {**system_env, **ENV}).start()
-    yield system
-    if system.process is not None:
-        assert system.stop() == 0
+def system_env(system_env: dict[str, str]) -> dict[str, str]:
+    """The `agentbus up` of these tests verifies their tokens and takes their API key."""
+    return {**system_env, **ENV}
 
 
 def _as_if_absent(response: httpx.Response, session_id: str, absent_id: str) -> tuple[int, str]:
