@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import nats
@@ -25,9 +25,12 @@ from tests.users import ENV, as_service, as_user, token
 
 
 @pytest.fixture
-def system_env(system_env: dict[str, str]) -> dict[str, str]:
-    """The `agentbus up` of these tests verifies their tokens and takes their API key."""
-    return {**system_env, **ENV}
+def system(tmp_path: Path, system_env: dict[str, str]) -> Iterator[System]:
+    """An `agentbus up` that verifies the tests' tokens and takes their API key."""
+    system = System(tmp_path / "data", {**system_env, **ENV}).start()
+    yield system
+    if system.process is not None:
+        assert system.stop() == 0
 
 
 @pytest.fixture
