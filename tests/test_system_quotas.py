@@ -168,21 +168,26 @@ async def test_concurrent_turns_on_two_workers_overrun_a_token_quota_by_at_most_
         assert system.stop() == 0
 
 
-async def test_a_quota_store_that_does_not_answer_refuses_the_call_with_a_clear_error(
-    system: System,
-) -> None:
-    """The counters locked by another transaction for longer than the store's deadline: no model call is made."""
-    await set_quota(system, "research", "requests", "day", 10)
-    session_id = await new_session(system, ADA)
+async def say_while_the_quota_store_is_locked(system: System, session_id: str, content: str) -> dict:
+    """`say` while another transaction holds the quota counters for longer than the store's deadline."""
     engine = create_engine(system.env["AGENTBUS_DATABASE_URL"])
     try:
         async with engine.connect() as conn, conn.begin():
             await conn.execute(text("LOCK TABLE quota_counters IN ACCESS EXCLUSIVE MODE"))
             async with socket(system, session_id, ADA) as ws:
                 await ws.recv()
-                frame = await say(ws, "hello")
+                return await say(ws, content)
     finally:
         await engine.dispose()
+
+
+async def test_a_quota_store_that_does_not_answer_refuses_the_call_with_a_clear_error(
+    system: System,
+) -> None:
+    """The counters locked by another transaction for longer than the store's deadline: no model call is made."""
+    await set_quota(system, "research", "requests", "day", 10)
+    session_id = await new_session(system, ADA)
+    frame = await say_while_the_quota_store_is_locked(system, session_id, "hello")
     assert frame["type"] == "error" and frame["data"]["code"] == "quota_unavailable"
     assert "the model was not called" in frame["data"]["message"]
     async with as_user(system, *ADA) as client:
@@ -232,15 +237,7 @@ async def test_a_teams_model_calls_are_counted_against_the_callers_department_an
 async def test_a_team_ends_with_a_clear_error_when_the_quota_store_does_not_answer(system: System) -> None:
     await set_quota(system, "research", "requests", "day", 10)
     session_id = await new_session(system, ADA)
-    engine = create_engine(system.env["AGENTBUS_DATABASE_URL"])
-    try:
-        async with engine.connect() as conn, conn.begin():
-            await conn.execute(text("LOCK TABLE quota_counters IN ACCESS EXCLUSIVE MODE"))
-            async with socket(system, session_id, ADA) as ws:
-                await ws.recv()
-                frame = await say(ws, "@team Write a short release note")
-    finally:
-        await engine.dispose()
+    frame = await say_while_the_quota_store_is_locked(system, session_id, "@team Write a short release note")
     assert frame["type"] == "error" and frame["data"]["code"] == "team_failed"
     assert "the model was not called" in frame["data"]["reason"]
 
